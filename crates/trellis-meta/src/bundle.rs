@@ -1,0 +1,103 @@
+//! Bundles: the unit of delivery — a named, versioned set of definitions.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::check::{check_bundle_shape, check_form_at};
+use crate::error::MetaError;
+use crate::form::{Form, Label};
+
+/// A bundle document: forms now, more sections as the engine grows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// Machine name of the bundle.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Display name per language.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub label: Label,
+    /// Description per language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Label>,
+    /// Form definitions, in install order.
+    #[serde(default)]
+    pub forms: Vec<Form>,
+}
+
+/// Parse a semantic version `MAJOR.MINOR.PATCH` (pre-release and build suffixes ignored).
+pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.split(['-', '+']).next()?;
+    let mut it = core.split('.').map(|p| p.parse::<u64>().ok());
+    let out = (it.next()??, it.next()??, it.next()??);
+    if it.next().is_some() { None } else { Some(out) }
+}
+
+/// Check a bundle: its shape, each form, relation targets within the bundle or among
+/// `existing` forms, and unique form names.
+pub fn check_bundle(doc: &Value, existing: &dyn Fn(&str) -> bool) -> Result<Bundle, Vec<MetaError>> {
+    let mut errs = check_bundle_shape(doc);
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let version = doc.get("version").and_then(Value::as_str).unwrap_or_default();
+    if parse_version(version).is_none() {
+        errs.push(MetaError::new("version", "invalid_version", "a version looks like 1.2.3"));
+    }
+    let form_docs = doc.get("forms").and_then(Value::as_array).cloned().unwrap_or_default();
+    let names: HashSet<String> =
+        form_docs.iter().filter_map(|f| f.get("name").and_then(Value::as_str)).map(str::to_owned).collect();
+    let known = |n: &str| names.contains(n) || existing(n);
+    let mut seen = HashSet::new();
+    let mut forms = Vec::new();
+    for (i, fd) in form_docs.iter().enumerate() {
+        let at = format!("forms[{i}]");
+        match check_form_at(fd, &known, &at) {
+            Ok(f) => {
+                if !seen.insert(f.name.clone()) {
+                    errs.push(MetaError::new(format!("{at}.name"), "duplicate_name", format!("the form {:?} is listed twice", f.name)));
+                }
+                forms.push(f);
+            }
+            Err(e) => errs.extend(e),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let mut bundle: Bundle =
+        serde_json::from_value(doc.clone()).map_err(|e| vec![MetaError::new("", "schema", e.to_string())])?;
+    bundle.forms = forms;
+    Ok(bundle)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("1.2.3"), Some((1, 2, 3)));
+        assert_eq!(parse_version("1.2.3-beta.1"), Some((1, 2, 3)));
+        assert_eq!(parse_version("1.2"), None);
+    }
+
+    #[test]
+    fn relation_targets_resolve_within_the_bundle() {
+        let doc = json!({"name":"app","version":"1.0.0","label":{"en":"App"},"forms":[
+            {"name":"b","label":{"en":"B"},"fields":[{"name":"a","type":"relation","target":"a"}]},
+            {"name":"a","label":{"en":"A"},"fields":[{"name":"x","type":"text"}]}]});
+        let b = check_bundle(&doc, &|_| false).unwrap();
+        assert_eq!(b.forms.len(), 2);
+        let doc = json!({"name":"app","version":"1.0.0","label":{"en":"App"},"forms":[
+            {"name":"b","label":{"en":"B"},"fields":[{"name":"a","type":"relation","target":"zzz"}]},
+            {"name":"b","label":{"en":"B"},"fields":[{"name":"x","type":"text"}]}]});
+        let errs = check_bundle(&doc, &|_| false).unwrap_err();
+        assert!(errs.iter().any(|e| e.path == "forms[0].fields[0].target"), "{errs:?}");
+        assert!(errs.iter().any(|e| e.path == "forms[1].name"), "{errs:?}");
+    }
+}
