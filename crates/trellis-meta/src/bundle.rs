@@ -54,13 +54,13 @@ pub fn check_bundle(doc: &Value, existing: &dyn Fn(&str) -> bool) -> Result<Bund
     let mut forms = Vec::new();
     for (i, fd) in form_docs.iter().enumerate() {
         let at = format!("forms[{i}]");
-        match check_form_at(fd, &known, &at) {
-            Ok(f) => {
-                if !seen.insert(f.name.clone()) {
-                    errs.push(MetaError::new(format!("{at}.name"), "duplicate_name", format!("the form {:?} is listed twice", f.name)));
-                }
-                forms.push(f);
+        if let Some(n) = fd.get("name").and_then(Value::as_str) {
+            if !seen.insert(n.to_owned()) {
+                errs.push(MetaError::new(format!("{at}.name"), "duplicate_name", format!("the form {n:?} is listed twice")));
             }
+        }
+        match check_form_at(fd, &known, &at) {
+            Ok(f) => forms.push(f),
             Err(e) => errs.extend(e),
         }
     }
