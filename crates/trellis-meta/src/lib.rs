@@ -12,7 +12,7 @@ pub mod record;
 pub use bundle::Bundle;
 pub use error::{FieldError, MetaError};
 pub use form::{Field, FieldType, Form, Label, OnDelete, SelectOption};
-pub use record::RecordValidator;
+pub use record::{FieldValidator, RecordValidator};
 
 /// System columns present on every record (fixed names).
 pub const SYSTEM_COLUMNS: [&str; 6] = ["id", "version", "created_at", "updated_at", "created_by", "owner"];

@@ -159,6 +159,32 @@ pub fn output_schema(form: &Form) -> Value {
     json!({"type":"object","title":form.name,"properties":props,"required":required})
 }
 
+/// Validates values of one field, compiled once (used to check existing rows before a
+/// schema change).
+pub struct FieldValidator {
+    name: String,
+    validator: jsonschema::Validator,
+}
+
+impl FieldValidator {
+    /// Compile the schema of `f`.
+    pub fn new(f: &Field) -> Result<Self, MetaError> {
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&field_schema(f))
+            .map_err(|e| MetaError::new(&f.name, "schema", e.to_string()))?;
+        Ok(Self { name: f.name.clone(), validator })
+    }
+
+    /// Check one value.
+    pub fn check(&self, v: &Value) -> Result<(), FieldError> {
+        match self.validator.iter_errors(v).next() {
+            None => Ok(()),
+            Some(e) => Err(to_field_error(&self.name, &e)),
+        }
+    }
+}
+
 /// Check one value against one field (used for defaults).
 pub fn validate_field_value(f: &Field, v: &Value) -> Result<(), FieldError> {
     let schema = field_schema(f);

@@ -66,7 +66,8 @@ pub fn from_record(sort: &Sort, record: &Map<String, Json>) -> Cursor {
     Cursor { values, id }
 }
 
-/// The condition "row comes strictly after `cursor`" in `sort`'s order (NULL is largest).
+/// The condition "row comes strictly after `cursor`" in `sort`'s order (NULL is smallest,
+/// as in [`Sort::apply`]).
 pub fn after(
     sort: &Sort,
     cursor: &Cursor,
@@ -91,9 +92,9 @@ enum Test {
     Eq(usize, Scalar),
     IsNull(usize),
     NotNull(usize),
-    Lt(usize, Scalar),
-    /// Greater than, or NULL (which sorts above every value).
-    GtOrNull(usize, Scalar),
+    Gt(usize, Scalar),
+    /// Less than, or NULL (which sorts below every value).
+    LtOrNull(usize, Scalar),
     IdGt(String),
     IdLt(String),
 }
@@ -114,11 +115,11 @@ fn after_terms(sort: &Sort, cursor: &Cursor) -> Result<Vec<Vec<Test>>, FilterErr
         let v = value::parse(key.kind, raw)
             .map_err(|e| invalid(format!("value for `{}`: {e}", key.field)))?;
         let later = match (&v, key.descending) {
-            // Nothing sorts after NULL ascending.
-            (Scalar::Null, false) => None,
-            (Scalar::Null, true) => Some(Test::NotNull(i)),
-            (_, false) => Some(Test::GtOrNull(i, v.clone())),
-            (_, true) => Some(Test::Lt(i, v.clone())),
+            // Every value sorts after NULL ascending; nothing does descending.
+            (Scalar::Null, false) => Some(Test::NotNull(i)),
+            (Scalar::Null, true) => None,
+            (_, false) => Some(Test::Gt(i, v.clone())),
+            (_, true) => Some(Test::LtOrNull(i, v.clone())),
         };
         if let Some(later) = later {
             let mut term = equal.clone();
@@ -152,10 +153,10 @@ impl Test {
             Test::Eq(i, v) => col(*i).eq(bind(*i, v)),
             Test::IsNull(i) => col(*i).is_null(),
             Test::NotNull(i) => col(*i).is_not_null(),
-            Test::Lt(i, v) => col(*i).lt(bind(*i, v)),
-            Test::GtOrNull(i, v) => {
+            Test::Gt(i, v) => col(*i).gt(bind(*i, v)),
+            Test::LtOrNull(i, v) => {
                 return Condition::any()
-                    .add(col(*i).gt(bind(*i, v)))
+                    .add(col(*i).lt(bind(*i, v)))
                     .add(col(*i).is_null());
             }
             Test::IdGt(s) => id().gt(Value::String(Some(s.clone()))),

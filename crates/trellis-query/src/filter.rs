@@ -122,7 +122,10 @@ enum Op {
     /// A JSON string array holds at least one of these.
     ArrayHas(Vec<String>),
     /// The relation column points at a row of `table` that satisfies `inner`.
-    Through { table: String, inner: Box<Node> },
+    Through {
+        table: String,
+        inner: Box<Node>,
+    },
 }
 
 impl Filter {
@@ -133,9 +136,9 @@ impl Filter {
         catalog: &dyn Catalog,
         now: DateTime<Utc>,
     ) -> Result<Filter, FilterError> {
-        let table = catalog
-            .table(form)
-            .ok_or_else(|| FilterError::new("", "unknown_form", format!("unknown form `{form}`")))?;
+        let table = catalog.table(form).ok_or_else(|| {
+            FilterError::new("", "unknown_form", format!("unknown form `{form}`"))
+        })?;
         let mut parser = Parser {
             catalog,
             now,
@@ -387,7 +390,9 @@ impl Parser<'_> {
                 }
                 match kind {
                     ValueKind::Json => Err(unsupported()),
-                    ValueKind::TextArray => Ok((Op::ArrayHas(vec![self.string(arg, path)?]), negated)),
+                    ValueKind::TextArray => {
+                        Ok((Op::ArrayHas(vec![self.string(arg, path)?]), negated))
+                    }
                     _ => Ok((Op::Cmp(CmpOp::Eq, self.scalar(kind, arg, path)?), negated)),
                 }
             }
@@ -651,7 +656,9 @@ fn positive_expr(leaf: &Leaf, dialect: Dialect) -> Expr {
         Op::Text(TextOp::StartsWith, s) => match dialect {
             // GLOB is case-sensitive on SQLite, like LIKE on PostgreSQL.
             Dialect::Sqlite => col.glob(format!("{}*", escape_glob(s))),
-            Dialect::Postgres => col.like(LikeExpr::new(format!("{}%", escape_like(s))).escape('\\')),
+            Dialect::Postgres => {
+                col.like(LikeExpr::new(format!("{}%", escape_like(s))).escape('\\'))
+            }
         },
         Op::ArrayHas(items) => match dialect {
             Dialect::Sqlite => {

@@ -2,14 +2,17 @@
 //!
 //! The ordering is always the keys followed by `id` in the direction of the last key
 //! (ascending without keys), so an index on `(field, id)` can serve `sort=-score`.
-//! NULL is the largest value: last for ascending keys, first for descending ones. That is
-//! PostgreSQL's native order; SQLite's native order is the opposite, so explicit
-//! `NULLS FIRST` / `NULLS LAST` is emitted on both (needs SQLite 3.30 or newer).
+//! NULL is the smallest value: first for ascending keys, last for descending ones. That is
+//! SQLite's native order, so on SQLite no `NULLS` clause is emitted (an explicit one stops
+//! SQLite from serving `ORDER BY score DESC, id DESC` from an index on `(score, id)`).
+//! PostgreSQL's native order is the opposite, so there `NULLS FIRST` is emitted for
+//! ascending keys and `NULLS LAST` for descending ones; its indexes are created as
+//! `(col NULLS FIRST, id)` to match. The `id` tie-break is never NULL and gets no clause.
 
 use sea_orm::sea_query::{Alias, NullOrdering, Order, SelectStatement};
 
 use crate::filter::FilterError;
-use crate::{Catalog, ValueKind};
+use crate::{Catalog, Dialect, ValueKind};
 
 /// Most keys a sort may have (the `id` tie-break is not counted).
 pub const MAX_SORT_KEYS: usize = 5;
@@ -33,7 +36,7 @@ pub struct SortKey {
     pub column: String,
     /// How the column stores its values.
     pub kind: ValueKind,
-    /// Largest first (NULLs first).
+    /// Largest first (NULLs last).
     pub descending: bool,
 }
 
@@ -104,19 +107,20 @@ impl Sort {
         self.keys.last().is_some_and(|k| k.descending)
     }
 
-    /// Adds the ORDER BY (keys, then `id`) with columns qualified by `table`.
-    pub fn apply(&self, table: &str, select: &mut SelectStatement) {
+    /// Adds the ORDER BY (keys, then `id`) with columns qualified by `table`, NULL being the
+    /// smallest value: a `NULLS` clause only on PostgreSQL, whose native order differs.
+    pub fn apply(&self, table: &str, dialect: Dialect, select: &mut SelectStatement) {
         for key in &self.keys {
+            let column = (Alias::new(table), Alias::new(key.column.as_str()));
             let (order, nulls) = if key.descending {
-                (Order::Desc, NullOrdering::First)
+                (Order::Desc, NullOrdering::Last)
             } else {
-                (Order::Asc, NullOrdering::Last)
+                (Order::Asc, NullOrdering::First)
             };
-            select.order_by_with_nulls(
-                (Alias::new(table), Alias::new(key.column.as_str())),
-                order,
-                nulls,
-            );
+            match dialect {
+                Dialect::Sqlite => select.order_by(column, order),
+                Dialect::Postgres => select.order_by_with_nulls(column, order, nulls),
+            };
         }
         let order = if self.id_descending() {
             Order::Desc
@@ -136,7 +140,7 @@ mod tests {
 
     #[test]
     fn parses_keys_and_directions() {
-        let sort = Sort::parse("deal", "-score, company", &catalog()).unwrap();
+        let sort = Sort::parse("deal", "-score, title", &catalog()).unwrap();
         assert_eq!(sort.keys.len(), 2);
         assert_eq!(sort.keys[0].field, "score");
         assert_eq!(sort.keys[0].column, "c_score");
@@ -166,26 +170,39 @@ mod tests {
         );
     }
 
+    /// The ORDER BY of `spec` on `t_deal` in `dialect`.
+    fn order_by(spec: &str, dialect: Dialect) -> String {
+        let sort = Sort::parse("deal", spec, &catalog()).unwrap();
+        let mut q = Query::select();
+        q.column(Alias::new("id")).from(Alias::new("t_deal"));
+        sort.apply("t_deal", dialect, &mut q);
+        let (sql, _) = match dialect {
+            Dialect::Sqlite => q.build(SqliteQueryBuilder),
+            Dialect::Postgres => q.build(PostgresQueryBuilder),
+        };
+        sql.split_once(" ORDER BY ").unwrap().1.to_owned()
+    }
+
     #[test]
     fn order_by_sql() {
-        let sort = Sort::parse("deal", "title,-score", &catalog()).unwrap();
-        let mut q = Query::select();
-        q.column(Alias::new("id")).from(Alias::new("t_deal"));
-        sort.apply("t_deal", &mut q);
-        let (sql, _) = q.build(SqliteQueryBuilder);
-        assert!(
-            sql.ends_with(
-                r#"ORDER BY "t_deal"."c_title" ASC NULLS LAST, "t_deal"."c_score" DESC NULLS FIRST, "t_deal"."id" DESC"#
-            ),
-            "{sql}"
+        // SQLite's native order already puts NULL first ascending: no NULLS clause at all.
+        let sql = order_by("title,-score", Dialect::Sqlite);
+        assert_eq!(
+            sql,
+            r#""t_deal"."c_title" ASC, "t_deal"."c_score" DESC, "t_deal"."id" DESC"#
         );
-        let (sql, _) = q.build(PostgresQueryBuilder);
-        assert!(sql.contains(r#""t_deal"."c_score" DESC NULLS FIRST"#), "{sql}");
-
-        let mut q = Query::select();
-        q.column(Alias::new("id")).from(Alias::new("t_deal"));
-        Sort::default().apply("t_deal", &mut q);
-        let (sql, _) = q.build(SqliteQueryBuilder);
-        assert!(sql.ends_with(r#"ORDER BY "t_deal"."id" ASC"#), "{sql}");
+        assert!(!sql.to_uppercase().contains("NULLS"), "{sql}");
+        // PostgreSQL needs it spelled out; the id tie-break never gets one.
+        assert_eq!(
+            order_by("title,-score", Dialect::Postgres),
+            r#""t_deal"."c_title" ASC NULLS FIRST, "t_deal"."c_score" DESC NULLS LAST, "t_deal"."id" DESC"#
+        );
+        assert_eq!(
+            order_by("-score,title", Dialect::Postgres),
+            r#""t_deal"."c_score" DESC NULLS LAST, "t_deal"."c_title" ASC NULLS FIRST, "t_deal"."id" ASC"#
+        );
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            assert_eq!(order_by("", dialect), r#""t_deal"."id" ASC"#);
+        }
     }
 }

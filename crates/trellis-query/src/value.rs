@@ -190,26 +190,59 @@ mod tests {
     fn nulls_are_typed() {
         let pg = Dialect::Postgres;
         let lite = Dialect::Sqlite;
-        assert_eq!(to_sql(ValueKind::Text, &Json::Null, pg), Ok(Value::String(None)));
-        assert_eq!(to_sql(ValueKind::Integer, &Json::Null, pg), Ok(Value::BigInt(None)));
-        assert_eq!(to_sql(ValueKind::Float, &Json::Null, pg), Ok(Value::Double(None)));
-        assert_eq!(to_sql(ValueKind::Boolean, &Json::Null, pg), Ok(Value::Bool(None)));
-        assert_eq!(to_sql(ValueKind::Date, &Json::Null, pg), Ok(Value::ChronoDate(None)));
+        assert_eq!(
+            to_sql(ValueKind::Text, &Json::Null, pg),
+            Ok(Value::String(None))
+        );
+        assert_eq!(
+            to_sql(ValueKind::Integer, &Json::Null, pg),
+            Ok(Value::BigInt(None))
+        );
+        assert_eq!(
+            to_sql(ValueKind::Float, &Json::Null, pg),
+            Ok(Value::Double(None))
+        );
+        assert_eq!(
+            to_sql(ValueKind::Boolean, &Json::Null, pg),
+            Ok(Value::Bool(None))
+        );
+        assert_eq!(
+            to_sql(ValueKind::Date, &Json::Null, pg),
+            Ok(Value::ChronoDate(None))
+        );
         assert_eq!(
             to_sql(ValueKind::DateTime, &Json::Null, pg),
             Ok(Value::ChronoDateTimeUtc(None))
         );
-        assert_eq!(to_sql(ValueKind::TextArray, &Json::Null, pg), Ok(Value::Json(None)));
-        assert_eq!(to_sql(ValueKind::Json, &Json::Null, pg), Ok(Value::Json(None)));
-        assert_eq!(to_sql(ValueKind::Date, &Json::Null, lite), Ok(Value::String(None)));
-        assert_eq!(to_sql(ValueKind::Json, &Json::Null, lite), Ok(Value::String(None)));
+        assert_eq!(
+            to_sql(ValueKind::TextArray, &Json::Null, pg),
+            Ok(Value::Json(None))
+        );
+        assert_eq!(
+            to_sql(ValueKind::Json, &Json::Null, pg),
+            Ok(Value::Json(None))
+        );
+        assert_eq!(
+            to_sql(ValueKind::Date, &Json::Null, lite),
+            Ok(Value::String(None))
+        );
+        assert_eq!(
+            to_sql(ValueKind::Json, &Json::Null, lite),
+            Ok(Value::String(None))
+        );
     }
 
     #[test]
     fn integers() {
         let d = Dialect::Sqlite;
-        assert_eq!(to_sql(ValueKind::Integer, &json!(42), d), Ok(Value::BigInt(Some(42))));
-        assert_eq!(to_sql(ValueKind::Integer, &json!(42.0), d), Ok(Value::BigInt(Some(42))));
+        assert_eq!(
+            to_sql(ValueKind::Integer, &json!(42), d),
+            Ok(Value::BigInt(Some(42)))
+        );
+        assert_eq!(
+            to_sql(ValueKind::Integer, &json!(42.0), d),
+            Ok(Value::BigInt(Some(42)))
+        );
         assert_eq!(
             to_sql(ValueKind::Integer, &json!(4.5), d),
             Err(ValueError::Expected("an integer"))
@@ -223,9 +256,15 @@ mod tests {
     #[test]
     fn floats_bools_text() {
         let d = Dialect::Postgres;
-        assert_eq!(to_sql(ValueKind::Float, &json!(1), d), Ok(Value::Double(Some(1.0))));
+        assert_eq!(
+            to_sql(ValueKind::Float, &json!(1), d),
+            Ok(Value::Double(Some(1.0)))
+        );
         assert!(to_sql(ValueKind::Float, &json!("1.5"), d).is_err());
-        assert_eq!(to_sql(ValueKind::Boolean, &json!(true), d), Ok(Value::Bool(Some(true))));
+        assert_eq!(
+            to_sql(ValueKind::Boolean, &json!(true), d),
+            Ok(Value::Bool(Some(true)))
+        );
         assert!(to_sql(ValueKind::Boolean, &json!(1), d).is_err());
         assert_eq!(
             to_sql(ValueKind::Text, &json!("a"), d),

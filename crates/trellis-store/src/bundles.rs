@@ -1,0 +1,161 @@
+//! Bundles: install (idempotent), upgrade through a planned migration, export exactly.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, TransactionTrait};
+use serde::Serialize;
+use serde_json::{Value, json};
+use trellis_meta::bundle::{Bundle, check_bundle, parse_version};
+
+use crate::db::Db;
+use crate::entity::bundle as bundle_e;
+use crate::error::StoreError;
+use crate::forms::{FormEntry, Registry, insert_form};
+use crate::plan::{Plan, apply, make_plan, save_definition};
+use crate::records::{Actor, write_audit};
+
+/// What installing did (or would do) to one form.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormChange {
+    /// Form.
+    pub form: String,
+    /// `create`, `upgrade` or `unchanged`.
+    pub action: &'static str,
+    /// The migration plan of an upgrade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+}
+
+/// The outcome of an install.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    /// Bundle name.
+    pub bundle: String,
+    /// Version installed before, if any.
+    pub from_version: Option<String>,
+    /// Version after.
+    pub version: String,
+    /// Per form.
+    pub forms: Vec<FormChange>,
+    /// Whether anything changed.
+    pub changed: bool,
+    /// Whether it was applied (false on a dry run).
+    pub applied: bool,
+}
+
+/// Install or upgrade a bundle in one transaction; on a dry run only plan it.
+pub async fn install(db: &Db, registry: &Registry, doc: &Value, dry_run: bool, actor: &Actor) -> Result<InstallReport, StoreError> {
+    let snapshot = registry.snapshot();
+    let bundle = check_bundle(doc, &|n| snapshot.0.contains_key(n)).map_err(StoreError::Definition)?;
+    let installed = bundle_e::Entity::find_by_id(bundle.name.clone()).one(&db.writer).await?;
+    if let Some(i) = &installed {
+        if parse_version(&i.version) > parse_version(&bundle.version) {
+            return Err(StoreError::Conflict {
+                field: "version".into(),
+                code: "downgrade",
+                message: format!("{} {} is installed; {} is older", bundle.name, i.version, bundle.version),
+                rows: vec![],
+            });
+        }
+    }
+    for f in &bundle.forms {
+        if let Some(e) = snapshot.0.get(&f.name) {
+            if e.bundle.as_deref().is_some_and(|b| b != bundle.name) {
+                return Err(StoreError::Conflict {
+                    field: format!("forms.{}", f.name),
+                    code: "form_owned",
+                    message: format!("the form {:?} belongs to the bundle {:?}", f.name, e.bundle.as_deref().unwrap_or_default()),
+                    rows: vec![],
+                });
+            }
+        }
+    }
+    let manifest = json!({"name": bundle.name, "version": bundle.version, "label": bundle.label, "description": bundle.description});
+    let txn = db.writer.begin().await?;
+    let mut changes = Vec::new();
+    let mut entries: Vec<FormEntry> = Vec::new();
+    let mut blockers = Vec::new();
+    for (i, form) in bundle.forms.iter().enumerate() {
+        let position = i as i64;
+        match snapshot.0.get(&form.name) {
+            None => {
+                changes.push(FormChange { form: form.name.clone(), action: "create", plan: None });
+                if !dry_run {
+                    entries.push(insert_form(&txn, db.dialect, form, Some(&bundle.name), position, actor.user.as_deref()).await?);
+                }
+            }
+            Some(e) if e.form == *form && e.bundle.as_deref() == Some(bundle.name.as_str()) && e.position == position => {
+                changes.push(FormChange { form: form.name.clone(), action: "unchanged", plan: None });
+            }
+            Some(e) => {
+                let (mut plan, work, columns) = make_plan(&txn, db.dialect, e, form).await?;
+                blockers.extend(plan.blockers.iter().cloned().map(|mut b| {
+                    b.field = format!("{}.{}", form.name, b.field);
+                    b
+                }));
+                if !dry_run && plan.blockers.is_empty() {
+                    apply(&txn, db.dialect, e, &work).await?;
+                    let plan_json = serde_json::to_value(&plan)?;
+                    let ne = save_definition(&txn, e, form.clone(), columns, Some(plan_json), actor.user.as_deref(), Some(bundle.name.clone()), position).await?;
+                    write_audit(&txn, &[("$form", form.name.as_str(), ne.version, "migrate", serde_json::to_value(&plan.steps)?)], actor, Utc::now()).await?;
+                    entries.push(ne);
+                    plan.applied = true;
+                }
+                changes.push(FormChange { form: form.name.clone(), action: "upgrade", plan: Some(plan) });
+            }
+        }
+    }
+    if !blockers.is_empty() && !dry_run {
+        txn.rollback().await?;
+        return Err(StoreError::Lossy(blockers));
+    }
+    let manifest_changed = installed.as_ref().is_none_or(|i| i.manifest != manifest || i.version != bundle.version);
+    let changed = manifest_changed || changes.iter().any(|c| c.action != "unchanged");
+    if dry_run || !changed {
+        txn.rollback().await?;
+    } else {
+        let now = Utc::now();
+        match installed.clone() {
+            None => {
+                bundle_e::ActiveModel { name: Set(bundle.name.clone()), version: Set(bundle.version.clone()), manifest: Set(manifest), installed_at: Set(now), updated_at: Set(now) }
+                    .insert(&txn)
+                    .await?;
+            }
+            Some(m) if manifest_changed => {
+                let mut a: bundle_e::ActiveModel = m.into();
+                a.version = Set(bundle.version.clone());
+                a.manifest = Set(manifest);
+                a.updated_at = Set(now);
+                a.update(&txn).await?;
+            }
+            Some(_) => {}
+        }
+        txn.commit().await?;
+        for e in entries {
+            registry.put(e);
+        }
+    }
+    Ok(InstallReport {
+        bundle: bundle.name,
+        from_version: installed.map(|i| i.version),
+        version: bundle.version,
+        forms: changes,
+        changed,
+        applied: !dry_run && changed,
+    })
+}
+
+/// Installed bundles.
+pub async fn list(db: &Db) -> Result<Vec<bundle_e::Model>, StoreError> {
+    Ok(bundle_e::Entity::find().order_by_asc(bundle_e::Column::Name).all(&db.reader).await?)
+}
+
+/// Export an installed bundle as an installable document.
+pub async fn export(db: &Db, registry: &Registry, name: &str) -> Result<Bundle, StoreError> {
+    let m = bundle_e::Entity::find_by_id(name.to_owned()).one(&db.reader).await?.ok_or_else(|| StoreError::NotFound(format!("bundle {name}")))?;
+    let mut b: Bundle = serde_json::from_value(m.manifest)?;
+    let forms: Vec<Arc<FormEntry>> = registry.list().into_iter().filter(|e| e.bundle.as_deref() == Some(name)).collect();
+    b.forms = forms.iter().map(|e| e.form.clone()).collect();
+    Ok(b)
+}

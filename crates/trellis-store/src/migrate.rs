@@ -1,0 +1,101 @@
+//! Migrations of the system tables: numbered steps, each applied once, in a transaction.
+
+use sea_orm::sea_query::{ColumnDef, Expr, Index, Table};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Schema, Set, TransactionTrait};
+
+use crate::db::Db;
+use crate::entity::{bundle, form, form_version, migration, team, team_member, token, user};
+use crate::error::StoreError;
+
+/// The audit log table (written with sea-query for multi-row inserts).
+pub const AUDIT: &str = "trellis_audit";
+/// Autonumber counters.
+pub const SEQUENCES: &str = "trellis_sequences";
+
+/// The migrations, in order. Never edit one that has shipped; add a new one.
+const MIGRATIONS: &[(i64, &str)] = &[(1, "system tables")];
+
+/// The newest migration this binary knows.
+pub fn latest() -> i64 {
+    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
+}
+
+async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
+    let backend = txn.get_database_backend();
+    let schema = Schema::new(backend);
+    if n == 1 {
+        txn.execute(&schema.create_table_from_entity(user::Entity)).await?;
+        txn.execute(&schema.create_table_from_entity(token::Entity)).await?;
+        for i in schema.create_index_from_entity(token::Entity) {
+            txn.execute(&i).await?;
+        }
+        txn.execute(&schema.create_table_from_entity(team::Entity)).await?;
+        txn.execute(&schema.create_table_from_entity(team_member::Entity)).await?;
+        txn.execute(&schema.create_table_from_entity(form::Entity)).await?;
+        txn.execute(&schema.create_table_from_entity(form_version::Entity)).await?;
+        for i in schema.create_index_from_entity(form_version::Entity) {
+            txn.execute(&i).await?;
+        }
+        txn.execute(&schema.create_table_from_entity(bundle::Entity)).await?;
+        txn.execute(
+            Table::create()
+                .table(AUDIT)
+                .col(ColumnDef::new("id").big_integer().not_null().auto_increment().primary_key())
+                .col(ColumnDef::new("form").text().not_null())
+                .col(ColumnDef::new("record_id").text().not_null())
+                .col(ColumnDef::new("version").big_integer().not_null())
+                .col(ColumnDef::new("action").text().not_null())
+                .col(ColumnDef::new("actor").text())
+                .col(ColumnDef::new("at").text().not_null())
+                .col(ColumnDef::new("changes").text().not_null()),
+        )
+        .await?;
+        txn.execute(Index::create().name("ix_audit_record").table(AUDIT).col("form").col("record_id").col("id")).await?;
+        txn.execute(
+            Table::create()
+                .table(SEQUENCES)
+                .col(ColumnDef::new("form").text().not_null())
+                .col(ColumnDef::new("field").text().not_null())
+                .col(ColumnDef::new("scope").text().not_null())
+                .col(ColumnDef::new("value").big_integer().not_null())
+                .primary_key(Index::create().col("form").col("field").col("scope")),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Apply every migration not yet applied.
+pub async fn run(db: &Db) -> Result<(), StoreError> {
+    let backend = db.writer.get_database_backend();
+    let schema = Schema::new(backend);
+    let mut create = schema.create_table_from_entity(migration::Entity);
+    db.writer.execute(create.if_not_exists()).await?;
+    let done: Vec<i64> = migration::Entity::find().all(&db.writer).await?.into_iter().map(|m| m.version).collect();
+    for (n, name) in MIGRATIONS {
+        if done.contains(n) {
+            continue;
+        }
+        let txn = db.writer.begin().await?;
+        apply(&txn, *n).await?;
+        migration::ActiveModel { version: Set(*n), name: Set((*name).to_owned()), applied_at: Set(chrono::Utc::now()) }
+            .insert(&txn)
+            .await?;
+        txn.commit().await?;
+        tracing::info!(migration = n, name, "applied migration");
+    }
+    Ok(())
+}
+
+/// The newest applied migration, for readiness checks.
+pub async fn applied(db: &Db) -> Result<i64, StoreError> {
+    let row = db
+        .reader
+        .query_one(
+            sea_orm::sea_query::Query::select()
+                .expr(sea_orm::sea_query::Func::max(Expr::col("version")))
+                .from(migration::Entity),
+        )
+        .await?;
+    Ok(row.and_then(|r| r.try_get_by_index::<Option<i64>>(0).ok().flatten()).unwrap_or(0))
+}
