@@ -30,7 +30,9 @@ impl Format {
                 parts.push(Part::Literal(rest[..open].to_owned()));
             }
             let after = &rest[open + 1..];
-            let close = after.find('}').ok_or_else(|| format!("unclosed '{{' in {s:?}"))?;
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed '{{' in {s:?}"))?;
             let token = &after[..close];
             parts.push(match token {
                 "YYYY" => Part::Year4,
@@ -40,7 +42,9 @@ impl Format {
                 t if t.starts_with("seq") => {
                     seqs += 1;
                     let width = match t.strip_prefix("seq:") {
-                        Some(n) => n.parse::<usize>().map_err(|_| format!("bad width in {{{t}}}"))?,
+                        Some(n) => n
+                            .parse::<usize>()
+                            .map_err(|_| format!("bad width in {{{t}}}"))?,
                         None if t == "seq" => 1,
                         None => return Err(format!("unknown placeholder {{{t}}}")),
                     };
@@ -49,7 +53,11 @@ impl Format {
                     }
                     Part::Seq(width)
                 }
-                t => return Err(format!("unknown placeholder {{{t}}}; use YYYY, YY, MM, DD or seq:N")),
+                t => {
+                    return Err(format!(
+                        "unknown placeholder {{{t}}}; use YYYY, YY, MM, DD or seq:N"
+                    ));
+                }
             });
             rest = &after[close + 1..];
         }

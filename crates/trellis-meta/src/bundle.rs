@@ -37,18 +37,35 @@ pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
 
 /// Check a bundle: its shape, each form, relation targets within the bundle or among
 /// `existing` forms, and unique form names.
-pub fn check_bundle(doc: &Value, existing: &dyn Fn(&str) -> bool) -> Result<Bundle, Vec<MetaError>> {
+pub fn check_bundle(
+    doc: &Value,
+    existing: &dyn Fn(&str) -> bool,
+) -> Result<Bundle, Vec<MetaError>> {
     let mut errs = check_bundle_shape(doc);
     if !errs.is_empty() {
         return Err(errs);
     }
-    let version = doc.get("version").and_then(Value::as_str).unwrap_or_default();
+    let version = doc
+        .get("version")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if parse_version(version).is_none() {
-        errs.push(MetaError::new("version", "invalid_version", "a version looks like 1.2.3"));
+        errs.push(MetaError::new(
+            "version",
+            "invalid_version",
+            "a version looks like 1.2.3",
+        ));
     }
-    let form_docs = doc.get("forms").and_then(Value::as_array).cloned().unwrap_or_default();
-    let names: HashSet<String> =
-        form_docs.iter().filter_map(|f| f.get("name").and_then(Value::as_str)).map(str::to_owned).collect();
+    let form_docs = doc
+        .get("forms")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let names: HashSet<String> = form_docs
+        .iter()
+        .filter_map(|f| f.get("name").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
     let known = |n: &str| names.contains(n) || existing(n);
     let mut seen = HashSet::new();
     let mut forms = Vec::new();
@@ -56,7 +73,11 @@ pub fn check_bundle(doc: &Value, existing: &dyn Fn(&str) -> bool) -> Result<Bund
         let at = format!("forms[{i}]");
         if let Some(n) = fd.get("name").and_then(Value::as_str) {
             if !seen.insert(n.to_owned()) {
-                errs.push(MetaError::new(format!("{at}.name"), "duplicate_name", format!("the form {n:?} is listed twice")));
+                errs.push(MetaError::new(
+                    format!("{at}.name"),
+                    "duplicate_name",
+                    format!("the form {n:?} is listed twice"),
+                ));
             }
         }
         match check_form_at(fd, &known, &at) {
@@ -67,8 +88,8 @@ pub fn check_bundle(doc: &Value, existing: &dyn Fn(&str) -> bool) -> Result<Bund
     if !errs.is_empty() {
         return Err(errs);
     }
-    let mut bundle: Bundle =
-        serde_json::from_value(doc.clone()).map_err(|e| vec![MetaError::new("", "schema", e.to_string())])?;
+    let mut bundle: Bundle = serde_json::from_value(doc.clone())
+        .map_err(|e| vec![MetaError::new("", "schema", e.to_string())])?;
     bundle.forms = forms;
     Ok(bundle)
 }
@@ -97,7 +118,10 @@ mod tests {
             {"name":"b","label":{"en":"B"},"fields":[{"name":"a","type":"relation","target":"zzz"}]},
             {"name":"b","label":{"en":"B"},"fields":[{"name":"x","type":"text"}]}]});
         let errs = check_bundle(&doc, &|_| false).unwrap_err();
-        assert!(errs.iter().any(|e| e.path == "forms[0].fields[0].target"), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.path == "forms[0].fields[0].target"),
+            "{errs:?}"
+        );
         assert!(errs.iter().any(|e| e.path == "forms[1].name"), "{errs:?}");
     }
 }

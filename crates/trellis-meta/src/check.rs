@@ -5,11 +5,11 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::RESERVED_NAMES;
 use crate::autonumber;
 use crate::error::MetaError;
 use crate::form::{Field, FieldType, Form, OnDelete};
 use crate::record::validate_field_value;
-use crate::RESERVED_NAMES;
 
 /// The JSON Schema of a form definition, as shipped in `schemas/`.
 pub const FORM_SCHEMA: &str = include_str!("../../../schemas/form.schema.json");
@@ -19,7 +19,10 @@ pub const BUNDLE_SCHEMA: &str = include_str!("../../../schemas/bundle.schema.jso
 /// Most fields one form may have.
 pub const MAX_FIELDS: usize = 500;
 
-fn compiled(src: &'static str, cell: &'static OnceLock<Option<jsonschema::Validator>>) -> Option<&'static jsonschema::Validator> {
+fn compiled(
+    src: &'static str,
+    cell: &'static OnceLock<Option<jsonschema::Validator>>,
+) -> Option<&'static jsonschema::Validator> {
     cell.get_or_init(|| {
         let schema: Value = serde_json::from_str(src).ok()?;
         jsonschema::validator_for(&schema).ok()
@@ -28,9 +31,18 @@ fn compiled(src: &'static str, cell: &'static OnceLock<Option<jsonschema::Valida
 }
 
 /// Validate `doc` against a shipped schema, naming each error's JSON path.
-fn schema_errors(src: &'static str, cell: &'static OnceLock<Option<jsonschema::Validator>>, doc: &Value, prefix: &str) -> Vec<MetaError> {
+fn schema_errors(
+    src: &'static str,
+    cell: &'static OnceLock<Option<jsonschema::Validator>>,
+    doc: &Value,
+    prefix: &str,
+) -> Vec<MetaError> {
     let Some(v) = compiled(src, cell) else {
-        return vec![MetaError::new(prefix, "schema_unavailable", "the shipped JSON Schema does not compile")];
+        return vec![MetaError::new(
+            prefix,
+            "schema_unavailable",
+            "the shipped JSON Schema does not compile",
+        )];
     };
     v.iter_errors(doc)
         .take(50)
@@ -74,7 +86,11 @@ pub fn check_form(doc: &Value, form_exists: &dyn Fn(&str) -> bool) -> Result<For
 }
 
 /// Check a form definition whose errors are reported under `prefix` (`forms[3]`).
-pub fn check_form_at(doc: &Value, form_exists: &dyn Fn(&str) -> bool, prefix: &str) -> Result<Form, Vec<MetaError>> {
+pub fn check_form_at(
+    doc: &Value,
+    form_exists: &dyn Fn(&str) -> bool,
+    prefix: &str,
+) -> Result<Form, Vec<MetaError>> {
     static CELL: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
     let errors = schema_errors(FORM_SCHEMA, &CELL, doc, prefix);
     if !errors.is_empty() {
@@ -83,7 +99,11 @@ pub fn check_form_at(doc: &Value, form_exists: &dyn Fn(&str) -> bool, prefix: &s
     let form: Form = serde_json::from_value(doc.clone())
         .map_err(|e| vec![MetaError::new(prefix, "schema", e.to_string())])?;
     let errors = semantic(&form, form_exists, prefix);
-    if errors.is_empty() { Ok(form) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(form)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Check a bundle document's shape against the bundle schema.
@@ -104,21 +124,39 @@ pub fn semantic(form: &Form, form_exists: &dyn Fn(&str) -> bool, prefix: &str) -
     let mut errs = Vec::new();
     let at = |p: &str| join_path(prefix, p);
     if !name_ok(&form.name) {
-        errs.push(MetaError::new(at("name"), "invalid_name", "a name matches ^[a-z][a-z0-9_]{0,62}$"));
+        errs.push(MetaError::new(
+            at("name"),
+            "invalid_name",
+            "a name matches ^[a-z][a-z0-9_]{0,62}$",
+        ));
     }
     if form.fields.len() > MAX_FIELDS {
-        errs.push(MetaError::new(at("fields"), "too_many_fields", format!("a form has at most {MAX_FIELDS} fields")));
+        errs.push(MetaError::new(
+            at("fields"),
+            "too_many_fields",
+            format!("a form has at most {MAX_FIELDS} fields"),
+        ));
     }
     if let Some(t) = &form.title_field {
         if form.field(t).is_none() {
-            errs.push(MetaError::new(at("title_field"), "unknown_field", format!("no field named {t:?}")));
+            errs.push(MetaError::new(
+                at("title_field"),
+                "unknown_field",
+                format!("no field named {t:?}"),
+            ));
         }
     }
     check_fields(&form.fields, form_exists, &at("fields"), false, &mut errs);
     errs
 }
 
-fn check_fields(fields: &[Field], form_exists: &dyn Fn(&str) -> bool, base: &str, nested: bool, errs: &mut Vec<MetaError>) {
+fn check_fields(
+    fields: &[Field],
+    form_exists: &dyn Fn(&str) -> bool,
+    base: &str,
+    nested: bool,
+    errs: &mut Vec<MetaError>,
+) {
     let mut seen = HashSet::new();
     for (i, f) in fields.iter().enumerate() {
         let p = format!("{base}[{i}]");
@@ -126,117 +164,274 @@ fn check_fields(fields: &[Field], form_exists: &dyn Fn(&str) -> bool, base: &str
             errs.push(MetaError::new(format!("{p}.{key}"), code, msg));
         };
         if !name_ok(&f.name) {
-            err(errs, "name", "invalid_name", "a name matches ^[a-z][a-z0-9_]{0,62}$".into());
+            err(
+                errs,
+                "name",
+                "invalid_name",
+                "a name matches ^[a-z][a-z0-9_]{0,62}$".into(),
+            );
         }
         if RESERVED_NAMES.contains(&f.name.as_str()) {
-            err(errs, "name", "reserved_name", format!("{:?} is reserved for the system", f.name));
+            err(
+                errs,
+                "name",
+                "reserved_name",
+                format!("{:?} is reserved for the system", f.name),
+            );
         }
         if !seen.insert(f.name.as_str()) {
-            err(errs, "name", "duplicate_name", format!("the field name {:?} is used twice", f.name));
+            err(
+                errs,
+                "name",
+                "duplicate_name",
+                format!("the field name {:?} is used twice", f.name),
+            );
         }
         let k = f.kind;
         let st = f.storage_type();
         if nested && matches!(k, FieldType::Subtable | FieldType::Attachment) {
-            err(errs, "type", "not_in_subtable", format!("a subtable line cannot hold a {} field", k.as_str()));
+            err(
+                errs,
+                "type",
+                "not_in_subtable",
+                format!("a subtable line cannot hold a {} field", k.as_str()),
+            );
         }
         match k {
             FieldType::Select | FieldType::Multiselect => {
                 if f.options.is_empty() {
-                    err(errs, "options", "required", "a select field needs options".into());
+                    err(
+                        errs,
+                        "options",
+                        "required",
+                        "a select field needs options".into(),
+                    );
                 }
                 let mut vals = HashSet::new();
                 for (j, o) in f.options.iter().enumerate() {
                     if !vals.insert(o.value.as_str()) {
-                        errs.push(MetaError::new(format!("{p}.options[{j}].value"), "duplicate_option", format!("the option {:?} is listed twice", o.value)));
+                        errs.push(MetaError::new(
+                            format!("{p}.options[{j}].value"),
+                            "duplicate_option",
+                            format!("the option {:?} is listed twice", o.value),
+                        ));
                     }
                 }
                 if let Some(map) = &f.normalize {
                     for (from, to) in map {
                         if !vals.contains(to.as_str()) {
-                            errs.push(MetaError::new(format!("{p}.normalize.{from}"), "unknown_option", format!("{to:?} is not an option of this field")));
+                            errs.push(MetaError::new(
+                                format!("{p}.normalize.{from}"),
+                                "unknown_option",
+                                format!("{to:?} is not an option of this field"),
+                            ));
                         }
                     }
                 }
             }
-            _ if !f.options.is_empty() => err(errs, "options", "not_allowed", "only select fields have options".into()),
+            _ if !f.options.is_empty() => err(
+                errs,
+                "options",
+                "not_allowed",
+                "only select fields have options".into(),
+            ),
             _ => {}
         }
         if k == FieldType::Relation {
             match &f.target {
-                None => err(errs, "target", "required", "a relation needs a target form".into()),
-                Some(t) if !form_exists(t) => err(errs, "target", "unknown_form", format!("no form named {t:?}")),
+                None => err(
+                    errs,
+                    "target",
+                    "required",
+                    "a relation needs a target form".into(),
+                ),
+                Some(t) if !form_exists(t) => err(
+                    errs,
+                    "target",
+                    "unknown_form",
+                    format!("no form named {t:?}"),
+                ),
                 Some(_) => {}
             }
             if f.required && f.on_delete_policy() == OnDelete::SetNull {
-                err(errs, "on_delete", "conflict", "a required relation cannot be cleared on delete".into());
+                err(
+                    errs,
+                    "on_delete",
+                    "conflict",
+                    "a required relation cannot be cleared on delete".into(),
+                );
             }
         } else {
             if f.target.is_some() {
-                err(errs, "target", "not_allowed", "only relation fields have a target".into());
+                err(
+                    errs,
+                    "target",
+                    "not_allowed",
+                    "only relation fields have a target".into(),
+                );
             }
             if f.on_delete.is_some() {
-                err(errs, "on_delete", "not_allowed", "only relation fields have on_delete".into());
+                err(
+                    errs,
+                    "on_delete",
+                    "not_allowed",
+                    "only relation fields have on_delete".into(),
+                );
             }
         }
         if k == FieldType::Autonumber {
             match f.format.as_deref().map(autonumber::Format::parse) {
-                None => err(errs, "format", "required", "an autonumber needs a format".into()),
+                None => err(
+                    errs,
+                    "format",
+                    "required",
+                    "an autonumber needs a format".into(),
+                ),
                 Some(Err(e)) => err(errs, "format", "invalid_format", e),
                 Some(Ok(_)) => {}
             }
         } else if f.format.is_some() {
-            err(errs, "format", "not_allowed", "only autonumber fields have a format".into());
+            err(
+                errs,
+                "format",
+                "not_allowed",
+                "only autonumber fields have a format".into(),
+            );
         }
         if let Some(pat) = &f.pattern {
             if !st.is_textual() {
-                err(errs, "pattern", "not_allowed", "a pattern applies to text fields".into());
+                err(
+                    errs,
+                    "pattern",
+                    "not_allowed",
+                    "a pattern applies to text fields".into(),
+                );
             } else if let Err(e) = regex::Regex::new(pat) {
-                err(errs, "pattern", "invalid_pattern", format!("not a valid regular expression: {e}"));
+                err(
+                    errs,
+                    "pattern",
+                    "invalid_pattern",
+                    format!("not a valid regular expression: {e}"),
+                );
             }
         }
         if (f.min.is_some() || f.max.is_some()) && !st.is_numeric() {
-            err(errs, "min", "not_allowed", "min and max apply to number fields".into());
+            err(
+                errs,
+                "min",
+                "not_allowed",
+                "min and max apply to number fields".into(),
+            );
         }
-        if let (Some(a), Some(b)) = (f.min.as_ref().and_then(|n| n.as_f64()), f.max.as_ref().and_then(|n| n.as_f64())) {
+        if let (Some(a), Some(b)) = (
+            f.min.as_ref().and_then(|n| n.as_f64()),
+            f.max.as_ref().and_then(|n| n.as_f64()),
+        ) {
             if a > b {
-                err(errs, "min", "min_above_max", format!("min {a} is above max {b}"));
+                err(
+                    errs,
+                    "min",
+                    "min_above_max",
+                    format!("min {a} is above max {b}"),
+                );
             }
         }
-        if f.max_length.is_some() && !(st.is_textual() || matches!(st, FieldType::Relation | FieldType::User)) {
-            err(errs, "max_length", "not_allowed", "max_length applies to text fields".into());
+        if f.max_length.is_some()
+            && !(st.is_textual() || matches!(st, FieldType::Relation | FieldType::User))
+        {
+            err(
+                errs,
+                "max_length",
+                "not_allowed",
+                "max_length applies to text fields".into(),
+            );
         }
         if f.unique
-            && matches!(st, FieldType::Multiselect | FieldType::Subtable | FieldType::Attachment | FieldType::Json | FieldType::Boolean)
+            && matches!(
+                st,
+                FieldType::Multiselect
+                    | FieldType::Subtable
+                    | FieldType::Attachment
+                    | FieldType::Json
+                    | FieldType::Boolean
+            )
         {
-            err(errs, "unique", "not_allowed", format!("a {} field cannot be unique", k.as_str()));
+            err(
+                errs,
+                "unique",
+                "not_allowed",
+                format!("a {} field cannot be unique", k.as_str()),
+            );
         }
         if k == FieldType::Subtable {
             if f.fields.is_empty() {
                 err(errs, "fields", "required", "a subtable needs fields".into());
             }
             if f.unique || f.indexed {
-                err(errs, "indexed", "not_allowed", "a subtable cannot be indexed".into());
+                err(
+                    errs,
+                    "indexed",
+                    "not_allowed",
+                    "a subtable cannot be indexed".into(),
+                );
             }
             check_fields(&f.fields, form_exists, &format!("{p}.fields"), true, errs);
         } else if !f.fields.is_empty() {
-            err(errs, "fields", "not_allowed", "only subtables have fields".into());
+            err(
+                errs,
+                "fields",
+                "not_allowed",
+                "only subtables have fields".into(),
+            );
         }
         if k == FieldType::Formula {
             if f.expression.as_deref().is_none_or(|e| e.trim().is_empty()) {
-                err(errs, "expression", "required", "a formula needs an expression".into());
+                err(
+                    errs,
+                    "expression",
+                    "required",
+                    "a formula needs an expression".into(),
+                );
             }
             match f.result_type {
-                None => err(errs, "result_type", "required", "a formula needs a result_type".into()),
-                Some(t) if !matches!(t, FieldType::Integer | FieldType::Decimal | FieldType::Currency | FieldType::Text | FieldType::Boolean | FieldType::Date) => {
-                    err(errs, "result_type", "invalid", format!("a formula cannot produce a {}", t.as_str()));
+                None => err(
+                    errs,
+                    "result_type",
+                    "required",
+                    "a formula needs a result_type".into(),
+                ),
+                Some(t)
+                    if !matches!(
+                        t,
+                        FieldType::Integer
+                            | FieldType::Decimal
+                            | FieldType::Currency
+                            | FieldType::Text
+                            | FieldType::Boolean
+                            | FieldType::Date
+                    ) =>
+                {
+                    err(
+                        errs,
+                        "result_type",
+                        "invalid",
+                        format!("a formula cannot produce a {}", t.as_str()),
+                    );
                 }
                 Some(_) => {}
             }
         }
         if let Some(d) = &f.default {
             if f.is_read_only() {
-                err(errs, "default", "not_allowed", "a computed field has no default".into());
-            } else if !(matches!(k, FieldType::Date | FieldType::Datetime) && matches!(d.as_str(), Some("$today" | "$now"))) {
+                err(
+                    errs,
+                    "default",
+                    "not_allowed",
+                    "a computed field has no default".into(),
+                );
+            } else if !(matches!(k, FieldType::Date | FieldType::Datetime)
+                && matches!(d.as_str(), Some("$today" | "$now")))
+            {
                 if let Err(e) = validate_field_value(f, d) {
                     err(errs, "default", "invalid_default", e.message);
                 }
@@ -257,11 +452,13 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_form() {
-        let f = check(json!({"name":"lead","label":{"en":"Lead","zh-CN":"线索"},"fields":[
+        let f = check(
+            json!({"name":"lead","label":{"en":"Lead","zh-CN":"线索"},"fields":[
             {"name":"company","type":"text","required":true,"label":{"en":"Company"}},
             {"name":"source","type":"select","options":[{"value":"website"},{"value":"expo"}]},
             {"name":"customer","type":"relation","target":"customer"},
-            {"name":"no","type":"autonumber","format":"L-{seq:4}"}]}))
+            {"name":"no","type":"autonumber","format":"L-{seq:4}"}]}),
+        )
         .unwrap();
         assert_eq!(f.fields.len(), 4);
     }
@@ -278,33 +475,61 @@ mod tests {
             {"name":"p","type":"text","pattern":"(["}]}))
         .unwrap_err();
         let paths: Vec<(&str, &str)> = errs.iter().map(|e| (e.path.as_str(), e.code)).collect();
-        assert!(paths.contains(&("fields[1].name", "duplicate_name")), "{paths:?}");
-        assert!(paths.contains(&("fields[3].options[1].value", "duplicate_option")), "{paths:?}");
-        assert!(paths.contains(&("fields[4].target", "unknown_form")), "{paths:?}");
-        assert!(paths.contains(&("fields[5].min", "min_above_max")), "{paths:?}");
-        assert!(paths.contains(&("fields[6].pattern", "invalid_pattern")), "{paths:?}");
+        assert!(
+            paths.contains(&("fields[1].name", "duplicate_name")),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&("fields[3].options[1].value", "duplicate_option")),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&("fields[4].target", "unknown_form")),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&("fields[5].min", "min_above_max")),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&("fields[6].pattern", "invalid_pattern")),
+            "{paths:?}"
+        );
     }
 
     #[test]
     fn reserved_names_are_refused() {
-        let errs = check(json!({"name":"lead","label":{"en":"Lead"},"fields":[{"name":"owner","type":"text"}]})).unwrap_err();
+        let errs = check(
+            json!({"name":"lead","label":{"en":"Lead"},"fields":[{"name":"owner","type":"text"}]}),
+        )
+        .unwrap_err();
         assert!(errs.iter().any(|e| e.path == "fields[0].name"), "{errs:?}");
-        let form: Form = serde_json::from_value(json!({"name":"lead","fields":[{"name":"version","type":"text"}]})).unwrap();
+        let form: Form = serde_json::from_value(
+            json!({"name":"lead","fields":[{"name":"version","type":"text"}]}),
+        )
+        .unwrap();
         let errs = semantic(&form, &|_| true, "");
         assert_eq!(errs[0].code, "reserved_name");
     }
 
     #[test]
     fn schema_errors_name_the_json_path() {
-        let errs = check(json!({"name":"lead","fields":[{"name":"a","type":"nonsense"}]})).unwrap_err();
-        assert!(errs.iter().any(|e| e.path.starts_with("fields[0]")), "{errs:?}");
+        let errs =
+            check(json!({"name":"lead","fields":[{"name":"a","type":"nonsense"}]})).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.path.starts_with("fields[0]")),
+            "{errs:?}"
+        );
         let errs = check(json!({"name":"Bad Name","fields":[]})).unwrap_err();
         assert!(errs.iter().any(|e| e.path == "name"), "{errs:?}");
     }
 
     #[test]
     fn pointer_becomes_path() {
-        assert_eq!(pointer_to_path("/fields/2/options/0/value"), "fields[2].options[0].value");
+        assert_eq!(
+            pointer_to_path("/fields/2/options/0/value"),
+            "fields[2].options[0].value"
+        );
         assert_eq!(pointer_to_path(""), "");
     }
 }

@@ -17,7 +17,11 @@ pub struct MetaError {
 impl MetaError {
     /// Build an error at `path`.
     pub fn new(path: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        Self { path: path.into(), code, message: message.into() }
+        Self {
+            path: path.into(),
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -44,6 +48,11 @@ impl FieldError {
         message: impl Into<String>,
         message_zh: impl Into<String>,
     ) -> Self {
-        Self { field: field.into(), code, message: message.into(), message_zh: message_zh.into() }
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+            message_zh: message_zh.into(),
+        }
     }
 }

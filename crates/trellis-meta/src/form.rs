@@ -41,7 +41,11 @@ impl Form {
 
 /// Pick a label in `lang`, then English, then the fallback.
 pub fn label_in<'a>(label: &'a Label, lang: &str, fallback: &'a str) -> &'a str {
-    label.get(lang).or_else(|| label.get("en")).map(String::as_str).unwrap_or(fallback)
+    label
+        .get(lang)
+        .or_else(|| label.get("en"))
+        .map(String::as_str)
+        .unwrap_or(fallback)
 }
 
 /// Field types (fixed names).
@@ -308,7 +312,8 @@ impl Field {
 
     /// The effective maximum length of a textual value.
     pub fn effective_max_length(&self) -> Option<u64> {
-        self.max_length.or_else(|| self.storage_type().default_max_length())
+        self.max_length
+            .or_else(|| self.storage_type().default_max_length())
     }
 
     /// The effective on-delete policy of a relation.

@@ -15,8 +15,23 @@ pub use form::{Field, FieldType, Form, Label, OnDelete, SelectOption};
 pub use record::{FieldValidator, RecordValidator};
 
 /// System columns present on every record (fixed names).
-pub const SYSTEM_COLUMNS: [&str; 6] = ["id", "version", "created_at", "updated_at", "created_by", "owner"];
+pub const SYSTEM_COLUMNS: [&str; 6] = [
+    "id",
+    "version",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "owner",
+];
 
 /// Names no field may take: the system columns and keys the API itself uses.
-pub const RESERVED_NAMES: [&str; 8] =
-    ["id", "version", "created_at", "updated_at", "created_by", "owner", "expand", "deleted_at"];
+pub const RESERVED_NAMES: [&str; 8] = [
+    "id",
+    "version",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "owner",
+    "expand",
+    "deleted_at",
+];

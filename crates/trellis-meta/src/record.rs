@@ -5,10 +5,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use jsonschema::error::ValidationErrorKind;
 use serde_json::{Map, Value, json};
 
+use crate::SYSTEM_COLUMNS;
 use crate::check::pointer_to_path;
 use crate::error::{FieldError, MetaError};
 use crate::form::{Field, FieldType, Form};
-use crate::SYSTEM_COLUMNS;
 
 /// Whether a write creates a record or changes some of its fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +30,22 @@ pub fn field_schema(f: &Field) -> Value {
     let mut s = Map::new();
     let st = f.storage_type();
     let nullable = !f.required;
-    let ty = |t: &str| if nullable { json!([t, "null"]) } else { json!(t) };
+    let ty = |t: &str| {
+        if nullable {
+            json!([t, "null"])
+        } else {
+            json!(t)
+        }
+    };
     match st {
-        FieldType::Text | FieldType::Textarea | FieldType::Email | FieldType::Phone | FieldType::Url | FieldType::Autonumber | FieldType::Relation | FieldType::User => {
+        FieldType::Text
+        | FieldType::Textarea
+        | FieldType::Email
+        | FieldType::Phone
+        | FieldType::Url
+        | FieldType::Autonumber
+        | FieldType::Relation
+        | FieldType::User => {
             s.insert("type".into(), ty("string"));
             if let Some(n) = f.effective_max_length() {
                 s.insert("maxLength".into(), json!(n));
@@ -72,8 +85,14 @@ pub fn field_schema(f: &Field) -> Value {
         FieldType::Integer | FieldType::Decimal | FieldType::Currency => {
             let int = st == FieldType::Integer;
             s.insert("type".into(), ty(if int { "integer" } else { "number" }));
-            s.insert("minimum".into(), f.min.clone().map(Value::Number).unwrap_or(json!(INT_MIN)));
-            s.insert("maximum".into(), f.max.clone().map(Value::Number).unwrap_or(json!(INT_MAX)));
+            s.insert(
+                "minimum".into(),
+                f.min.clone().map(Value::Number).unwrap_or(json!(INT_MIN)),
+            );
+            s.insert(
+                "maximum".into(),
+                f.max.clone().map(Value::Number).unwrap_or(json!(INT_MAX)),
+            );
         }
         FieldType::Boolean => {
             s.insert("type".into(), ty("boolean"));
@@ -121,7 +140,10 @@ fn object_schema(fields: &[Field], mode: Mode) -> Value {
         }
     }
     // The owner may be given on a write; the server decides whether it is allowed.
-    props.insert("owner".into(), json!({"type":["string","null"],"maxLength":64}));
+    props.insert(
+        "owner".into(),
+        json!({"type":["string","null"],"maxLength":64}),
+    );
     json!({"type":"object","additionalProperties":false,"properties":props,"required":required})
 }
 
@@ -139,9 +161,18 @@ pub fn output_schema(form: &Form) -> Value {
     let mut props = Map::new();
     props.insert("id".into(), json!({"type":"string","readOnly":true}));
     props.insert("version".into(), json!({"type":"integer","readOnly":true}));
-    props.insert("created_at".into(), json!({"type":"string","format":"date-time","readOnly":true}));
-    props.insert("updated_at".into(), json!({"type":"string","format":"date-time","readOnly":true}));
-    props.insert("created_by".into(), json!({"type":["string","null"],"readOnly":true}));
+    props.insert(
+        "created_at".into(),
+        json!({"type":"string","format":"date-time","readOnly":true}),
+    );
+    props.insert(
+        "updated_at".into(),
+        json!({"type":"string","format":"date-time","readOnly":true}),
+    );
+    props.insert(
+        "created_by".into(),
+        json!({"type":["string","null"],"readOnly":true}),
+    );
     props.insert("owner".into(), json!({"type":["string","null"]}));
     for f in &form.fields {
         let mut fs = field_schema(f);
@@ -173,7 +204,10 @@ impl FieldValidator {
             .should_validate_formats(true)
             .build(&field_schema(f))
             .map_err(|e| MetaError::new(&f.name, "schema", e.to_string()))?;
-        Ok(Self { name: f.name.clone(), validator })
+        Ok(Self {
+            name: f.name.clone(),
+            validator,
+        })
     }
 
     /// Check one value.
@@ -188,9 +222,10 @@ impl FieldValidator {
 /// Check one value against one field (used for defaults).
 pub fn validate_field_value(f: &Field, v: &Value) -> Result<(), FieldError> {
     let schema = field_schema(f);
-    let validator = jsonschema::options().should_validate_formats(true).build(&schema).map_err(|e| {
-        FieldError::new(&f.name, "schema", e.to_string(), e.to_string())
-    })?;
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| FieldError::new(&f.name, "schema", e.to_string(), e.to_string()))?;
     match validator.iter_errors(v).next() {
         None => Ok(()),
         Some(e) => Err(to_field_error(&f.name, &e)),
@@ -208,27 +243,73 @@ fn to_field_error(prefix: &str, e: &jsonschema::ValidationError<'_>) -> FieldErr
     let (code, en, zh): (&'static str, String, String) = match e.kind() {
         ValidationErrorKind::Required { property } => {
             let p = property.as_str().unwrap_or_default();
-            field = if field.is_empty() { p.to_owned() } else { format!("{field}.{p}") };
-            ("required", "a value is required".into(), "此项为必填".into())
+            field = if field.is_empty() {
+                p.to_owned()
+            } else {
+                format!("{field}.{p}")
+            };
+            (
+                "required",
+                "a value is required".into(),
+                "此项为必填".into(),
+            )
         }
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let p = unexpected.first().cloned().unwrap_or_default();
-            field = if field.is_empty() { p } else { format!("{field}.{p}") };
-            ("unknown_field", "no such field".into(), "没有这个字段".into())
+            field = if field.is_empty() {
+                p
+            } else {
+                format!("{field}.{p}")
+            };
+            (
+                "unknown_field",
+                "no such field".into(),
+                "没有这个字段".into(),
+            )
         }
-        ValidationErrorKind::Type { .. } if e.instance().is_null() => {
-            ("required", "a value is required".into(), "此项为必填".into())
-        }
+        ValidationErrorKind::Type { .. } if e.instance().is_null() => (
+            "required",
+            "a value is required".into(),
+            "此项为必填".into(),
+        ),
         ValidationErrorKind::Type { kind } => {
             let want = format!("{kind:?}").to_lowercase();
-            ("type", format!("expected a value of type {want}"), format!("类型错误，应为 {want}"))
+            (
+                "type",
+                format!("expected a value of type {want}"),
+                format!("类型错误，应为 {want}"),
+            )
         }
-        ValidationErrorKind::Enum { .. } => ("option", "not one of the allowed options".into(), "不是允许的选项".into()),
-        ValidationErrorKind::MaxLength { limit } => ("max_length", format!("longer than {limit} characters"), format!("长度超过 {limit} 个字符")),
-        ValidationErrorKind::MinLength { limit } => ("min_length", format!("shorter than {limit} characters"), format!("长度少于 {limit} 个字符")),
-        ValidationErrorKind::Minimum { limit } => ("min", format!("less than the minimum {limit}"), format!("小于最小值 {limit}")),
-        ValidationErrorKind::Maximum { limit } => ("max", format!("more than the maximum {limit}"), format!("大于最大值 {limit}")),
-        ValidationErrorKind::Pattern { .. } => ("pattern", "does not match the required pattern".into(), "格式不符合要求".into()),
+        ValidationErrorKind::Enum { .. } => (
+            "option",
+            "not one of the allowed options".into(),
+            "不是允许的选项".into(),
+        ),
+        ValidationErrorKind::MaxLength { limit } => (
+            "max_length",
+            format!("longer than {limit} characters"),
+            format!("长度超过 {limit} 个字符"),
+        ),
+        ValidationErrorKind::MinLength { limit } => (
+            "min_length",
+            format!("shorter than {limit} characters"),
+            format!("长度少于 {limit} 个字符"),
+        ),
+        ValidationErrorKind::Minimum { limit } => (
+            "min",
+            format!("less than the minimum {limit}"),
+            format!("小于最小值 {limit}"),
+        ),
+        ValidationErrorKind::Maximum { limit } => (
+            "max",
+            format!("more than the maximum {limit}"),
+            format!("大于最大值 {limit}"),
+        ),
+        ValidationErrorKind::Pattern { .. } => (
+            "pattern",
+            "does not match the required pattern".into(),
+            "格式不符合要求".into(),
+        ),
         ValidationErrorKind::Format { format } => {
             let what = match format.as_str() {
                 "email" => "an e-mail address",
@@ -237,11 +318,27 @@ fn to_field_error(prefix: &str, e: &jsonschema::ValidationError<'_>) -> FieldErr
                 "date-time" => "a date and time (RFC 3339)",
                 other => other,
             };
-            ("format", format!("not {what}"), format!("格式错误：应为{what}"))
+            (
+                "format",
+                format!("not {what}"),
+                format!("格式错误：应为{what}"),
+            )
         }
-        ValidationErrorKind::MaxItems { limit } => ("max_items", format!("more than {limit} items"), format!("超过 {limit} 项")),
-        ValidationErrorKind::MinItems { .. } => ("required", "at least one value is required".into(), "至少选择一项".into()),
-        ValidationErrorKind::UniqueItems => ("duplicate_items", "a value is listed twice".into(), "有重复的值".into()),
+        ValidationErrorKind::MaxItems { limit } => (
+            "max_items",
+            format!("more than {limit} items"),
+            format!("超过 {limit} 项"),
+        ),
+        ValidationErrorKind::MinItems { .. } => (
+            "required",
+            "at least one value is required".into(),
+            "至少选择一项".into(),
+        ),
+        ValidationErrorKind::UniqueItems => (
+            "duplicate_items",
+            "a value is listed twice".into(),
+            "有重复的值".into(),
+        ),
         _ => ("invalid", e.to_string(), e.to_string()),
     };
     FieldError::new(field, code, en, zh)
@@ -256,7 +353,9 @@ pub struct RecordValidator {
 
 impl std::fmt::Debug for RecordValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordValidator").field("form", &self.form.name).finish()
+        f.debug_struct("RecordValidator")
+            .field("form", &self.form.name)
+            .finish()
     }
 }
 
@@ -269,7 +368,11 @@ impl RecordValidator {
                 .build(&input_schema(form, mode))
                 .map_err(|e| MetaError::new("fields", "schema", e.to_string()))
         };
-        Ok(Self { form: form.clone(), create: build(Mode::Create)?, update: build(Mode::Update)? })
+        Ok(Self {
+            form: form.clone(),
+            create: build(Mode::Create)?,
+            update: build(Mode::Update)?,
+        })
     }
 
     /// The form this validator was built for.
@@ -279,14 +382,29 @@ impl RecordValidator {
 
     /// Normalize `input` and validate it; on success the map holds the values to store
     /// (defaults applied on create). System columns other than `owner` are refused.
-    pub fn prepare(&self, mut input: Map<String, Value>, mode: Mode, now: DateTime<Utc>) -> Result<Map<String, Value>, Vec<FieldError>> {
+    pub fn prepare(
+        &self,
+        mut input: Map<String, Value>,
+        mode: Mode,
+        now: DateTime<Utc>,
+    ) -> Result<Map<String, Value>, Vec<FieldError>> {
         let mut errors = Vec::new();
         for key in input.keys() {
             if SYSTEM_COLUMNS.contains(&key.as_str()) && key != "owner" {
-                errors.push(FieldError::new(key, "read_only", "set by the system", "由系统设置"));
+                errors.push(FieldError::new(
+                    key,
+                    "read_only",
+                    "set by the system",
+                    "由系统设置",
+                ));
             } else if let Some(f) = self.form.field(key) {
                 if f.is_read_only() {
-                    errors.push(FieldError::new(key, "read_only", "computed by the system", "由系统计算"));
+                    errors.push(FieldError::new(
+                        key,
+                        "read_only",
+                        "computed by the system",
+                        "由系统计算",
+                    ));
                 }
             }
         }
@@ -298,8 +416,16 @@ impl RecordValidator {
             apply_defaults(&self.form.fields, &mut input, now);
         }
         let value = Value::Object(input);
-        let validator = if mode == Mode::Create { &self.create } else { &self.update };
-        let errors: Vec<FieldError> = validator.iter_errors(&value).take(100).map(|e| to_field_error("", &e)).collect();
+        let validator = if mode == Mode::Create {
+            &self.create
+        } else {
+            &self.update
+        };
+        let errors: Vec<FieldError> = validator
+            .iter_errors(&value)
+            .take(100)
+            .map(|e| to_field_error("", &e))
+            .collect();
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -318,7 +444,9 @@ fn apply_defaults(fields: &[Field], input: &mut Map<String, Value>, now: DateTim
         let Some(d) = &f.default else { continue };
         let v = match (f.kind, d.as_str()) {
             (FieldType::Date, Some("$today")) => json!(now.date_naive().to_string()),
-            (FieldType::Datetime, Some("$now")) => json!(now.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            (FieldType::Datetime, Some("$now")) => {
+                json!(now.to_rfc3339_opts(SecondsFormat::Micros, true))
+            }
             (FieldType::Datetime, Some("$today")) => {
                 json!(format!("{}T00:00:00Z", now.date_naive()))
             }
@@ -332,7 +460,9 @@ fn apply_defaults(fields: &[Field], input: &mut Map<String, Value>, now: DateTim
 /// select values case-insensitively by value or label.
 fn normalize_object(fields: &[Field], input: &mut Map<String, Value>) {
     for f in fields {
-        let Some(v) = input.get_mut(&f.name) else { continue };
+        let Some(v) = input.get_mut(&f.name) else {
+            continue;
+        };
         normalize_value(f, v);
     }
 }
@@ -340,7 +470,13 @@ fn normalize_object(fields: &[Field], input: &mut Map<String, Value>) {
 fn normalize_value(f: &Field, v: &mut Value) {
     let st = f.storage_type();
     match v {
-        Value::String(s) if st.is_textual() || matches!(st, FieldType::Relation | FieldType::User | FieldType::Date | FieldType::Datetime) => {
+        Value::String(s)
+            if st.is_textual()
+                || matches!(
+                    st,
+                    FieldType::Relation | FieldType::User | FieldType::Date | FieldType::Datetime
+                ) =>
+        {
             let t = s.trim();
             if t.is_empty() {
                 *v = Value::Null;
@@ -349,7 +485,11 @@ fn normalize_value(f: &Field, v: &mut Value) {
             let mut out = t.to_owned();
             if let Some(map) = &f.normalize {
                 let lower = t.to_lowercase();
-                if let Some(to) = map.iter().find(|(k, _)| k.trim().to_lowercase() == lower).map(|(_, to)| to) {
+                if let Some(to) = map
+                    .iter()
+                    .find(|(k, _)| k.trim().to_lowercase() == lower)
+                    .map(|(_, to)| to)
+                {
                     out = to.clone();
                 }
             }
@@ -368,7 +508,11 @@ fn normalize_value(f: &Field, v: &mut Value) {
                     let mapped = f
                         .normalize
                         .as_ref()
-                        .and_then(|m| m.iter().find(|(k, _)| k.trim().to_lowercase() == t.to_lowercase()).map(|(_, to)| to.clone()))
+                        .and_then(|m| {
+                            m.iter()
+                                .find(|(k, _)| k.trim().to_lowercase() == t.to_lowercase())
+                                .map(|(_, to)| to.clone())
+                        })
                         .unwrap_or(t);
                     *s = match_option(f, &mapped).unwrap_or(mapped);
                 }
@@ -391,7 +535,11 @@ fn match_option(f: &Field, s: &str) -> Option<String> {
         .iter()
         .find(|o| o.value == s)
         .or_else(|| f.options.iter().find(|o| o.value.to_lowercase() == lower))
-        .or_else(|| f.options.iter().find(|o| o.label.values().any(|l| l.to_lowercase() == lower)))
+        .or_else(|| {
+            f.options
+                .iter()
+                .find(|o| o.label.values().any(|l| l.to_lowercase() == lower))
+        })
         .map(|o| o.value.clone())
 }
 
@@ -426,7 +574,16 @@ mod tests {
     fn normalizes_city_spellings_and_select_labels() {
         let v = RecordValidator::new(&lead()).unwrap();
         for spelling in ["北京", "京", " beijing ", "BEIJING", "北京市"] {
-            let out = v.prepare(json!({"company":"A","city":spelling,"region":"华北"}).as_object().unwrap().clone(), Mode::Create, now()).unwrap();
+            let out = v
+                .prepare(
+                    json!({"company":"A","city":spelling,"region":"华北"})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                    Mode::Create,
+                    now(),
+                )
+                .unwrap();
             assert_eq!(out["city"], json!("北京市"), "{spelling}");
             assert_eq!(out["region"], json!("north"));
         }
@@ -435,10 +592,22 @@ mod tests {
     #[test]
     fn applies_defaults_on_create_only() {
         let v = RecordValidator::new(&lead()).unwrap();
-        let out = v.prepare(json!({"company":"A"}).as_object().unwrap().clone(), Mode::Create, now()).unwrap();
+        let out = v
+            .prepare(
+                json!({"company":"A"}).as_object().unwrap().clone(),
+                Mode::Create,
+                now(),
+            )
+            .unwrap();
         assert_eq!(out["since"], json!("2026-11-22"));
         assert_eq!(out["active"], json!(true));
-        let out = v.prepare(json!({"email":"X@Y.COM"}).as_object().unwrap().clone(), Mode::Update, now()).unwrap();
+        let out = v
+            .prepare(
+                json!({"email":"X@Y.COM"}).as_object().unwrap().clone(),
+                Mode::Update,
+                now(),
+            )
+            .unwrap();
         assert_eq!(out.get("since"), None);
         assert_eq!(out["email"], json!("x@y.com"));
     }
@@ -457,9 +626,17 @@ mod tests {
             .unwrap_err();
         let got: Vec<(&str, &str)> = errs.iter().map(|e| (e.field.as_str(), e.code)).collect();
         for want in [
-            ("company", "max_length"), ("region", "option"), ("email", "format"), ("phone", "pattern"),
-            ("employees", "min"), ("budget", "type"), ("since", "format"), ("tags", "duplicate_items"),
-            ("lines[0].qty", "min"), ("lines[1].qty", "required"), ("bogus", "unknown_field"),
+            ("company", "max_length"),
+            ("region", "option"),
+            ("email", "format"),
+            ("phone", "pattern"),
+            ("employees", "min"),
+            ("budget", "type"),
+            ("since", "format"),
+            ("tags", "duplicate_items"),
+            ("lines[0].qty", "min"),
+            ("lines[1].qty", "required"),
+            ("bogus", "unknown_field"),
         ] {
             assert!(got.contains(&want), "missing {want:?} in {got:?}");
         }
@@ -471,9 +648,24 @@ mod tests {
         let errs = v.prepare(Map::new(), Mode::Create, now()).unwrap_err();
         assert_eq!(errs[0].field, "company");
         assert_eq!(errs[0].code, "required");
-        let errs = v.prepare(json!({"company":"  "}).as_object().unwrap().clone(), Mode::Create, now()).unwrap_err();
-        assert_eq!(errs[0].code, "required", "blank counts as missing: {errs:?}");
-        let errs = v.prepare(json!({"no":"L-1","id":"x"}).as_object().unwrap().clone(), Mode::Update, now()).unwrap_err();
+        let errs = v
+            .prepare(
+                json!({"company":"  "}).as_object().unwrap().clone(),
+                Mode::Create,
+                now(),
+            )
+            .unwrap_err();
+        assert_eq!(
+            errs[0].code, "required",
+            "blank counts as missing: {errs:?}"
+        );
+        let errs = v
+            .prepare(
+                json!({"no":"L-1","id":"x"}).as_object().unwrap().clone(),
+                Mode::Update,
+                now(),
+            )
+            .unwrap_err();
         assert_eq!(errs.len(), 2);
         assert!(errs.iter().all(|e| e.code == "read_only"));
     }

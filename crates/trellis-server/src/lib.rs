@@ -1,1 +1,213 @@
-//! trellis-server
+//! The HTTP surface: actix-web routes, authentication, problem+json, OpenAPI and metrics.
+//! The only crate that knows actix.
+
+pub mod access;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::Value;
+use trellis_store::Store;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::auth::TokenCache;
+use crate::error::{ApiError, Code};
+use crate::metrics::Metrics;
+use crate::routes::{bundles, forms, ops, records, users};
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Worker threads (0: one per core).
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 << 20,
+            workers: 0,
+        }
+    }
+}
+
+/// Shared by every request.
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Resolved tokens.
+    pub tokens: TokenCache,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The static OpenAPI document.
+    pub openapi_base: Value,
+    /// Settings.
+    pub config: ServerConfig,
+}
+
+fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::new(
+        Code::InvalidQuery,
+        format!("a query parameter is invalid: {err}"),
+    )
+    .into()
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(Code::NotFound, "no such route"))
+}
+
+/// Register every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(query_error))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .route(
+            "/docs",
+            web::get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header(("Location", "/docs/"))
+                    .finish()
+            }),
+        )
+        .service(
+            SwaggerUi::new("/docs/{_:.*}")
+                .config(Config::new(["/api/v1/openapi.json"]).persist_authorization(true)),
+        )
+        .service(
+            web::scope("/api/v1")
+                .route("/openapi.json", web::get().to(ops::openapi))
+                .route("/auth/login", web::post().to(users::login))
+                .route("/auth/logout", web::post().to(users::logout))
+                .route("/me", web::get().to(users::me))
+                .service(
+                    web::resource("/tokens")
+                        .get(users::list_tokens)
+                        .post(users::create_token),
+                )
+                .route("/tokens/{id}", web::delete().to(users::revoke_token))
+                .service(
+                    web::resource("/users")
+                        .get(users::list_users)
+                        .post(users::create_user),
+                )
+                .service(
+                    web::resource("/users/{id}")
+                        .get(users::get_user)
+                        .patch(users::patch_user),
+                )
+                .service(
+                    web::resource("/teams")
+                        .get(users::list_teams)
+                        .post(users::create_team),
+                )
+                .service(web::resource("/forms").get(forms::list).post(forms::create))
+                .service(
+                    web::resource("/forms/{form}")
+                        .get(forms::get)
+                        .put(forms::put)
+                        .delete(forms::delete),
+                )
+                .route(
+                    "/forms/{form}/versions",
+                    web::get().to(forms::list_versions),
+                )
+                .route("/forms/{form}/columns", web::get().to(forms::columns))
+                .service(
+                    web::resource("/bundles")
+                        .get(bundles::list)
+                        .post(bundles::install),
+                )
+                .route("/bundles/{name}/export", web::get().to(bundles::export))
+                .service(
+                    web::resource("/data/{form}")
+                        .get(records::list)
+                        .post(records::create),
+                )
+                .route("/data/{form}/batch", web::post().to(records::batch))
+                .service(
+                    web::resource("/data/{form}/{id}")
+                        .get(records::get)
+                        .patch(records::patch)
+                        .delete(records::delete),
+                )
+                .route("/data/{form}/{id}/history", web::get().to(records::history)),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// Build the shared state.
+pub fn state(store: Store, config: ServerConfig) -> Result<web::Data<AppState>, prometheus::Error> {
+    Ok(web::Data::new(AppState {
+        store,
+        tokens: TokenCache::default(),
+        metrics: Metrics::new()?,
+        openapi_base: openapi::base(),
+        config,
+    }))
+}
+
+/// Bind and run until SIGINT/SIGTERM; requests in flight are finished first. `on_bound`
+/// receives the actual address (the port may have been 0).
+pub async fn run(
+    state: web::Data<AppState>,
+    bind: &str,
+    on_bound: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let workers = match state.config.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    };
+    let st = state.clone();
+    let server = HttpServer::new(move || {
+        let st2 = st.clone();
+        App::new()
+            .app_data(st.clone())
+            .wrap_fn(move |req, srv| {
+                let start = Instant::now();
+                let method = req.method().as_str().to_owned();
+                let fut = srv.call(req);
+                let st3 = st2.clone();
+                async move {
+                    let res = fut.await?;
+                    let route = res
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_owned());
+                    let status = res.status().as_u16().to_string();
+                    st3.metrics
+                        .requests
+                        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+                        .inc();
+                    st3.metrics
+                        .latency
+                        .with_label_values(&[method.as_str(), route.as_str()])
+                        .observe(start.elapsed().as_secs_f64());
+                    Ok(res)
+                }
+            })
+            .configure(configure)
+    })
+    .workers(workers)
+    .shutdown_timeout(30)
+    .bind(bind)?;
+    if let Some(addr) = server.addrs().first() {
+        on_bound(*addr);
+    }
+    server.run().await
+}

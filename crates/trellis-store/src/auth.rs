@@ -4,7 +4,9 @@ use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use base64::Engine;
 use chrono::{Duration, Utc};
 use rand::RngCore;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -52,18 +54,31 @@ pub struct UserView {
 
 impl From<user::Model> for UserView {
     fn from(m: user::Model) -> Self {
-        Self { id: m.id, email: m.email, name: m.name, active: m.active, is_admin: m.is_admin, manager: m.manager, created_at: m.created_at.to_rfc3339() }
+        Self {
+            id: m.id,
+            email: m.email,
+            name: m.name,
+            active: m.active,
+            is_admin: m.is_admin,
+            manager: m.manager,
+            created_at: m.created_at.to_rfc3339(),
+        }
     }
 }
 
 /// Hash a password with argon2id and a fresh salt.
 pub fn hash_password(pw: &str) -> Result<String, StoreError> {
-    Argon2::default().hash_password(pw.as_bytes()).map(|h| h.to_string()).map_err(|e| StoreError::Corrupt(format!("password hashing failed: {e}")))
+    Argon2::default()
+        .hash_password(pw.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Corrupt(format!("password hashing failed: {e}")))
 }
 
 /// Does `pw` match the stored hash?
 pub fn verify_password(pw: &str, hash: &str) -> bool {
-    Argon2::default().verify_password(pw.as_bytes(), hash).is_ok()
+    Argon2::default()
+        .verify_password(pw.as_bytes(), hash)
+        .is_ok()
 }
 
 /// SHA-256 of a token secret, hex.
@@ -74,7 +89,10 @@ pub fn token_hash(secret: &str) -> String {
 fn new_secret() -> String {
     let mut b = [0u8; 32];
     rand::rng().fill_bytes(&mut b);
-    format!("trl_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+    format!(
+        "trl_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    )
 }
 
 /// A readable random password for a bootstrap administrator.
@@ -88,16 +106,40 @@ pub fn generate_password() -> String {
 pub const MIN_PASSWORD: usize = 8;
 
 /// Create a user. The e-mail is stored in lower case and must be unique.
-pub async fn create_user(db: &Db, email: &str, name: &str, password: &str, is_admin: bool, manager: Option<String>) -> Result<user::Model, StoreError> {
+pub async fn create_user(
+    db: &Db,
+    email: &str,
+    name: &str,
+    password: &str,
+    is_admin: bool,
+    manager: Option<String>,
+) -> Result<user::Model, StoreError> {
     let email = email.trim().to_lowercase();
     if !email.contains('@') || email.len() > 254 {
-        return Err(StoreError::field("email", "format", "not an e-mail address", "不是有效的电子邮件地址"));
+        return Err(StoreError::field(
+            "email",
+            "format",
+            "not an e-mail address",
+            "不是有效的电子邮件地址",
+        ));
     }
     if password.chars().count() < MIN_PASSWORD {
-        return Err(StoreError::field("password", "min_length", format!("at least {MIN_PASSWORD} characters"), format!("至少 {MIN_PASSWORD} 个字符")));
+        return Err(StoreError::field(
+            "password",
+            "min_length",
+            format!("at least {MIN_PASSWORD} characters"),
+            format!("至少 {MIN_PASSWORD} 个字符"),
+        ));
     }
-    if user::Entity::find().filter(user::Column::Email.eq(&email)).one(&db.writer).await?.is_some() {
-        return Err(StoreError::Unique { field: "email".into() });
+    if user::Entity::find()
+        .filter(user::Column::Email.eq(&email))
+        .one(&db.writer)
+        .await?
+        .is_some()
+    {
+        return Err(StoreError::Unique {
+            field: "email".into(),
+        });
     }
     let now = Utc::now();
     let m = user::ActiveModel {
@@ -118,22 +160,35 @@ pub async fn create_user(db: &Db, email: &str, name: &str, password: &str, is_ad
 
 /// Users, oldest first.
 pub async fn list_users(db: &Db) -> Result<Vec<user::Model>, StoreError> {
-    Ok(user::Entity::find().order_by_asc(user::Column::CreatedAt).all(&db.reader).await?)
+    Ok(user::Entity::find()
+        .order_by_asc(user::Column::CreatedAt)
+        .all(&db.reader)
+        .await?)
 }
 
 /// A user by id.
 pub async fn get_user(db: &Db, id: &str) -> Result<user::Model, StoreError> {
-    user::Entity::find_by_id(id.to_owned()).one(&db.reader).await?.ok_or_else(|| StoreError::NotFound(format!("user {id}")))
+    user::Entity::find_by_id(id.to_owned())
+        .one(&db.reader)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("user {id}")))
 }
 
 /// A user by e-mail.
 pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<user::Model>, StoreError> {
-    Ok(user::Entity::find().filter(user::Column::Email.eq(email.trim().to_lowercase())).one(&db.reader).await?)
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
+        .one(&db.reader)
+        .await?)
 }
 
 /// Create the first administrator when there is no user at all. Returns the generated
 /// password when none was given.
-pub async fn bootstrap_admin(db: &Db, email: Option<&str>, password: Option<&str>) -> Result<Option<(String, Option<String>)>, StoreError> {
+pub async fn bootstrap_admin(
+    db: &Db,
+    email: Option<&str>,
+    password: Option<&str>,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
     if user::Entity::find().count(&db.writer).await? > 0 {
         return Ok(None);
     }
@@ -150,17 +205,34 @@ pub async fn bootstrap_admin(db: &Db, email: Option<&str>, password: Option<&str
 }
 
 /// Check e-mail and password; on success open a session and return its token.
-pub async fn login(db: &Db, email: &str, password: &str) -> Result<(String, user::Model), StoreError> {
-    let u = user::Entity::find().filter(user::Column::Email.eq(email.trim().to_lowercase())).one(&db.writer).await?;
+pub async fn login(
+    db: &Db,
+    email: &str,
+    password: &str,
+) -> Result<(String, user::Model), StoreError> {
+    let u = user::Entity::find()
+        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
+        .one(&db.writer)
+        .await?;
     let Some(u) = u else {
         // Spend the same time as a real check so e-mails cannot be probed by timing.
-        let _ = verify_password(password, "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5aIr4ZnH7ye1U2Vz1lQ9RmCzjRg6xZ6Y0c6J6V3Ddkw");
+        let _ = verify_password(
+            password,
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5aIr4ZnH7ye1U2Vz1lQ9RmCzjRg6xZ6Y0c6J6V3Ddkw",
+        );
         return Err(StoreError::BadCredentials);
     };
     if !u.active || !verify_password(password, &u.password_hash) {
         return Err(StoreError::BadCredentials);
     }
-    let secret = issue(db, &u.id, "session", None, Some(Utc::now() + Duration::days(SESSION_DAYS))).await?;
+    let secret = issue(
+        db,
+        &u.id,
+        "session",
+        None,
+        Some(Utc::now() + Duration::days(SESSION_DAYS)),
+    )
+    .await?;
     Ok((secret, u))
 }
 
@@ -181,12 +253,24 @@ pub struct TokenView {
 
 impl From<token::Model> for TokenView {
     fn from(m: token::Model) -> Self {
-        Self { id: m.id, name: m.name, kind: m.kind, created_at: m.created_at.to_rfc3339(), expires_at: m.expires_at.map(|d| d.to_rfc3339()) }
+        Self {
+            id: m.id,
+            name: m.name,
+            kind: m.kind,
+            created_at: m.created_at.to_rfc3339(),
+            expires_at: m.expires_at.map(|d| d.to_rfc3339()),
+        }
     }
 }
 
 /// Issue a token for a user and return its secret (shown once).
-pub async fn issue(db: &Db, user_id: &str, kind: &str, name: Option<String>, expires_at: Option<chrono::DateTime<Utc>>) -> Result<String, StoreError> {
+pub async fn issue(
+    db: &Db,
+    user_id: &str,
+    kind: &str,
+    name: Option<String>,
+    expires_at: Option<chrono::DateTime<Utc>>,
+) -> Result<String, StoreError> {
     let secret = new_secret();
     token::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
@@ -216,7 +300,9 @@ pub async fn list_tokens(db: &Db, user_id: &str) -> Result<Vec<token::Model>, St
 
 /// Revoke a token of `user_id` (an administrator may pass None to revoke anyone's).
 pub async fn revoke(db: &Db, token_id: &str, user_id: Option<&str>) -> Result<(), StoreError> {
-    let t = token::Entity::find_by_id(token_id.to_owned()).one(&db.writer).await?;
+    let t = token::Entity::find_by_id(token_id.to_owned())
+        .one(&db.writer)
+        .await?;
     let Some(t) = t.filter(|t| user_id.is_none_or(|u| u == t.user_id)) else {
         return Err(StoreError::NotFound(format!("token {token_id}")));
     };
@@ -228,18 +314,39 @@ pub async fn revoke(db: &Db, token_id: &str, user_id: Option<&str>) -> Result<()
 
 /// Resolve a token secret to its user; None when unknown, revoked, expired or the user is disabled.
 pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, StoreError> {
-    let t = token::Entity::find().filter(token::Column::TokenHash.eq(token_hash(secret))).one(&db.reader).await?;
+    let t = token::Entity::find()
+        .filter(token::Column::TokenHash.eq(token_hash(secret)))
+        .one(&db.reader)
+        .await?;
     let Some(t) = t else { return Ok(None) };
     if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e < Utc::now()) {
         return Ok(None);
     }
-    let u = user::Entity::find_by_id(t.user_id.clone()).one(&db.reader).await?;
-    Ok(u.filter(|u| u.active).map(|u| Principal { id: u.id, email: u.email, name: u.name, is_admin: u.is_admin, token_id: t.id }))
+    let u = user::Entity::find_by_id(t.user_id.clone())
+        .one(&db.reader)
+        .await?;
+    Ok(u.filter(|u| u.active).map(|u| Principal {
+        id: u.id,
+        email: u.email,
+        name: u.name,
+        is_admin: u.is_admin,
+        token_id: t.id,
+    }))
 }
 
 /// Change a user: name, active flag, manager, password.
-pub async fn update_user(db: &Db, id: &str, name: Option<String>, active: Option<bool>, manager: Option<Option<String>>, password: Option<String>) -> Result<user::Model, StoreError> {
-    let u = user::Entity::find_by_id(id.to_owned()).one(&db.writer).await?.ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
+pub async fn update_user(
+    db: &Db,
+    id: &str,
+    name: Option<String>,
+    active: Option<bool>,
+    manager: Option<Option<String>>,
+    password: Option<String>,
+) -> Result<user::Model, StoreError> {
+    let u = user::Entity::find_by_id(id.to_owned())
+        .one(&db.writer)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
     let mut a: user::ActiveModel = u.into();
     if let Some(n) = name {
         a.name = Set(n);
@@ -252,7 +359,12 @@ pub async fn update_user(db: &Db, id: &str, name: Option<String>, active: Option
     }
     if let Some(p) = password {
         if p.chars().count() < MIN_PASSWORD {
-            return Err(StoreError::field("password", "min_length", format!("at least {MIN_PASSWORD} characters"), format!("至少 {MIN_PASSWORD} 个字符")));
+            return Err(StoreError::field(
+                "password",
+                "min_length",
+                format!("at least {MIN_PASSWORD} characters"),
+                format!("至少 {MIN_PASSWORD} 个字符"),
+            ));
         }
         a.password_hash = Set(hash_password(&p)?);
     }
@@ -261,11 +373,30 @@ pub async fn update_user(db: &Db, id: &str, name: Option<String>, active: Option
 }
 
 /// Create a team with its members.
-pub async fn create_team(db: &Db, name: &str, label: serde_json::Value, manager: Option<String>, members: &[String]) -> Result<(), StoreError> {
-    if team::Entity::find_by_id(name.to_owned()).one(&db.writer).await?.is_some() {
-        return Err(StoreError::Unique { field: "name".into() });
+pub async fn create_team(
+    db: &Db,
+    name: &str,
+    label: serde_json::Value,
+    manager: Option<String>,
+    members: &[String],
+) -> Result<(), StoreError> {
+    if team::Entity::find_by_id(name.to_owned())
+        .one(&db.writer)
+        .await?
+        .is_some()
+    {
+        return Err(StoreError::Unique {
+            field: "name".into(),
+        });
     }
-    team::ActiveModel { name: Set(name.to_owned()), label: Set(label), manager: Set(manager), created_at: Set(Utc::now()) }.insert(&db.writer).await?;
+    team::ActiveModel {
+        name: Set(name.to_owned()),
+        label: Set(label),
+        manager: Set(manager),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&db.writer)
+    .await?;
     for m in members {
         add_member(db, name, m).await?;
     }
@@ -274,9 +405,17 @@ pub async fn create_team(db: &Db, name: &str, label: serde_json::Value, manager:
 
 /// Put a user in a team (idempotent).
 pub async fn add_member(db: &Db, team_name: &str, user_id: &str) -> Result<(), StoreError> {
-    let exists = team_member::Entity::find_by_id((team_name.to_owned(), user_id.to_owned())).one(&db.writer).await?.is_some();
+    let exists = team_member::Entity::find_by_id((team_name.to_owned(), user_id.to_owned()))
+        .one(&db.writer)
+        .await?
+        .is_some();
     if !exists {
-        team_member::ActiveModel { team: Set(team_name.to_owned()), user_id: Set(user_id.to_owned()) }.insert(&db.writer).await?;
+        team_member::ActiveModel {
+            team: Set(team_name.to_owned()),
+            user_id: Set(user_id.to_owned()),
+        }
+        .insert(&db.writer)
+        .await?;
     }
     Ok(())
 }
@@ -296,12 +435,19 @@ pub struct TeamView {
 
 /// All teams.
 pub async fn list_teams(db: &Db) -> Result<Vec<TeamView>, StoreError> {
-    let teams = team::Entity::find().order_by_asc(team::Column::Name).all(&db.reader).await?;
+    let teams = team::Entity::find()
+        .order_by_asc(team::Column::Name)
+        .all(&db.reader)
+        .await?;
     let members = team_member::Entity::find().all(&db.reader).await?;
     Ok(teams
         .into_iter()
         .map(|t| TeamView {
-            members: members.iter().filter(|m| m.team == t.name).map(|m| m.user_id.clone()).collect(),
+            members: members
+                .iter()
+                .filter(|m| m.team == t.name)
+                .map(|m| m.user_id.clone())
+                .collect(),
             name: t.name,
             label: t.label,
             manager: t.manager,

@@ -45,16 +45,28 @@ pub struct InstallReport {
 }
 
 /// Install or upgrade a bundle in one transaction; on a dry run only plan it.
-pub async fn install(db: &Db, registry: &Registry, doc: &Value, dry_run: bool, actor: &Actor) -> Result<InstallReport, StoreError> {
+pub async fn install(
+    db: &Db,
+    registry: &Registry,
+    doc: &Value,
+    dry_run: bool,
+    actor: &Actor,
+) -> Result<InstallReport, StoreError> {
     let snapshot = registry.snapshot();
-    let bundle = check_bundle(doc, &|n| snapshot.0.contains_key(n)).map_err(StoreError::Definition)?;
-    let installed = bundle_e::Entity::find_by_id(bundle.name.clone()).one(&db.writer).await?;
+    let bundle =
+        check_bundle(doc, &|n| snapshot.0.contains_key(n)).map_err(StoreError::Definition)?;
+    let installed = bundle_e::Entity::find_by_id(bundle.name.clone())
+        .one(&db.writer)
+        .await?;
     if let Some(i) = &installed {
         if parse_version(&i.version) > parse_version(&bundle.version) {
             return Err(StoreError::Conflict {
                 field: "version".into(),
                 code: "downgrade",
-                message: format!("{} {} is installed; {} is older", bundle.name, i.version, bundle.version),
+                message: format!(
+                    "{} {} is installed; {} is older",
+                    bundle.name, i.version, bundle.version
+                ),
                 rows: vec![],
             });
         }
@@ -65,7 +77,11 @@ pub async fn install(db: &Db, registry: &Registry, doc: &Value, dry_run: bool, a
                 return Err(StoreError::Conflict {
                     field: format!("forms.{}", f.name),
                     code: "form_owned",
-                    message: format!("the form {:?} belongs to the bundle {:?}", f.name, e.bundle.as_deref().unwrap_or_default()),
+                    message: format!(
+                        "the form {:?} belongs to the bundle {:?}",
+                        f.name,
+                        e.bundle.as_deref().unwrap_or_default()
+                    ),
                     rows: vec![],
                 });
             }
@@ -80,13 +96,35 @@ pub async fn install(db: &Db, registry: &Registry, doc: &Value, dry_run: bool, a
         let position = i as i64;
         match snapshot.0.get(&form.name) {
             None => {
-                changes.push(FormChange { form: form.name.clone(), action: "create", plan: None });
+                changes.push(FormChange {
+                    form: form.name.clone(),
+                    action: "create",
+                    plan: None,
+                });
                 if !dry_run {
-                    entries.push(insert_form(&txn, db.dialect, form, Some(&bundle.name), position, actor.user.as_deref()).await?);
+                    entries.push(
+                        insert_form(
+                            &txn,
+                            db.dialect,
+                            form,
+                            Some(&bundle.name),
+                            position,
+                            actor.user.as_deref(),
+                        )
+                        .await?,
+                    );
                 }
             }
-            Some(e) if e.form == *form && e.bundle.as_deref() == Some(bundle.name.as_str()) && e.position == position => {
-                changes.push(FormChange { form: form.name.clone(), action: "unchanged", plan: None });
+            Some(e)
+                if e.form == *form
+                    && e.bundle.as_deref() == Some(bundle.name.as_str())
+                    && e.position == position =>
+            {
+                changes.push(FormChange {
+                    form: form.name.clone(),
+                    action: "unchanged",
+                    plan: None,
+                });
             }
             Some(e) => {
                 let (mut plan, work, columns) = make_plan(&txn, db.dialect, e, form).await?;
@@ -97,12 +135,38 @@ pub async fn install(db: &Db, registry: &Registry, doc: &Value, dry_run: bool, a
                 if !dry_run && plan.blockers.is_empty() {
                     apply(&txn, db.dialect, e, &work).await?;
                     let plan_json = serde_json::to_value(&plan)?;
-                    let ne = save_definition(&txn, e, form.clone(), columns, Some(plan_json), actor.user.as_deref(), Some(bundle.name.clone()), position).await?;
-                    write_audit(&txn, &[("$form", form.name.as_str(), ne.version, "migrate", serde_json::to_value(&plan.steps)?)], actor, Utc::now()).await?;
+                    let ne = save_definition(
+                        &txn,
+                        e,
+                        form.clone(),
+                        columns,
+                        Some(plan_json),
+                        actor.user.as_deref(),
+                        Some(bundle.name.clone()),
+                        position,
+                    )
+                    .await?;
+                    write_audit(
+                        &txn,
+                        &[(
+                            "$form",
+                            form.name.as_str(),
+                            ne.version,
+                            "migrate",
+                            serde_json::to_value(&plan.steps)?,
+                        )],
+                        actor,
+                        Utc::now(),
+                    )
+                    .await?;
                     entries.push(ne);
                     plan.applied = true;
                 }
-                changes.push(FormChange { form: form.name.clone(), action: "upgrade", plan: Some(plan) });
+                changes.push(FormChange {
+                    form: form.name.clone(),
+                    action: "upgrade",
+                    plan: Some(plan),
+                });
             }
         }
     }
@@ -110,7 +174,9 @@ pub async fn install(db: &Db, registry: &Registry, doc: &Value, dry_run: bool, a
         txn.rollback().await?;
         return Err(StoreError::Lossy(blockers));
     }
-    let manifest_changed = installed.as_ref().is_none_or(|i| i.manifest != manifest || i.version != bundle.version);
+    let manifest_changed = installed
+        .as_ref()
+        .is_none_or(|i| i.manifest != manifest || i.version != bundle.version);
     let changed = manifest_changed || changes.iter().any(|c| c.action != "unchanged");
     if dry_run || !changed {
         txn.rollback().await?;
@@ -118,9 +184,15 @@ pub async fn install(db: &Db, registry: &Registry, doc: &Value, dry_run: bool, a
         let now = Utc::now();
         match installed.clone() {
             None => {
-                bundle_e::ActiveModel { name: Set(bundle.name.clone()), version: Set(bundle.version.clone()), manifest: Set(manifest), installed_at: Set(now), updated_at: Set(now) }
-                    .insert(&txn)
-                    .await?;
+                bundle_e::ActiveModel {
+                    name: Set(bundle.name.clone()),
+                    version: Set(bundle.version.clone()),
+                    manifest: Set(manifest),
+                    installed_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(&txn)
+                .await?;
             }
             Some(m) if manifest_changed => {
                 let mut a: bundle_e::ActiveModel = m.into();
@@ -148,14 +220,24 @@ pub async fn install(db: &Db, registry: &Registry, doc: &Value, dry_run: bool, a
 
 /// Installed bundles.
 pub async fn list(db: &Db) -> Result<Vec<bundle_e::Model>, StoreError> {
-    Ok(bundle_e::Entity::find().order_by_asc(bundle_e::Column::Name).all(&db.reader).await?)
+    Ok(bundle_e::Entity::find()
+        .order_by_asc(bundle_e::Column::Name)
+        .all(&db.reader)
+        .await?)
 }
 
 /// Export an installed bundle as an installable document.
 pub async fn export(db: &Db, registry: &Registry, name: &str) -> Result<Bundle, StoreError> {
-    let m = bundle_e::Entity::find_by_id(name.to_owned()).one(&db.reader).await?.ok_or_else(|| StoreError::NotFound(format!("bundle {name}")))?;
+    let m = bundle_e::Entity::find_by_id(name.to_owned())
+        .one(&db.reader)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("bundle {name}")))?;
     let mut b: Bundle = serde_json::from_value(m.manifest)?;
-    let forms: Vec<Arc<FormEntry>> = registry.list().into_iter().filter(|e| e.bundle.as_deref() == Some(name)).collect();
+    let forms: Vec<Arc<FormEntry>> = registry
+        .list()
+        .into_iter()
+        .filter(|e| e.bundle.as_deref() == Some(name))
+        .collect();
     b.forms = forms.iter().map(|e| e.form.clone()).collect();
     Ok(b)
 }

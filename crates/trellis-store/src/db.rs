@@ -29,7 +29,10 @@ pub struct Db {
 }
 
 fn sqlite_url(url: &str) -> String {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
     let path = path.split('?').next().unwrap_or(path);
     format!("sqlite://{path}?mode=rwc")
 }
@@ -44,7 +47,11 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .sqlx_logging(false);
             let pool = Database::connect(o).await?;
-            return Ok(Self { writer: pool.clone(), reader: pool, dialect: Dialect::Postgres });
+            return Ok(Self {
+                writer: pool.clone(),
+                reader: pool,
+                dialect: Dialect::Postgres,
+            });
         }
         let url = sqlite_url(&opts.url);
         let tune = |o: sea_orm::sqlx::sqlite::SqliteConnectOptions| {
@@ -56,7 +63,11 @@ impl Db {
                 .statement_cache_capacity(500)
         };
         let mut w = ConnectOptions::new(url.clone());
-        w.max_connections(1).min_connections(1).idle_timeout(None::<Duration>).sqlx_logging(false).map_sqlx_sqlite_opts(tune);
+        w.max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None::<Duration>)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(tune);
         let writer = Database::connect(w).await?;
         let mut r = ConnectOptions::new(url);
         r.max_connections(opts.max_connections.max(1))
@@ -65,7 +76,11 @@ impl Db {
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(move |o| tune(o).read_only(true));
         let reader = Database::connect(r).await?;
-        Ok(Self { writer, reader, dialect: Dialect::Sqlite })
+        Ok(Self {
+            writer,
+            reader,
+            dialect: Dialect::Sqlite,
+        })
     }
 
     /// Is the database reachable?
@@ -95,7 +110,13 @@ mod tests {
     #[test]
     fn sqlite_urls() {
         assert_eq!(sqlite_url("./trellis.db"), "sqlite://./trellis.db?mode=rwc");
-        assert_eq!(sqlite_url("sqlite:/tmp/x.db"), "sqlite:///tmp/x.db?mode=rwc");
-        assert_eq!(sqlite_url("sqlite:///tmp/x.db?mode=rw"), "sqlite:///tmp/x.db?mode=rwc");
+        assert_eq!(
+            sqlite_url("sqlite:/tmp/x.db"),
+            "sqlite:///tmp/x.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url("sqlite:///tmp/x.db?mode=rw"),
+            "sqlite:///tmp/x.db?mode=rwc"
+        );
     }
 }

@@ -81,7 +81,12 @@ pub enum StoreError {
 
 impl StoreError {
     /// A validation error on one field.
-    pub fn field(field: impl Into<String>, code: &'static str, en: impl Into<String>, zh: impl Into<String>) -> Self {
+    pub fn field(
+        field: impl Into<String>,
+        code: &'static str,
+        en: impl Into<String>,
+        zh: impl Into<String>,
+    ) -> Self {
         Self::Validation(vec![FieldError::new(field, code, en, zh)])
     }
 }

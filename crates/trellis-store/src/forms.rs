@@ -9,9 +9,9 @@ use sea_orm::sea_query::{Alias, ColumnDef, ExprTrait, Table, TableCreateStatemen
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, QueryOrder, Set, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use trellis_meta::RecordValidator;
 use trellis_meta::check::check_form;
 use trellis_meta::form::{Field, FieldType, Form};
-use trellis_meta::RecordValidator;
 use trellis_query::{Catalog, Dialect, FieldInfo, ValueKind};
 
 use crate::db::Db;
@@ -131,14 +131,37 @@ pub struct FormEntry {
 
 impl FormEntry {
     /// Build an entry from its parts.
-    pub fn new(form: Form, version: i64, columns: Vec<ColumnInfo>, bundle: Option<String>, position: i64) -> Result<Self, StoreError> {
+    pub fn new(
+        form: Form,
+        version: i64,
+        columns: Vec<ColumnInfo>,
+        bundle: Option<String>,
+        position: i64,
+    ) -> Result<Self, StoreError> {
         let validator = RecordValidator::new(&form).map_err(|e| StoreError::Definition(vec![e]))?;
         let by_field = columns
             .iter()
             .filter(|c| c.state == ColumnState::Active)
-            .map(|c| (c.field.clone(), (c.column.clone(), parse_kind(&c.kind).unwrap_or(ValueKind::Text))))
+            .map(|c| {
+                (
+                    c.field.clone(),
+                    (
+                        c.column.clone(),
+                        parse_kind(&c.kind).unwrap_or(ValueKind::Text),
+                    ),
+                )
+            })
             .collect();
-        Ok(Self { table: table_name(&form.name), form, version, columns, validator, bundle, position, by_field })
+        Ok(Self {
+            table: table_name(&form.name),
+            form,
+            version,
+            columns,
+            validator,
+            bundle,
+            position,
+            by_field,
+        })
     }
 
     /// The column and kind of an active field or a system column.
@@ -151,7 +174,10 @@ impl FormEntry {
 
     /// Forms this one points at through relation fields.
     pub fn relations(&self) -> impl Iterator<Item = (&Field, &str)> {
-        self.form.fields.iter().filter_map(|f| f.target.as_deref().map(|t| (f, t)))
+        self.form
+            .fields
+            .iter()
+            .filter_map(|f| f.target.as_deref().map(|t| (f, t)))
     }
 }
 
@@ -164,7 +190,11 @@ impl Catalog for Snapshot {
         let e = self.0.get(form)?;
         let (column, kind) = e.column(name)?;
         let target = e.form.field(name).and_then(|f| f.target.clone());
-        Some(FieldInfo { column: column.to_owned(), kind, target })
+        Some(FieldInfo {
+            column: column.to_owned(),
+            kind,
+            target,
+        })
     }
 
     fn table(&self, form: &str) -> Option<String> {
@@ -175,7 +205,10 @@ impl Catalog for Snapshot {
 impl Snapshot {
     /// The entry of `form`.
     pub fn get(&self, form: &str) -> Result<Arc<FormEntry>, StoreError> {
-        self.0.get(form).cloned().ok_or_else(|| StoreError::UnknownForm(form.to_owned()))
+        self.0
+            .get(form)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownForm(form.to_owned()))
     }
 
     /// Every form with a relation field pointing at `target`: (form, field).
@@ -188,7 +221,10 @@ impl Snapshot {
                 }
             }
         }
-        out.sort_by(|a, b| (a.0.form.name.as_str(), a.1.name.as_str()).cmp(&(b.0.form.name.as_str(), b.1.name.as_str())));
+        out.sort_by(|a, b| {
+            (a.0.form.name.as_str(), a.1.name.as_str())
+                .cmp(&(b.0.form.name.as_str(), b.1.name.as_str()))
+        });
         out
     }
 }
@@ -248,7 +284,9 @@ impl Registry {
     /// Every form, in bundle order then by name.
     pub fn list(&self) -> Vec<Arc<FormEntry>> {
         let mut v: Vec<_> = self.snapshot().0.values().cloned().collect();
-        v.sort_by(|a, b| (&a.bundle, a.position, &a.form.name).cmp(&(&b.bundle, b.position, &b.form.name)));
+        v.sort_by(|a, b| {
+            (&a.bundle, a.position, &a.form.name).cmp(&(&b.bundle, b.position, &b.form.name))
+        });
         v
     }
 }
@@ -287,23 +325,43 @@ fn index_name(prefix: &str, table: &str, column: &str) -> String {
     }
     use sha2::Digest;
     let h = hex::encode(&sha2::Sha256::digest(n.as_bytes())[..6]);
-    format!("{prefix}_{}_{h}", &n[..std::cmp::min(40, n.len())].trim_end_matches('_'))
+    format!(
+        "{prefix}_{}_{h}",
+        &n[..std::cmp::min(40, n.len())].trim_end_matches('_')
+    )
 }
 
 /// DDL that creates the index a field asks for (unique, or plain with `id` appended so
 /// keyset pages sorted by the field are served from the index).
 pub fn index_sql(table: &str, column: &str, unique: bool, dialect: Dialect) -> String {
     if unique {
-        return format!("CREATE UNIQUE INDEX {} ON {} ({})", q(&index_name("uq", table, column)), q(table), q(column));
+        return format!(
+            "CREATE UNIQUE INDEX {} ON {} ({})",
+            q(&index_name("uq", table, column)),
+            q(table),
+            q(column)
+        );
     }
     // NULL sorts as the smallest value on both backends (SQLite's native order).
-    let nulls = if dialect == Dialect::Postgres { " NULLS FIRST" } else { "" };
-    format!("CREATE INDEX {} ON {} ({}{nulls}, \"id\")", q(&index_name("ix", table, column)), q(table), q(column))
+    let nulls = if dialect == Dialect::Postgres {
+        " NULLS FIRST"
+    } else {
+        ""
+    };
+    format!(
+        "CREATE INDEX {} ON {} ({}{nulls}, \"id\")",
+        q(&index_name("ix", table, column)),
+        q(table),
+        q(column)
+    )
 }
 
 /// DDL that drops the index of a field.
 pub fn drop_index_sql(table: &str, column: &str, unique: bool) -> String {
-    format!("DROP INDEX IF EXISTS {}", q(&index_name(if unique { "uq" } else { "ix" }, table, column)))
+    format!(
+        "DROP INDEX IF EXISTS {}",
+        q(&index_name(if unique { "uq" } else { "ix" }, table, column))
+    )
 }
 
 /// Which indexes a field needs: (plain, unique).
@@ -312,19 +370,31 @@ pub fn wants_index(f: &Field) -> (bool, bool) {
     (plain && !f.unique, f.unique)
 }
 
-fn create_table_stmt(table: &str, columns: &[ColumnInfo], dialect: Dialect) -> TableCreateStatement {
+fn create_table_stmt(
+    table: &str,
+    columns: &[ColumnInfo],
+    dialect: Dialect,
+) -> TableCreateStatement {
     let mut t = Table::create();
     t.table(Alias::new(table));
     t.col(ColumnDef::new("id").text().not_null().primary_key());
     t.col(ColumnDef::new("version").big_integer().not_null());
-    let ts = column_def("created_at", ValueKind::DateTime, dialect).not_null().to_owned();
+    let ts = column_def("created_at", ValueKind::DateTime, dialect)
+        .not_null()
+        .to_owned();
     t.col(ts);
-    let ts = column_def("updated_at", ValueKind::DateTime, dialect).not_null().to_owned();
+    let ts = column_def("updated_at", ValueKind::DateTime, dialect)
+        .not_null()
+        .to_owned();
     t.col(ts);
     t.col(ColumnDef::new("created_by").text());
     t.col(ColumnDef::new("owner").text());
     for c in columns {
-        t.col(column_def(&c.column, parse_kind(&c.kind).unwrap_or(ValueKind::Text), dialect));
+        t.col(column_def(
+            &c.column,
+            parse_kind(&c.kind).unwrap_or(ValueKind::Text),
+            dialect,
+        ));
     }
     t.to_owned()
 }
@@ -333,28 +403,48 @@ fn create_table_stmt(table: &str, columns: &[ColumnInfo], dialect: Dialect) -> T
 pub fn initial_columns(form: &Form) -> Vec<ColumnInfo> {
     form.fields
         .iter()
-        .map(|f| ColumnInfo { column: f.name.clone(), kind: kind_name(field_kind(f)).to_owned(), field: f.name.clone(), state: ColumnState::Active, last: None })
+        .map(|f| ColumnInfo {
+            column: f.name.clone(),
+            kind: kind_name(field_kind(f)).to_owned(),
+            field: f.name.clone(),
+            state: ColumnState::Active,
+            last: None,
+        })
         .collect()
 }
 
 /// Create the record table of a new form and its indexes.
-pub async fn create_table<C: ConnectionTrait>(c: &C, form: &Form, columns: &[ColumnInfo], dialect: Dialect) -> Result<(), StoreError> {
+pub async fn create_table<C: ConnectionTrait>(
+    c: &C,
+    form: &Form,
+    columns: &[ColumnInfo],
+    dialect: Dialect,
+) -> Result<(), StoreError> {
     let table = table_name(&form.name);
-    c.execute(&create_table_stmt(&table, columns, dialect)).await?;
+    c.execute(&create_table_stmt(&table, columns, dialect))
+        .await?;
     for col in ["owner", "created_at", "updated_at"] {
-        c.execute_unprepared(&index_sql(&table, col, false, dialect)).await?;
+        c.execute_unprepared(&index_sql(&table, col, false, dialect))
+            .await?;
     }
     for f in &form.fields {
         let (plain, unique) = wants_index(f);
         if plain || unique {
-            c.execute_unprepared(&index_sql(&table, &f.name, unique, dialect)).await?;
+            c.execute_unprepared(&index_sql(&table, &f.name, unique, dialect))
+                .await?;
         }
     }
     Ok(())
 }
 
 /// Record a published version.
-pub async fn save_version<C: ConnectionTrait>(c: &C, form: &Form, version: i64, plan: Option<Value>, actor: Option<&str>) -> Result<(), StoreError> {
+pub async fn save_version<C: ConnectionTrait>(
+    c: &C,
+    form: &Form,
+    version: i64,
+    plan: Option<Value>,
+    actor: Option<&str>,
+) -> Result<(), StoreError> {
     form_version::ActiveModel {
         form: Set(form.name.clone()),
         version: Set(version),
@@ -371,12 +461,23 @@ pub async fn save_version<C: ConnectionTrait>(c: &C, form: &Form, version: i64, 
 
 /// Check a new form definition against the registry (relations may point at itself).
 pub fn check_new(snapshot: &Snapshot, doc: &Value) -> Result<Form, StoreError> {
-    let own = doc.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let own = doc
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     check_form(doc, &|n| n == own || snapshot.0.contains_key(n)).map_err(StoreError::Definition)
 }
 
 /// Insert a new form inside a transaction (the caller commits and updates the registry).
-pub async fn insert_form<C: ConnectionTrait>(c: &C, dialect: Dialect, form: &Form, bundle: Option<&str>, position: i64, actor: Option<&str>) -> Result<FormEntry, StoreError> {
+pub async fn insert_form<C: ConnectionTrait>(
+    c: &C,
+    dialect: Dialect,
+    form: &Form,
+    bundle: Option<&str>,
+    position: i64,
+    actor: Option<&str>,
+) -> Result<FormEntry, StoreError> {
     let columns = initial_columns(form);
     create_table(c, form, &columns, dialect).await?;
     let now = Utc::now();
@@ -394,15 +495,31 @@ pub async fn insert_form<C: ConnectionTrait>(c: &C, dialect: Dialect, form: &For
     .insert(c)
     .await?;
     save_version(c, form, 1, None, actor).await?;
-    FormEntry::new(form.clone(), 1, columns, bundle.map(str::to_owned), position)
+    FormEntry::new(
+        form.clone(),
+        1,
+        columns,
+        bundle.map(str::to_owned),
+        position,
+    )
 }
 
 /// Create a form from its JSON definition.
-pub async fn create_form(db: &Db, registry: &Registry, doc: &Value, actor: Option<&str>) -> Result<Arc<FormEntry>, StoreError> {
+pub async fn create_form(
+    db: &Db,
+    registry: &Registry,
+    doc: &Value,
+    actor: Option<&str>,
+) -> Result<Arc<FormEntry>, StoreError> {
     let snapshot = registry.snapshot();
     let form = check_new(&snapshot, doc)?;
     if snapshot.0.contains_key(&form.name) {
-        return Err(StoreError::Conflict { field: "name".into(), code: "form_exists", message: format!("a form named {:?} exists", form.name), rows: vec![] });
+        return Err(StoreError::Conflict {
+            field: "name".into(),
+            code: "form_exists",
+            message: format!("a form named {:?} exists", form.name),
+            rows: vec![],
+        });
     }
     let txn = db.writer.begin().await?;
     let entry = insert_form(&txn, db.dialect, &form, None, 0, actor).await?;
@@ -422,7 +539,12 @@ pub async fn versions(db: &Db, form: &str) -> Result<Vec<form_version::Model>, S
 }
 
 /// Delete a form: refused while records exist unless `purge`, and while other forms point at it.
-pub async fn delete_form(db: &Db, registry: &Registry, name: &str, purge: bool) -> Result<(), StoreError> {
+pub async fn delete_form(
+    db: &Db,
+    registry: &Registry,
+    name: &str,
+    purge: bool,
+) -> Result<(), StoreError> {
     use sea_orm::{ColumnTrait, QueryFilter};
     let snapshot = registry.snapshot();
     let entry = snapshot.get(name)?;
@@ -433,16 +555,32 @@ pub async fn delete_form(db: &Db, registry: &Registry, name: &str, purge: bool) 
         .map(|(e, f)| format!("{}.{}", e.form.name, f.name))
         .collect();
     if !refs.is_empty() {
-        return Err(StoreError::Conflict { field: "name".into(), code: "form_referenced", message: format!("other forms point at this one: {}", refs.join(", ")), rows: vec![] });
+        return Err(StoreError::Conflict {
+            field: "name".into(),
+            code: "form_referenced",
+            message: format!("other forms point at this one: {}", refs.join(", ")),
+            rows: vec![],
+        });
     }
     let count = crate::records::count_all(&db.writer, &entry.table).await?;
     if count > 0 && !purge {
-        return Err(StoreError::Conflict { field: "name".into(), code: "form_not_empty", message: format!("the form holds {count} records; add ?purge=true to delete them too"), rows: vec![] });
+        return Err(StoreError::Conflict {
+            field: "name".into(),
+            code: "form_not_empty",
+            message: format!("the form holds {count} records; add ?purge=true to delete them too"),
+            rows: vec![],
+        });
     }
     let txn = db.writer.begin().await?;
-    txn.execute_unprepared(&format!("DROP TABLE {}", q(&entry.table))).await?;
-    form_e::Entity::delete_by_id(name.to_owned()).exec(&txn).await?;
-    form_version::Entity::delete_many().filter(form_version::Column::Form.eq(name)).exec(&txn).await?;
+    txn.execute_unprepared(&format!("DROP TABLE {}", q(&entry.table)))
+        .await?;
+    form_e::Entity::delete_by_id(name.to_owned())
+        .exec(&txn)
+        .await?;
+    form_version::Entity::delete_many()
+        .filter(form_version::Column::Form.eq(name))
+        .exec(&txn)
+        .await?;
     txn.execute(
         sea_orm::sea_query::Query::delete()
             .from_table(Alias::new(crate::migrate::SEQUENCES))

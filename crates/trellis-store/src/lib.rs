@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod plan;
 pub mod records;
 mod row;
+pub mod seed;
 
 pub use db::{Db, DbOptions};
 pub use error::StoreError;
@@ -36,7 +37,10 @@ impl Store {
         let db = Db::connect(opts).await?;
         migrate::run(&db).await?;
         let registry = Registry::load(&db).await?;
-        Ok(Self { db: Arc::new(db), registry: Arc::new(registry) })
+        Ok(Self {
+            db: Arc::new(db),
+            registry: Arc::new(registry),
+        })
     }
 
     /// The SQL dialect in use.

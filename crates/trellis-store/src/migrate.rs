@@ -1,7 +1,10 @@
 //! Migrations of the system tables: numbered steps, each applied once, in a transaction.
 
 use sea_orm::sea_query::{ColumnDef, Expr, Index, Table};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Schema, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Schema, Set,
+    TransactionTrait,
+};
 
 use crate::db::Db;
 use crate::entity::{bundle, form, form_version, migration, team, team_member, token, user};
@@ -24,23 +27,36 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
     let backend = txn.get_database_backend();
     let schema = Schema::new(backend);
     if n == 1 {
-        txn.execute(&schema.create_table_from_entity(user::Entity)).await?;
-        txn.execute(&schema.create_table_from_entity(token::Entity)).await?;
+        txn.execute(&schema.create_table_from_entity(user::Entity))
+            .await?;
+        txn.execute(&schema.create_table_from_entity(token::Entity))
+            .await?;
         for i in schema.create_index_from_entity(token::Entity) {
             txn.execute(&i).await?;
         }
-        txn.execute(&schema.create_table_from_entity(team::Entity)).await?;
-        txn.execute(&schema.create_table_from_entity(team_member::Entity)).await?;
-        txn.execute(&schema.create_table_from_entity(form::Entity)).await?;
-        txn.execute(&schema.create_table_from_entity(form_version::Entity)).await?;
+        txn.execute(&schema.create_table_from_entity(team::Entity))
+            .await?;
+        txn.execute(&schema.create_table_from_entity(team_member::Entity))
+            .await?;
+        txn.execute(&schema.create_table_from_entity(form::Entity))
+            .await?;
+        txn.execute(&schema.create_table_from_entity(form_version::Entity))
+            .await?;
         for i in schema.create_index_from_entity(form_version::Entity) {
             txn.execute(&i).await?;
         }
-        txn.execute(&schema.create_table_from_entity(bundle::Entity)).await?;
+        txn.execute(&schema.create_table_from_entity(bundle::Entity))
+            .await?;
         txn.execute(
             Table::create()
                 .table(AUDIT)
-                .col(ColumnDef::new("id").big_integer().not_null().auto_increment().primary_key())
+                .col(
+                    ColumnDef::new("id")
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new("form").text().not_null())
                 .col(ColumnDef::new("record_id").text().not_null())
                 .col(ColumnDef::new("version").big_integer().not_null())
@@ -50,7 +66,15 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
                 .col(ColumnDef::new("changes").text().not_null()),
         )
         .await?;
-        txn.execute(Index::create().name("ix_audit_record").table(AUDIT).col("form").col("record_id").col("id")).await?;
+        txn.execute(
+            Index::create()
+                .name("ix_audit_record")
+                .table(AUDIT)
+                .col("form")
+                .col("record_id")
+                .col("id"),
+        )
+        .await?;
         txn.execute(
             Table::create()
                 .table(SEQUENCES)
@@ -71,16 +95,25 @@ pub async fn run(db: &Db) -> Result<(), StoreError> {
     let schema = Schema::new(backend);
     let mut create = schema.create_table_from_entity(migration::Entity);
     db.writer.execute(create.if_not_exists()).await?;
-    let done: Vec<i64> = migration::Entity::find().all(&db.writer).await?.into_iter().map(|m| m.version).collect();
+    let done: Vec<i64> = migration::Entity::find()
+        .all(&db.writer)
+        .await?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
     for (n, name) in MIGRATIONS {
         if done.contains(n) {
             continue;
         }
         let txn = db.writer.begin().await?;
         apply(&txn, *n).await?;
-        migration::ActiveModel { version: Set(*n), name: Set((*name).to_owned()), applied_at: Set(chrono::Utc::now()) }
-            .insert(&txn)
-            .await?;
+        migration::ActiveModel {
+            version: Set(*n),
+            name: Set((*name).to_owned()),
+            applied_at: Set(chrono::Utc::now()),
+        }
+        .insert(&txn)
+        .await?;
         txn.commit().await?;
         tracing::info!(migration = n, name, "applied migration");
     }
@@ -97,5 +130,7 @@ pub async fn applied(db: &Db) -> Result<i64, StoreError> {
                 .from(migration::Entity),
         )
         .await?;
-    Ok(row.and_then(|r| r.try_get_by_index::<Option<i64>>(0).ok().flatten()).unwrap_or(0))
+    Ok(row
+        .and_then(|r| r.try_get_by_index::<Option<i64>>(0).ok().flatten())
+        .unwrap_or(0))
 }

@@ -10,8 +10,8 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, Table};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use serde::Serialize;
 use serde_json::{Value, json};
-use trellis_meta::form::{Field, FieldType, Form};
 use trellis_meta::FieldValidator;
+use trellis_meta::form::{Field, FieldType, Form};
 use trellis_query::value::{format_datetime, parse_datetime};
 use trellis_query::{Dialect, ValueKind};
 
@@ -19,8 +19,8 @@ use crate::db::Db;
 use crate::entity::form as form_e;
 use crate::error::{BlockingRow, StoreError};
 use crate::forms::{
-    ColumnInfo, ColumnState, FormEntry, Registry, check_new, column_def, drop_index_sql, field_kind, index_sql, kind_name, parse_kind,
-    q, save_version, wants_index,
+    ColumnInfo, ColumnState, FormEntry, Registry, check_new, column_def, drop_index_sql,
+    field_kind, index_sql, kind_name, parse_kind, q, save_version, wants_index,
 };
 use crate::records::{Actor, write_audit};
 use crate::row::decode;
@@ -129,9 +129,20 @@ pub struct Plan {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Work {
-    Add { field: Field, column: String },
-    Retype { field: Field, new_column: String, values: Vec<(String, Value)> },
-    Index { column: String, unique: bool, create: bool },
+    Add {
+        field: Field,
+        column: String,
+    },
+    Retype {
+        field: Field,
+        new_column: String,
+        values: Vec<(String, Value)>,
+    },
+    Index {
+        column: String,
+        unique: bool,
+        create: bool,
+    },
 }
 
 fn display_only(mut f: Field) -> Field {
@@ -152,7 +163,10 @@ fn fresh_column(columns: &[ColumnInfo], base: &str) -> String {
     if !taken.contains(base) {
         return base.to_owned();
     }
-    (2..).map(|n| format!("{base}_{n}")).find(|c| !taken.contains(c.as_str())).unwrap_or_else(|| format!("{base}_x"))
+    (2..)
+        .map(|n| format!("{base}_{n}"))
+        .find(|c| !taken.contains(c.as_str()))
+        .unwrap_or_else(|| format!("{base}_x"))
 }
 
 /// Convert a stored value to a field of another type; None when it cannot be.
@@ -167,25 +181,50 @@ pub fn convert(v: &Value, to: &Field) -> Option<Value> {
     };
     match t {
         FieldType::Json => Some(v.clone()),
-        FieldType::Text | FieldType::Textarea | FieldType::Email | FieldType::Phone | FieldType::Url | FieldType::Select => match v {
+        FieldType::Text
+        | FieldType::Textarea
+        | FieldType::Email
+        | FieldType::Phone
+        | FieldType::Url
+        | FieldType::Select => match v {
             Value::String(s) => Some(Value::String(s.clone())),
             Value::Number(n) => Some(Value::String(num_text(n))),
             Value::Bool(b) => Some(Value::String(b.to_string())),
             Value::Array(a) if a.len() == 1 => a[0].as_str().map(|s| Value::String(s.to_owned())),
             Value::Array(a) if t != FieldType::Select && a.iter().all(Value::is_string) => {
-                Some(Value::String(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")))
+                Some(Value::String(
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ))
             }
             _ => None,
         },
         FieldType::Integer => match v {
-            Value::Number(n) => n.as_i64().map(Value::from).or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| Value::from(f as i64))),
-            Value::String(s) => s.trim().replace(',', "").parse::<i64>().ok().map(Value::from),
+            Value::Number(n) => n.as_i64().map(Value::from).or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| Value::from(f as i64))
+            }),
+            Value::String(s) => s
+                .trim()
+                .replace(',', "")
+                .parse::<i64>()
+                .ok()
+                .map(Value::from),
             Value::Bool(b) => Some(Value::from(i64::from(*b))),
             _ => None,
         },
         FieldType::Decimal | FieldType::Currency => match v {
             Value::Number(n) => n.as_f64().map(Value::from),
-            Value::String(s) => s.trim().replace(',', "").parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::from),
+            Value::String(s) => s
+                .trim()
+                .replace(',', "")
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(Value::from),
             _ => None,
         },
         FieldType::Boolean => match v {
@@ -210,7 +249,9 @@ pub fn convert(v: &Value, to: &Field) -> Option<Value> {
             let dt = parse_datetime(s)?;
             (dt.time() == chrono::NaiveTime::MIN).then(|| json!(dt.date_naive().to_string()))
         }
-        FieldType::Datetime => parse_datetime(v.as_str()?.trim()).map(|d| json!(format_datetime(&d))),
+        FieldType::Datetime => {
+            parse_datetime(v.as_str()?.trim()).map(|d| json!(format_datetime(&d)))
+        }
         FieldType::Multiselect => match v {
             Value::String(s) => Some(json!([s])),
             Value::Array(a) if a.iter().all(Value::is_string) => Some(v.clone()),
@@ -220,16 +261,38 @@ pub fn convert(v: &Value, to: &Field) -> Option<Value> {
     }
 }
 
-async fn scan<C: ConnectionTrait>(c: &C, dialect: Dialect, table: &str, column: &str, kind: ValueKind) -> Result<Vec<(String, Value)>, StoreError> {
+async fn scan<C: ConnectionTrait>(
+    c: &C,
+    dialect: Dialect,
+    table: &str,
+    column: &str,
+    kind: ValueKind,
+) -> Result<Vec<(String, Value)>, StoreError> {
     let mut s = Query::select();
-    s.column(Alias::new("id")).column(Alias::new(column)).from(Alias::new(table)).order_by(Alias::new("id"), sea_orm::Order::Asc);
+    s.column(Alias::new("id"))
+        .column(Alias::new(column))
+        .from(Alias::new(table))
+        .order_by(Alias::new("id"), sea_orm::Order::Asc);
     let rows = c.query_all(&s).await?;
-    rows.iter().map(|r| Ok((r.try_get_by_index::<String>(0)?, decode(r, 1, kind, dialect)?))).collect()
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index::<String>(0)?,
+                decode(r, 1, kind, dialect)?,
+            ))
+        })
+        .collect()
 }
 
 fn blocker(field: &str, code: &'static str, message: String, bad: Vec<BlockingRow>) -> Blocker {
     let total = bad.len() as u64;
-    Blocker { field: field.to_owned(), code, message, total, rows: bad.into_iter().take(20).collect() }
+    Blocker {
+        field: field.to_owned(),
+        code,
+        message,
+        total,
+        rows: bad.into_iter().take(20).collect(),
+    }
 }
 
 fn check_values(f: &Field, values: &[(String, Value)]) -> Result<Vec<BlockingRow>, StoreError> {
@@ -237,14 +300,22 @@ fn check_values(f: &Field, values: &[(String, Value)]) -> Result<Vec<BlockingRow
     let mut bad = Vec::new();
     for (id, val) in values {
         if let Err(e) = v.check(val) {
-            bad.push(BlockingRow { id: id.clone(), value: val.clone(), reason: e.message });
+            bad.push(BlockingRow {
+                id: id.clone(),
+                value: val.clone(),
+                reason: e.message,
+            });
         }
     }
     if f.unique {
         let mut seen: HashMap<String, &str> = HashMap::new();
         for (id, val) in values.iter().filter(|(_, v)| !v.is_null()) {
             if let Some(first) = seen.insert(val.to_string(), id) {
-                bad.push(BlockingRow { id: id.clone(), value: val.clone(), reason: format!("the same value as record {first}") });
+                bad.push(BlockingRow {
+                    id: id.clone(),
+                    value: val.clone(),
+                    reason: format!("the same value as record {first}"),
+                });
             }
         }
     }
@@ -252,18 +323,32 @@ fn check_values(f: &Field, values: &[(String, Value)]) -> Result<Vec<BlockingRow
 }
 
 /// Work out the plan for `new` against `entry`, reading stored values through `c`.
-pub(crate) async fn make_plan<C: ConnectionTrait>(c: &C, dialect: Dialect, entry: &FormEntry, new: &Form) -> Result<(Plan, Vec<Work>, Vec<ColumnInfo>), StoreError> {
+pub(crate) async fn make_plan<C: ConnectionTrait>(
+    c: &C,
+    dialect: Dialect,
+    entry: &FormEntry,
+    new: &Form,
+) -> Result<(Plan, Vec<Work>, Vec<ColumnInfo>), StoreError> {
     let mut steps = Vec::new();
     let mut blockers = Vec::new();
     let mut work = Vec::new();
     let mut columns = entry.columns.clone();
     let rows = crate::records::count_all(c, &entry.table).await?;
-    if new.label != entry.form.label || new.description != entry.form.description || new.title_field != entry.form.title_field {
-        steps.push(Step::Relabel { field: String::new() });
+    if new.label != entry.form.label
+        || new.description != entry.form.description
+        || new.title_field != entry.form.title_field
+    {
+        steps.push(Step::Relabel {
+            field: String::new(),
+        });
     }
     for nf in &new.fields {
-        let active = columns.iter().position(|c| c.field == nf.name && c.state == ColumnState::Active);
-        let hidden = columns.iter().position(|c| c.field == nf.name && c.state == ColumnState::Hidden);
+        let active = columns
+            .iter()
+            .position(|c| c.field == nf.name && c.state == ColumnState::Active);
+        let hidden = columns
+            .iter()
+            .position(|c| c.field == nf.name && c.state == ColumnState::Hidden);
         let new_kind = field_kind(nf);
         let (pos, old_field) = match (active, hidden) {
             (Some(p), _) => (Some(p), entry.form.field(&nf.name).cloned()),
@@ -277,19 +362,44 @@ pub(crate) async fn make_plan<C: ConnectionTrait>(c: &C, dialect: Dialect, entry
                 blockers.push(Blocker {
                     field: nf.name.clone(),
                     code: "required_without_default",
-                    message: format!("a new required field needs a default: {rows} records would have no value"),
+                    message: format!(
+                        "a new required field needs a default: {rows} records would have no value"
+                    ),
                     total: rows,
                     rows: vec![],
                 });
             }
-            steps.push(Step::AddField { field: nf.name.clone(), column: column.clone(), backfill });
+            steps.push(Step::AddField {
+                field: nf.name.clone(),
+                column: column.clone(),
+                backfill,
+            });
             let (plain, unique) = wants_index(nf);
             if plain || unique {
-                steps.push(Step::CreateIndex { field: nf.name.clone(), unique });
-                work.push(Work::Index { column: column.clone(), unique, create: true });
+                steps.push(Step::CreateIndex {
+                    field: nf.name.clone(),
+                    unique,
+                });
+                work.push(Work::Index {
+                    column: column.clone(),
+                    unique,
+                    create: true,
+                });
             }
-            columns.push(ColumnInfo { column: column.clone(), kind: kind_name(new_kind).to_owned(), field: nf.name.clone(), state: ColumnState::Active, last: None });
-            work.insert(0, Work::Add { field: nf.clone(), column });
+            columns.push(ColumnInfo {
+                column: column.clone(),
+                kind: kind_name(new_kind).to_owned(),
+                field: nf.name.clone(),
+                state: ColumnState::Active,
+                last: None,
+            });
+            work.insert(
+                0,
+                Work::Add {
+                    field: nf.clone(),
+                    column,
+                },
+            );
             continue;
         };
         let old_col = columns[pos].clone();
@@ -304,12 +414,26 @@ pub(crate) async fn make_plan<C: ConnectionTrait>(c: &C, dialect: Dialect, entry
             for (id, v) in &values {
                 match convert(v, nf) {
                     Some(nv) => converted.push((id.clone(), nv)),
-                    None => bad.push(BlockingRow { id: id.clone(), value: v.clone(), reason: format!("cannot be converted to {}", nf.kind.as_str()) }),
+                    None => bad.push(BlockingRow {
+                        id: id.clone(),
+                        value: v.clone(),
+                        reason: format!("cannot be converted to {}", nf.kind.as_str()),
+                    }),
                 }
             }
             bad.extend(check_values(nf, &converted)?);
             if !bad.is_empty() {
-                blockers.push(blocker(&nf.name, "lossy_change", format!("{} of {} records cannot become {}", bad.len(), values.len(), nf.kind.as_str()), bad));
+                blockers.push(blocker(
+                    &nf.name,
+                    "lossy_change",
+                    format!(
+                        "{} of {} records cannot become {}",
+                        bad.len(),
+                        values.len(),
+                        nf.kind.as_str()
+                    ),
+                    bad,
+                ));
             }
             let new_column = fresh_column(&columns, &nf.name);
             steps.push(Step::Retype {
@@ -322,21 +446,48 @@ pub(crate) async fn make_plan<C: ConnectionTrait>(c: &C, dialect: Dialect, entry
             });
             columns[pos].state = ColumnState::Retired;
             columns[pos].last = Some(old_field.clone());
-            columns.push(ColumnInfo { column: new_column.clone(), kind: kind_name(new_kind).to_owned(), field: nf.name.clone(), state: ColumnState::Active, last: None });
+            columns.push(ColumnInfo {
+                column: new_column.clone(),
+                kind: kind_name(new_kind).to_owned(),
+                field: nf.name.clone(),
+                state: ColumnState::Active,
+                last: None,
+            });
             let (op, ou) = wants_index(&old_field);
             if (op || ou) && !restoring {
-                work.push(Work::Index { column: old_col.column.clone(), unique: ou, create: false });
+                work.push(Work::Index {
+                    column: old_col.column.clone(),
+                    unique: ou,
+                    create: false,
+                });
             }
             let (plain, unique) = wants_index(nf);
             if plain || unique {
-                steps.push(Step::CreateIndex { field: nf.name.clone(), unique });
-                work.push(Work::Index { column: new_column.clone(), unique, create: true });
+                steps.push(Step::CreateIndex {
+                    field: nf.name.clone(),
+                    unique,
+                });
+                work.push(Work::Index {
+                    column: new_column.clone(),
+                    unique,
+                    create: true,
+                });
             }
-            work.insert(0, Work::Retype { field: nf.clone(), new_column, values: converted });
+            work.insert(
+                0,
+                Work::Retype {
+                    field: nf.clone(),
+                    new_column,
+                    values: converted,
+                },
+            );
             continue;
         }
         if restoring {
-            steps.push(Step::RestoreField { field: nf.name.clone(), column: old_col.column.clone() });
+            steps.push(Step::RestoreField {
+                field: nf.name.clone(),
+                column: old_col.column.clone(),
+            });
             columns[pos].state = ColumnState::Active;
             columns[pos].last = None;
         }
@@ -344,71 +495,144 @@ pub(crate) async fn make_plan<C: ConnectionTrait>(c: &C, dialect: Dialect, entry
             let values = scan(c, dialect, &entry.table, &old_col.column, old_kind).await?;
             let bad = check_values(nf, &values)?;
             if !bad.is_empty() {
-                blockers.push(blocker(&nf.name, "values_violate", format!("{} records hold values the new definition refuses", bad.len()), bad));
+                blockers.push(blocker(
+                    &nf.name,
+                    "values_violate",
+                    format!(
+                        "{} records hold values the new definition refuses",
+                        bad.len()
+                    ),
+                    bad,
+                ));
             }
-            steps.push(Step::Constrain { field: nf.name.clone(), rows: values.len() as u64 });
+            steps.push(Step::Constrain {
+                field: nf.name.clone(),
+                rows: values.len() as u64,
+            });
         } else if old_field != *nf {
-            steps.push(Step::Relabel { field: nf.name.clone() });
+            steps.push(Step::Relabel {
+                field: nf.name.clone(),
+            });
         }
-        let (op, ou) = if restoring { (false, false) } else { wants_index(&old_field) };
+        let (op, ou) = if restoring {
+            (false, false)
+        } else {
+            wants_index(&old_field)
+        };
         let (np, nu) = wants_index(nf);
         for (was, now, unique) in [(op, np, false), (ou, nu, true)] {
             if was != now {
                 if now {
-                    steps.push(Step::CreateIndex { field: nf.name.clone(), unique });
+                    steps.push(Step::CreateIndex {
+                        field: nf.name.clone(),
+                        unique,
+                    });
                 } else {
-                    steps.push(Step::DropIndex { field: nf.name.clone(), unique });
+                    steps.push(Step::DropIndex {
+                        field: nf.name.clone(),
+                        unique,
+                    });
                 }
-                work.push(Work::Index { column: old_col.column.clone(), unique, create: now });
+                work.push(Work::Index {
+                    column: old_col.column.clone(),
+                    unique,
+                    create: now,
+                });
             }
         }
     }
     for of in &entry.form.fields {
         if new.field(&of.name).is_none() {
-            if let Some(c) = columns.iter_mut().find(|c| c.field == of.name && c.state == ColumnState::Active) {
+            if let Some(c) = columns
+                .iter_mut()
+                .find(|c| c.field == of.name && c.state == ColumnState::Active)
+            {
                 c.state = ColumnState::Hidden;
                 c.last = Some(of.clone());
-                steps.push(Step::HideField { field: of.name.clone(), column: c.column.clone() });
+                steps.push(Step::HideField {
+                    field: of.name.clone(),
+                    column: c.column.clone(),
+                });
             }
         }
     }
-    let plan = Plan { form: new.name.clone(), from_version: entry.version, to_version: entry.version + 1, steps, blockers, applied: false };
+    let plan = Plan {
+        form: new.name.clone(),
+        from_version: entry.version,
+        to_version: entry.version + 1,
+        steps,
+        blockers,
+        applied: false,
+    };
     Ok((plan, work, columns))
 }
 
-pub(crate) async fn apply(txn: &DatabaseTransaction, dialect: Dialect, entry: &FormEntry, work: &[Work]) -> Result<(), StoreError> {
+pub(crate) async fn apply(
+    txn: &DatabaseTransaction,
+    dialect: Dialect,
+    entry: &FormEntry,
+    work: &[Work],
+) -> Result<(), StoreError> {
     let now = Utc::now();
     for w in work {
         match w {
             Work::Add { field, column } => {
-                txn.execute(Table::alter().table(Alias::new(&entry.table)).add_column(column_def(column, field_kind(field), dialect))).await?;
+                txn.execute(
+                    Table::alter()
+                        .table(Alias::new(&entry.table))
+                        .add_column(column_def(column, field_kind(field), dialect)),
+                )
+                .await?;
                 if let Some(d) = &field.default {
                     let d = match (field.kind, d.as_str()) {
                         (FieldType::Date, Some("$today")) => json!(now.date_naive().to_string()),
-                        (FieldType::Datetime, Some("$now" | "$today")) => json!(format_datetime(&now)),
+                        (FieldType::Datetime, Some("$now" | "$today")) => {
+                            json!(format_datetime(&now))
+                        }
                         _ => d.clone(),
                     };
-                    let v = trellis_query::value::to_sql(field_kind(field), &d, dialect).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let v = trellis_query::value::to_sql(field_kind(field), &d, dialect)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     let mut u = Query::update();
-                    u.table(Alias::new(&entry.table)).value(Alias::new(column), v);
+                    u.table(Alias::new(&entry.table))
+                        .value(Alias::new(column), v);
                     txn.execute(&u).await?;
                 }
             }
-            Work::Retype { field, new_column, values, .. } => {
+            Work::Retype {
+                field,
+                new_column,
+                values,
+                ..
+            } => {
                 let kind = field_kind(field);
-                txn.execute(Table::alter().table(Alias::new(&entry.table)).add_column(column_def(new_column, kind, dialect))).await?;
+                txn.execute(
+                    Table::alter()
+                        .table(Alias::new(&entry.table))
+                        .add_column(column_def(new_column, kind, dialect)),
+                )
+                .await?;
                 for (id, v) in values.iter().filter(|(_, v)| !v.is_null()) {
-                    let sv = trellis_query::value::to_sql(kind, v, dialect).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let sv = trellis_query::value::to_sql(kind, v, dialect)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     let mut u = Query::update();
-                    u.table(Alias::new(&entry.table)).value(Alias::new(new_column), sv).and_where(Expr::col(Alias::new("id")).eq(id.as_str()));
+                    u.table(Alias::new(&entry.table))
+                        .value(Alias::new(new_column), sv)
+                        .and_where(Expr::col(Alias::new("id")).eq(id.as_str()));
                     txn.execute(&u).await?;
                 }
             }
-            Work::Index { column, unique, create } => {
+            Work::Index {
+                column,
+                unique,
+                create,
+            } => {
                 if *create {
-                    txn.execute_unprepared(&index_sql(&entry.table, column, *unique, dialect)).await?;
+                    txn.execute_unprepared(&index_sql(&entry.table, column, *unique, dialect))
+                        .await?;
                 } else {
-                    txn.execute_unprepared(&drop_index_sql(&entry.table, column, *unique)).await?;
+                    txn.execute_unprepared(&drop_index_sql(&entry.table, column, *unique))
+                        .await?;
                 }
             }
         }
@@ -417,17 +641,32 @@ pub(crate) async fn apply(txn: &DatabaseTransaction, dialect: Dialect, entry: &F
 }
 
 /// Plan a change to a form and, unless `dry_run`, apply it in one transaction.
-pub async fn update_form(db: &Db, registry: &Registry, name: &str, doc: &Value, dry_run: bool, actor: &Actor) -> Result<Plan, StoreError> {
+pub async fn update_form(
+    db: &Db,
+    registry: &Registry,
+    name: &str,
+    doc: &Value,
+    dry_run: bool,
+    actor: &Actor,
+) -> Result<Plan, StoreError> {
     let snapshot = registry.snapshot();
     let entry = snapshot.get(name)?;
     if doc.get("name").and_then(Value::as_str) != Some(name) {
-        return Err(StoreError::Definition(vec![trellis_meta::MetaError::new("name", "rename", format!("the name must stay {name:?}"))]));
+        return Err(StoreError::Definition(vec![trellis_meta::MetaError::new(
+            "name",
+            "rename",
+            format!("the name must stay {name:?}"),
+        )]));
     }
     let new = check_new(&snapshot, doc)?;
     let txn = db.writer.begin().await?;
     if db.dialect == Dialect::Postgres && !dry_run {
         // Writers wait while the table changes; readers go on.
-        txn.execute_unprepared(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", q(&entry.table))).await?;
+        txn.execute_unprepared(&format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            q(&entry.table)
+        ))
+        .await?;
     }
     let (mut plan, work, columns) = make_plan(&txn, db.dialect, &entry, &new).await?;
     if dry_run || plan.steps.is_empty() && new == entry.form {
@@ -442,8 +681,30 @@ pub async fn update_form(db: &Db, registry: &Registry, name: &str, doc: &Value, 
         return Err(StoreError::Lossy(plan.blockers));
     }
     apply(&txn, db.dialect, &entry, &work).await?;
-    let new_entry = save_definition(&txn, &entry, new, columns, Some(serde_json::to_value(&plan)?), actor.user.as_deref(), entry.bundle.clone(), entry.position).await?;
-    write_audit(&txn, &[("$form", name, new_entry.version, "migrate", serde_json::to_value(&plan.steps)?)], actor, Utc::now()).await?;
+    let new_entry = save_definition(
+        &txn,
+        &entry,
+        new,
+        columns,
+        Some(serde_json::to_value(&plan)?),
+        actor.user.as_deref(),
+        entry.bundle.clone(),
+        entry.position,
+    )
+    .await?;
+    write_audit(
+        &txn,
+        &[(
+            "$form",
+            name,
+            new_entry.version,
+            "migrate",
+            serde_json::to_value(&plan.steps)?,
+        )],
+        actor,
+        Utc::now(),
+    )
+    .await?;
     txn.commit().await?;
     registry.put(new_entry);
     plan.applied = true;

@@ -9,18 +9,18 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectState
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, SqlErr, TransactionTrait};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use trellis_meta::FieldError;
 use trellis_meta::autonumber;
 use trellis_meta::form::{FieldType, OnDelete};
 use trellis_meta::record::Mode;
-use trellis_meta::FieldError;
 use trellis_query::value::{format_datetime, parse_datetime, to_sql};
 use trellis_query::{Cursor, Dialect, Filter, FilterError, Sort, ValueKind, cursor};
 
+use crate::Store;
 use crate::error::{BlockingRow, StoreError};
 use crate::forms::{FormEntry, SYSTEM, Snapshot, field_kind};
 use crate::migrate::{AUDIT, SEQUENCES};
 use crate::row::decode;
-use crate::Store;
 
 /// Who performs a write.
 #[derive(Debug, Clone, Default)]
@@ -92,22 +92,38 @@ fn col(table: &str, c: &str) -> Expr {
     Expr::col((Alias::new(table), Alias::new(c)))
 }
 
-fn sql_value(kind: ValueKind, v: &Value, dialect: Dialect, field: &str) -> Result<sea_orm::Value, StoreError> {
-    to_sql(kind, v, dialect).map_err(|e| StoreError::field(field, "type", e.to_string(), format!("类型错误：{e}")))
+fn sql_value(
+    kind: ValueKind,
+    v: &Value,
+    dialect: Dialect,
+    field: &str,
+) -> Result<sea_orm::Value, StoreError> {
+    to_sql(kind, v, dialect)
+        .map_err(|e| StoreError::field(field, "type", e.to_string(), format!("类型错误：{e}")))
 }
 
 /// Canonical JSON of a stored value (numbers of float columns as floats, times in the fixed format).
 fn canonical(kind: ValueKind, v: Value) -> Value {
     match (kind, &v) {
         (ValueKind::Float, Value::Number(n)) => n.as_f64().map(Value::from).unwrap_or(v),
-        (ValueKind::DateTime, Value::String(s)) => parse_datetime(s).map(|d| Value::String(format_datetime(&d))).unwrap_or(v),
+        (ValueKind::DateTime, Value::String(s)) => parse_datetime(s)
+            .map(|d| Value::String(format_datetime(&d)))
+            .unwrap_or(v),
         _ => v,
     }
 }
 
 pub(crate) async fn count_all<C: ConnectionTrait>(c: &C, table: &str) -> Result<u64, StoreError> {
-    let row = c.query_one(Query::select().expr(Func::count(Expr::col(Alias::new("id")))).from(Alias::new(table))).await?;
-    Ok(row.and_then(|r| r.try_get_by_index::<i64>(0).ok()).map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    let row = c
+        .query_one(
+            Query::select()
+                .expr(Func::count(Expr::col(Alias::new("id"))))
+                .from(Alias::new(table)),
+        )
+        .await?;
+    Ok(row
+        .and_then(|r| r.try_get_by_index::<i64>(0).ok())
+        .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }
 
 /// The columns a select reads: system columns, then the wanted fields.
@@ -116,9 +132,16 @@ struct Projection {
 }
 
 impl Projection {
-    fn new(entry: &FormEntry, fields: Option<&[String]>, extra: &[String]) -> Result<Self, StoreError> {
+    fn new(
+        entry: &FormEntry,
+        fields: Option<&[String]>,
+        extra: &[String],
+    ) -> Result<Self, StoreError> {
         let mut cols = Vec::new();
-        let want = |name: &str| fields.is_none_or(|f| f.iter().any(|x| x == name) || name == "id") || extra.iter().any(|x| x == name);
+        let want = |name: &str| {
+            fields.is_none_or(|f| f.iter().any(|x| x == name) || name == "id")
+                || extra.iter().any(|x| x == name)
+        };
         for (name, kind) in SYSTEM {
             if want(name) {
                 cols.push((name.to_owned(), name.to_owned(), kind));
@@ -127,7 +150,12 @@ impl Projection {
         if let Some(fs) = fields {
             for (i, f) in fs.iter().enumerate() {
                 if entry.column(f).is_none() {
-                    return Err(FilterError::new(format!("fields[{i}]"), "unknown_field", format!("no field named {f:?}")).into());
+                    return Err(FilterError::new(
+                        format!("fields[{i}]"),
+                        "unknown_field",
+                        format!("no field named {f:?}"),
+                    )
+                    .into());
                 }
             }
         }
@@ -150,7 +178,11 @@ impl Projection {
         s
     }
 
-    fn read(&self, row: &sea_orm::QueryResult, dialect: Dialect) -> Result<Map<String, Value>, StoreError> {
+    fn read(
+        &self,
+        row: &sea_orm::QueryResult,
+        dialect: Dialect,
+    ) -> Result<Map<String, Value>, StoreError> {
         let mut m = Map::with_capacity(self.cols.len());
         for (i, (name, _, kind)) in self.cols.iter().enumerate() {
             m.insert(name.clone(), decode(row, i, *kind, dialect)?);
@@ -169,31 +201,55 @@ fn unique_field(entry: &FormEntry, err: &DbErr) -> Option<String> {
         .fields
         .iter()
         .filter(|f| f.unique)
-        .find(|f| entry.column(&f.name).is_some_and(|(c, _)| msg.contains(&format!(".{c}")) || msg.contains(&format!("__{c}\""))))
+        .find(|f| {
+            entry.column(&f.name).is_some_and(|(c, _)| {
+                msg.contains(&format!(".{c}")) || msg.contains(&format!("__{c}\""))
+            })
+        })
         .map(|f| f.name.clone())
         .or_else(|| Some(String::new()))
 }
 
 fn map_write_err(entry: &FormEntry, e: DbErr, prefix: &str) -> StoreError {
     match unique_field(entry, &e) {
-        Some(f) => StoreError::Unique { field: format!("{prefix}{f}") },
+        Some(f) => StoreError::Unique {
+            field: format!("{prefix}{f}"),
+        },
         None => StoreError::Db(e),
     }
 }
 
 impl Store {
     /// Create one record.
-    pub async fn create(&self, form: &str, input: Map<String, Value>, actor: &Actor) -> Result<Map<String, Value>, StoreError> {
+    pub async fn create(
+        &self,
+        form: &str,
+        input: Map<String, Value>,
+        actor: &Actor,
+    ) -> Result<Map<String, Value>, StoreError> {
         let mut out = self.create_batch(form, vec![input], actor, false).await?;
-        out.pop().ok_or_else(|| StoreError::Corrupt("no record created".into()))
+        out.pop()
+            .ok_or_else(|| StoreError::Corrupt("no record created".into()))
     }
 
     /// Create several records, all or nothing. Errors name `records[i].field` when `batch`.
-    pub async fn create_batch(&self, form: &str, inputs: Vec<Map<String, Value>>, actor: &Actor, batch: bool) -> Result<Vec<Map<String, Value>>, StoreError> {
+    pub async fn create_batch(
+        &self,
+        form: &str,
+        inputs: Vec<Map<String, Value>>,
+        actor: &Actor,
+        batch: bool,
+    ) -> Result<Vec<Map<String, Value>>, StoreError> {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let now = now_micros();
-        let prefix = |i: usize| if batch { format!("records[{i}].") } else { String::new() };
+        let prefix = |i: usize| {
+            if batch {
+                format!("records[{i}].")
+            } else {
+                String::new()
+            }
+        };
         let mut prepared = Vec::with_capacity(inputs.len());
         let mut errors = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
@@ -210,13 +266,28 @@ impl Store {
         }
         check_unique_within(&entry, &prepared, batch)?;
         let txn = self.db.writer.begin().await?;
-        let records = insert_records(&txn, self.db.dialect, &snap, &entry, prepared, actor, now, batch).await?;
+        let records = insert_records(
+            &txn,
+            self.db.dialect,
+            &snap,
+            &entry,
+            prepared,
+            actor,
+            now,
+            batch,
+        )
+        .await?;
         txn.commit().await?;
         Ok(records)
     }
 
     /// One record by id.
-    pub async fn get(&self, form: &str, id: &str, fields: Option<&[String]>) -> Result<Map<String, Value>, StoreError> {
+    pub async fn get(
+        &self,
+        form: &str,
+        id: &str,
+        fields: Option<&[String]>,
+    ) -> Result<Map<String, Value>, StoreError> {
         let entry = self.registry.get(form)?;
         let proj = Projection::new(&entry, fields, &[])?;
         let mut s = proj.select(&entry.table);
@@ -224,17 +295,32 @@ impl Store {
         let row = self.db.reader.query_one(&s).await?;
         match row {
             Some(r) => proj.read(&r, self.db.dialect),
-            None => Err(StoreError::RecordNotFound { form: form.to_owned(), id: id.to_owned() }),
+            None => Err(StoreError::RecordNotFound {
+                form: form.to_owned(),
+                id: id.to_owned(),
+            }),
         }
     }
 
     /// A page of records. `scope` narrows what the caller may see.
-    pub async fn list(&self, form: &str, q: &ListQuery, scope: Option<Filter>) -> Result<Page, StoreError> {
+    pub async fn list(
+        &self,
+        form: &str,
+        q: &ListQuery,
+        scope: Option<Filter>,
+    ) -> Result<Page, StoreError> {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let dialect = self.db.dialect;
         let mut filter = match &q.filter {
-            Some(f) => Filter::parse(form, f, &snap, Utc::now())?,
+            Some(f) => Filter::parse(form, f, &snap, Utc::now()).map_err(|mut e| {
+                e.path = match e.path.as_str() {
+                    "" => "filter".to_owned(),
+                    p if p.starts_with('[') => format!("filter{p}"),
+                    p => format!("filter.{p}"),
+                };
+                e
+            })?,
             None => Filter::all(),
         };
         if let Some(s) = scope {
@@ -259,7 +345,11 @@ impl Store {
         for r in rows.iter().take(limit as usize) {
             data.push(proj.read(r, dialect)?);
         }
-        let next_cursor = if more { data.last().map(|r| cursor::from_record(&sort, r).encode()) } else { None };
+        let next_cursor = if more {
+            data.last().map(|r| cursor::from_record(&sort, r).encode())
+        } else {
+            None
+        };
         if let Some(fs) = &q.fields {
             for r in &mut data {
                 r.retain(|k, _| k == "id" || fs.iter().any(|f| f == k));
@@ -267,26 +357,51 @@ impl Store {
         }
         let total = if q.count {
             let mut c = Query::select();
-            c.expr(Func::count(col(&entry.table, "id"))).from(Alias::new(&entry.table)).cond_where(cond);
+            c.expr(Func::count(col(&entry.table, "id")))
+                .from(Alias::new(&entry.table))
+                .cond_where(cond);
             let row = self.db.reader.query_one(&c).await?;
-            Some(row.and_then(|r| r.try_get_by_index::<i64>(0).ok()).map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+            Some(
+                row.and_then(|r| r.try_get_by_index::<i64>(0).ok())
+                    .map_or(0, |n| u64::try_from(n).unwrap_or(0)),
+            )
         } else {
             None
         };
         if !q.expand.is_empty() {
             self.expand(&snap, &entry, &mut data, &q.expand).await?;
         }
-        Ok(Page { data, next_cursor, total })
+        Ok(Page {
+            data,
+            next_cursor,
+            total,
+        })
     }
 
     /// Embed the records that relation fields point at, under `expand`.
-    pub async fn expand(&self, snap: &Snapshot, entry: &FormEntry, data: &mut [Map<String, Value>], fields: &[String]) -> Result<(), StoreError> {
+    pub async fn expand(
+        &self,
+        snap: &Snapshot,
+        entry: &FormEntry,
+        data: &mut [Map<String, Value>],
+        fields: &[String],
+    ) -> Result<(), StoreError> {
         for (i, name) in fields.iter().enumerate() {
             let Some(target) = entry.form.field(name).and_then(|f| f.target.clone()) else {
-                return Err(FilterError::new(format!("expand[{i}]"), "not_a_relation", format!("{name:?} is not a relation field")).into());
+                return Err(FilterError::new(
+                    format!("expand[{i}]"),
+                    "not_a_relation",
+                    format!("{name:?} is not a relation field"),
+                )
+                .into());
             };
             let te = snap.get(&target)?;
-            let ids: Vec<String> = data.iter().filter_map(|r| r.get(name).and_then(Value::as_str).map(str::to_owned)).collect::<HashSet<_>>().into_iter().collect();
+            let ids: Vec<String> = data
+                .iter()
+                .filter_map(|r| r.get(name).and_then(Value::as_str).map(str::to_owned))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
             let mut found: HashMap<String, Map<String, Value>> = HashMap::new();
             let proj = Projection::new(&te, None, &[])?;
             for chunk in ids.chunks(500) {
@@ -300,8 +415,16 @@ impl Store {
                 }
             }
             for r in data.iter_mut() {
-                let v = r.get(name).and_then(Value::as_str).and_then(|id| found.get(id)).cloned().map(Value::Object).unwrap_or(Value::Null);
-                let ex = r.entry("expand").or_insert_with(|| Value::Object(Map::new()));
+                let v = r
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .and_then(|id| found.get(id))
+                    .cloned()
+                    .map(Value::Object)
+                    .unwrap_or(Value::Null);
+                let ex = r
+                    .entry("expand")
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(m) = ex {
                     m.insert(name.clone(), v);
                 }
@@ -311,12 +434,22 @@ impl Store {
     }
 
     /// Change some fields of a record; `if_match` is the version the caller last saw.
-    pub async fn update(&self, form: &str, id: &str, patch: Map<String, Value>, if_match: Option<i64>, actor: &Actor) -> Result<Map<String, Value>, StoreError> {
+    pub async fn update(
+        &self,
+        form: &str,
+        id: &str,
+        patch: Map<String, Value>,
+        if_match: Option<i64>,
+        actor: &Actor,
+    ) -> Result<Map<String, Value>, StoreError> {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let dialect = self.db.dialect;
         let now = now_micros();
-        let values = entry.validator.prepare(patch, Mode::Update, now).map_err(StoreError::Validation)?;
+        let values = entry
+            .validator
+            .prepare(patch, Mode::Update, now)
+            .map_err(StoreError::Validation)?;
         let txn = self.db.writer.begin().await?;
         let current = read_for_update(&txn, dialect, &entry, id).await?;
         let version = current.get("version").and_then(Value::as_i64).unwrap_or(0);
@@ -329,7 +462,12 @@ impl Store {
         let mut sets: Vec<(String, sea_orm::Value)> = Vec::new();
         let mut merged = current.clone();
         for (k, v) in values {
-            let (column, kind) = entry.column(&k).map(|(c, k)| (c.to_owned(), k)).ok_or_else(|| StoreError::field(&k, "unknown_field", "no such field", "没有这个字段"))?;
+            let (column, kind) = entry
+                .column(&k)
+                .map(|(c, k)| (c.to_owned(), k))
+                .ok_or_else(|| {
+                    StoreError::field(&k, "unknown_field", "no such field", "没有这个字段")
+                })?;
             let v = canonical(kind, v);
             let before = current.get(&k).cloned().unwrap_or(Value::Null);
             if before == v {
@@ -350,18 +488,41 @@ impl Store {
             u.value(Alias::new(c), v);
         }
         u.value(Alias::new("version"), version + 1);
-        u.value(Alias::new("updated_at"), sql_value(ValueKind::DateTime, &json!(format_datetime(&now)), dialect, "updated_at")?);
-        u.and_where(Expr::col(Alias::new("id")).eq(id)).and_where(Expr::col(Alias::new("version")).eq(version));
-        txn.execute(&u).await.map_err(|e| map_write_err(&entry, e, ""))?;
+        u.value(
+            Alias::new("updated_at"),
+            sql_value(
+                ValueKind::DateTime,
+                &json!(format_datetime(&now)),
+                dialect,
+                "updated_at",
+            )?,
+        );
+        u.and_where(Expr::col(Alias::new("id")).eq(id))
+            .and_where(Expr::col(Alias::new("version")).eq(version));
+        txn.execute(&u)
+            .await
+            .map_err(|e| map_write_err(&entry, e, ""))?;
         merged.insert("version".into(), json!(version + 1));
         merged.insert("updated_at".into(), json!(format_datetime(&now)));
-        write_audit(&txn, &[(form, id, version + 1, "update", Value::Object(changes))], actor, now).await?;
+        write_audit(
+            &txn,
+            &[(form, id, version + 1, "update", Value::Object(changes))],
+            actor,
+            now,
+        )
+        .await?;
         txn.commit().await?;
         Ok(merged)
     }
 
     /// Delete a record, applying the on-delete policy of every relation that points at it.
-    pub async fn delete(&self, form: &str, id: &str, if_match: Option<i64>, actor: &Actor) -> Result<(), StoreError> {
+    pub async fn delete(
+        &self,
+        form: &str,
+        id: &str,
+        if_match: Option<i64>,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let txn = self.db.writer.begin().await?;
@@ -372,7 +533,17 @@ impl Store {
                 return Err(StoreError::Stale { current: version });
             }
         }
-        delete_in(&txn, self.db.dialect, &snap, entry, current, actor, now_micros(), 0).await?;
+        delete_in(
+            &txn,
+            self.db.dialect,
+            &snap,
+            entry,
+            current,
+            actor,
+            now_micros(),
+            0,
+        )
+        .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -388,7 +559,10 @@ impl Store {
             .order_by(Alias::new("id"), Order::Asc);
         let rows = self.db.reader.query_all(&s).await?;
         if rows.is_empty() {
-            return Err(StoreError::RecordNotFound { form: form.to_owned(), id: id.to_owned() });
+            return Err(StoreError::RecordNotFound {
+                form: form.to_owned(),
+                id: id.to_owned(),
+            });
         }
         rows.iter()
             .map(|r| {
@@ -405,7 +579,12 @@ impl Store {
     }
 }
 
-async fn read_for_update(txn: &DatabaseTransaction, dialect: Dialect, entry: &FormEntry, id: &str) -> Result<Map<String, Value>, StoreError> {
+async fn read_for_update(
+    txn: &DatabaseTransaction,
+    dialect: Dialect,
+    entry: &FormEntry,
+    id: &str,
+) -> Result<Map<String, Value>, StoreError> {
     let proj = Projection::new(entry, None, &[])?;
     let mut s = proj.select(&entry.table);
     s.and_where(col(&entry.table, "id").eq(id));
@@ -414,12 +593,19 @@ async fn read_for_update(txn: &DatabaseTransaction, dialect: Dialect, entry: &Fo
     }
     match txn.query_one(&s).await? {
         Some(r) => proj.read(&r, dialect),
-        None => Err(StoreError::RecordNotFound { form: entry.form.name.clone(), id: id.to_owned() }),
+        None => Err(StoreError::RecordNotFound {
+            form: entry.form.name.clone(),
+            id: id.to_owned(),
+        }),
     }
 }
 
 /// Two records of one batch with the same unique value: the second is refused.
-fn check_unique_within(entry: &FormEntry, records: &[Map<String, Value>], batch: bool) -> Result<(), StoreError> {
+fn check_unique_within(
+    entry: &FormEntry,
+    records: &[Map<String, Value>],
+    batch: bool,
+) -> Result<(), StoreError> {
     if records.len() < 2 {
         return Ok(());
     }
@@ -428,7 +614,11 @@ fn check_unique_within(entry: &FormEntry, records: &[Map<String, Value>], batch:
         for (i, r) in records.iter().enumerate() {
             if let Some(v) = r.get(&f.name).filter(|v| !v.is_null()) {
                 if !seen.insert(v.to_string()) {
-                    let field = if batch { format!("records[{i}].{}", f.name) } else { f.name.clone() };
+                    let field = if batch {
+                        format!("records[{i}].{}", f.name)
+                    } else {
+                        f.name.clone()
+                    };
                     return Err(StoreError::Unique { field });
                 }
             }
@@ -438,8 +628,19 @@ fn check_unique_within(entry: &FormEntry, records: &[Map<String, Value>], batch:
 }
 
 /// Relation and user values must point at existing records.
-async fn check_refs<C: ConnectionTrait>(c: &C, snap: &Snapshot, entry: &FormEntry, records: &[Map<String, Value>], batch: bool) -> Result<(), StoreError> {
-    for f in entry.form.fields.iter().filter(|f| matches!(f.kind, FieldType::Relation | FieldType::User)) {
+async fn check_refs<C: ConnectionTrait>(
+    c: &C,
+    snap: &Snapshot,
+    entry: &FormEntry,
+    records: &[Map<String, Value>],
+    batch: bool,
+) -> Result<(), StoreError> {
+    for f in entry
+        .form
+        .fields
+        .iter()
+        .filter(|f| matches!(f.kind, FieldType::Relation | FieldType::User))
+    {
         let table = match f.kind {
             FieldType::User => "trellis_users".to_owned(),
             _ => match f.target.as_deref().and_then(|t| snap.0.get(t)) {
@@ -447,7 +648,10 @@ async fn check_refs<C: ConnectionTrait>(c: &C, snap: &Snapshot, entry: &FormEntr
                 None => continue,
             },
         };
-        let ids: HashSet<&str> = records.iter().filter_map(|r| r.get(&f.name).and_then(Value::as_str)).collect();
+        let ids: HashSet<&str> = records
+            .iter()
+            .filter_map(|r| r.get(&f.name).and_then(Value::as_str))
+            .collect();
         if ids.is_empty() {
             continue;
         }
@@ -455,7 +659,11 @@ async fn check_refs<C: ConnectionTrait>(c: &C, snap: &Snapshot, entry: &FormEntr
         let mut found = HashSet::new();
         for chunk in ids.chunks(500) {
             let mut s = Query::select();
-            s.column(Alias::new("id")).from(Alias::new(&table)).and_where(Expr::col(Alias::new("id")).is_in(chunk.iter().map(|s| (*s).to_owned())));
+            s.column(Alias::new("id"))
+                .from(Alias::new(&table))
+                .and_where(
+                    Expr::col(Alias::new("id")).is_in(chunk.iter().map(|s| (*s).to_owned())),
+                );
             for r in c.query_all(&s).await? {
                 found.insert(r.try_get_by_index::<String>(0)?);
             }
@@ -463,9 +671,22 @@ async fn check_refs<C: ConnectionTrait>(c: &C, snap: &Snapshot, entry: &FormEntr
         for (i, r) in records.iter().enumerate() {
             if let Some(id) = r.get(&f.name).and_then(Value::as_str) {
                 if !found.contains(id) {
-                    let field = if batch { format!("records[{i}].{}", f.name) } else { f.name.clone() };
-                    let what = if f.kind == FieldType::User { "user".to_owned() } else { format!("{} record", f.target.as_deref().unwrap_or_default()) };
-                    return Err(StoreError::Validation(vec![FieldError::new(field, "not_found", format!("no {what} with id {id:?}"), format!("找不到 id 为 {id:?} 的记录"))]));
+                    let field = if batch {
+                        format!("records[{i}].{}", f.name)
+                    } else {
+                        f.name.clone()
+                    };
+                    let what = if f.kind == FieldType::User {
+                        "user".to_owned()
+                    } else {
+                        format!("{} record", f.target.as_deref().unwrap_or_default())
+                    };
+                    return Err(StoreError::Validation(vec![FieldError::new(
+                        field,
+                        "not_found",
+                        format!("no {what} with id {id:?}"),
+                        format!("找不到 id 为 {id:?} 的记录"),
+                    )]));
                 }
             }
         }
@@ -475,16 +696,36 @@ async fn check_refs<C: ConnectionTrait>(c: &C, snap: &Snapshot, entry: &FormEntr
 
 /// The next value of an autonumber counter, inside the write transaction (gap-free:
 /// a rolled-back write rolls the counter back too).
-async fn next_seq(txn: &DatabaseTransaction, form: &str, field: &str, scope: &str) -> Result<i64, StoreError> {
+async fn next_seq(
+    txn: &DatabaseTransaction,
+    form: &str,
+    field: &str,
+    scope: &str,
+) -> Result<i64, StoreError> {
     let sql = format!(
         "INSERT INTO {SEQUENCES} (form, field, scope, value) VALUES ($1, $2, $3, 1) \
          ON CONFLICT (form, field, scope) DO UPDATE SET value = {SEQUENCES}.value + 1 RETURNING value"
     );
     let backend = txn.get_database_backend();
-    let sql = if backend == sea_orm::DbBackend::Sqlite { sql.replace('$', "?") } else { sql };
-    let sql = if backend == sea_orm::DbBackend::Sqlite { sql.replace("?1", "?").replace("?2", "?").replace("?3", "?") } else { sql };
-    let stmt = sea_orm::Statement::from_sql_and_values(backend, sql, [form.into(), field.into(), scope.into()]);
-    let row = txn.query_one_raw(stmt).await?.ok_or_else(|| StoreError::Corrupt("sequence returned nothing".into()))?;
+    let sql = if backend == sea_orm::DbBackend::Sqlite {
+        sql.replace('$', "?")
+    } else {
+        sql
+    };
+    let sql = if backend == sea_orm::DbBackend::Sqlite {
+        sql.replace("?1", "?").replace("?2", "?").replace("?3", "?")
+    } else {
+        sql
+    };
+    let stmt = sea_orm::Statement::from_sql_and_values(
+        backend,
+        sql,
+        [form.into(), field.into(), scope.into()],
+    );
+    let row = txn
+        .query_one_raw(stmt)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("sequence returned nothing".into()))?;
     Ok(row.try_get_by_index::<i64>(0)?)
 }
 
@@ -506,7 +747,12 @@ async fn insert_records(
         .fields
         .iter()
         .filter(|f| f.kind == FieldType::Autonumber)
-        .filter_map(|f| f.format.as_deref().and_then(|s| autonumber::Format::parse(s).ok()).map(|fm| (f.name.clone(), fm)))
+        .filter_map(|f| {
+            f.format
+                .as_deref()
+                .and_then(|s| autonumber::Format::parse(s).ok())
+                .map(|fm| (f.name.clone(), fm))
+        })
         .collect();
     let mut records = Vec::with_capacity(prepared.len());
     for mut values in prepared {
@@ -515,8 +761,15 @@ async fn insert_records(
         r.insert("version".into(), json!(1));
         r.insert("created_at".into(), now_s.clone());
         r.insert("updated_at".into(), now_s.clone());
-        r.insert("created_by".into(), actor.user.clone().map(Value::String).unwrap_or(Value::Null));
-        let owner = values.remove("owner").filter(|v| !v.is_null()).or_else(|| actor.user.clone().map(Value::String)).unwrap_or(Value::Null);
+        r.insert(
+            "created_by".into(),
+            actor.user.clone().map(Value::String).unwrap_or(Value::Null),
+        );
+        let owner = values
+            .remove("owner")
+            .filter(|v| !v.is_null())
+            .or_else(|| actor.user.clone().map(Value::String))
+            .unwrap_or(Value::Null);
         r.insert("owner".into(), owner);
         for f in &form.fields {
             let v = values.remove(&f.name).unwrap_or(Value::Null);
@@ -525,12 +778,18 @@ async fn insert_records(
         for (name, fmt) in &autos {
             let scope = fmt.scope(now.date_naive());
             let n = next_seq(txn, &form.name, name, &scope).await?;
-            r.insert(name.clone(), json!(fmt.render(now.date_naive(), u64::try_from(n).unwrap_or(0))));
+            r.insert(
+                name.clone(),
+                json!(fmt.render(now.date_naive(), u64::try_from(n).unwrap_or(0))),
+            );
         }
         records.push(r);
     }
     // Columns: system columns then active fields, in the entry's order.
-    let mut cols: Vec<(String, String, ValueKind)> = SYSTEM.iter().map(|(n, k)| ((*n).to_owned(), (*n).to_owned(), *k)).collect();
+    let mut cols: Vec<(String, String, ValueKind)> = SYSTEM
+        .iter()
+        .map(|(n, k)| ((*n).to_owned(), (*n).to_owned(), *k))
+        .collect();
     for f in &form.fields {
         if let Some((c, k)) = entry.column(&f.name) {
             cols.push((f.name.clone(), c.to_owned(), k));
@@ -540,17 +799,23 @@ async fn insert_records(
     let per_stmt = (30_000 / cols.len().max(1)).clamp(1, 500);
     for (ci, chunk) in records.chunks(per_stmt).enumerate() {
         let mut ins = Query::insert();
-        ins.into_table(Alias::new(&entry.table)).columns(cols.iter().map(|(_, c, _)| Alias::new(c)));
+        ins.into_table(Alias::new(&entry.table))
+            .columns(cols.iter().map(|(_, c, _)| Alias::new(c)));
         for r in chunk {
             let mut row: Vec<SimpleExpr> = Vec::with_capacity(cols.len());
             for (name, _, kind) in &cols {
                 let v = r.get(name).unwrap_or(&Value::Null);
                 row.push(Expr::val(sql_value(*kind, v, dialect, name)?).into());
             }
-            ins.values(row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            ins.values(row)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         }
         if let Err(e) = txn.execute(&ins).await {
-            let prefix = if batch && chunk.len() == 1 { format!("records[{}].", ci * per_stmt) } else { String::new() };
+            let prefix = if batch && chunk.len() == 1 {
+                format!("records[{}].", ci * per_stmt)
+            } else {
+                String::new()
+            };
             return Err(map_write_err(entry, e, &prefix));
         }
     }
@@ -566,20 +831,46 @@ async fn insert_records(
             if let Some(o) = r.get("owner").filter(|v| !v.is_null()) {
                 ch.insert("owner".into(), json!({"before": null, "after": o}));
             }
-            (r.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(), 1, Value::Object(ch))
+            (
+                r.get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                1,
+                Value::Object(ch),
+            )
         })
         .collect();
-    let refs: Vec<(&str, &str, i64, &str, Value)> = audits.iter().map(|(id, v, ch)| (form.name.as_str(), id.as_str(), *v, "create", ch.clone())).collect();
+    let refs: Vec<(&str, &str, i64, &str, Value)> = audits
+        .iter()
+        .map(|(id, v, ch)| (form.name.as_str(), id.as_str(), *v, "create", ch.clone()))
+        .collect();
     write_audit(txn, &refs, actor, now).await?;
     Ok(records)
 }
 
 /// Append audit entries: (form, record id, version, action, changes).
-pub(crate) async fn write_audit<C: ConnectionTrait>(c: &C, entries: &[(&str, &str, i64, &str, Value)], actor: &Actor, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub(crate) async fn write_audit<C: ConnectionTrait>(
+    c: &C,
+    entries: &[(&str, &str, i64, &str, Value)],
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let at = format_datetime(&now);
     for chunk in entries.chunks(2000) {
         let mut ins = Query::insert();
-        ins.into_table(Alias::new(AUDIT)).columns(["form", "record_id", "version", "action", "actor", "at", "changes"].map(Alias::new));
+        ins.into_table(Alias::new(AUDIT)).columns(
+            [
+                "form",
+                "record_id",
+                "version",
+                "action",
+                "actor",
+                "at",
+                "changes",
+            ]
+            .map(Alias::new),
+        );
         for (form, id, version, action, changes) in chunk {
             ins.values([
                 Expr::val(*form),
@@ -610,11 +901,22 @@ fn delete_in<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>> {
     Box::pin(async move {
         if depth > CASCADE_DEPTH {
-            return Err(StoreError::Conflict { field: entry.form.name.clone(), code: "cascade_too_deep", message: format!("cascading deletes go deeper than {CASCADE_DEPTH} levels"), rows: vec![] });
+            return Err(StoreError::Conflict {
+                field: entry.form.name.clone(),
+                code: "cascade_too_deep",
+                message: format!("cascading deletes go deeper than {CASCADE_DEPTH} levels"),
+                rows: vec![],
+            });
         }
-        let id = current.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let id = current
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         for (re, field) in snap.referrers(&entry.form.name) {
-            let Some((column, _)) = re.column(&field.name) else { continue };
+            let Some((column, _)) = re.column(&field.name) else {
+                continue;
+            };
             let column = column.to_owned();
             let refs_proj = Projection::new(&re, None, &[])?;
             let mut s = refs_proj.select(&re.table);
@@ -632,12 +934,28 @@ fn delete_in<'a>(
                         .iter()
                         .take(20)
                         .filter_map(|r| refs_proj.read(r, dialect).ok())
-                        .map(|m| BlockingRow { id: m.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(), value: json!(id), reason: format!("{}.{} points at this record", re.form.name, field.name) })
+                        .map(|m| BlockingRow {
+                            id: m
+                                .get("id")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned(),
+                            value: json!(id),
+                            reason: format!(
+                                "{}.{} points at this record",
+                                re.form.name, field.name
+                            ),
+                        })
                         .collect();
                     return Err(StoreError::Conflict {
                         field: format!("{}.{}", re.form.name, field.name),
                         code: "restricted",
-                        message: format!("{} {} record(s) point at this record through {}", rows.len(), re.form.name, field.name),
+                        message: format!(
+                            "{} {} record(s) point at this record through {}",
+                            rows.len(),
+                            re.form.name,
+                            field.name
+                        ),
                         rows: blocking,
                     });
                 }
@@ -645,19 +963,48 @@ fn delete_in<'a>(
                     let mut audits = Vec::new();
                     for r in &rows {
                         let m = refs_proj.read(r, dialect)?;
-                        let rid = m.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                        let rid = m
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned();
                         let v = m.get("version").and_then(Value::as_i64).unwrap_or(0) + 1;
                         audits.push((rid, v));
                     }
                     let mut u = Query::update();
                     u.table(Alias::new(&re.table))
-                        .value(Alias::new(&column), sql_value(field_kind(&field), &Value::Null, dialect, &field.name)?)
-                        .value(Alias::new("version"), Expr::col(Alias::new("version")).add(1))
-                        .value(Alias::new("updated_at"), sql_value(ValueKind::DateTime, &json!(format_datetime(&now)), dialect, "updated_at")?)
+                        .value(
+                            Alias::new(&column),
+                            sql_value(field_kind(&field), &Value::Null, dialect, &field.name)?,
+                        )
+                        .value(
+                            Alias::new("version"),
+                            Expr::col(Alias::new("version")).add(1),
+                        )
+                        .value(
+                            Alias::new("updated_at"),
+                            sql_value(
+                                ValueKind::DateTime,
+                                &json!(format_datetime(&now)),
+                                dialect,
+                                "updated_at",
+                            )?,
+                        )
                         .and_where(Expr::col(Alias::new(&column)).eq(id.as_str()));
                     txn.execute(&u).await?;
                     let ch = json!({ field.name.clone(): {"before": id, "after": null} });
-                    let entries: Vec<(&str, &str, i64, &str, Value)> = audits.iter().map(|(rid, v)| (re.form.name.as_str(), rid.as_str(), *v, "update", ch.clone())).collect();
+                    let entries: Vec<(&str, &str, i64, &str, Value)> = audits
+                        .iter()
+                        .map(|(rid, v)| {
+                            (
+                                re.form.name.as_str(),
+                                rid.as_str(),
+                                *v,
+                                "update",
+                                ch.clone(),
+                            )
+                        })
+                        .collect();
                     write_audit(txn, &entries, actor, now).await?;
                 }
                 OnDelete::Cascade => {
@@ -669,16 +1016,34 @@ fn delete_in<'a>(
             }
         }
         let mut d = Query::delete();
-        d.from_table(Alias::new(&entry.table)).and_where(Expr::col(Alias::new("id")).eq(id.as_str()));
+        d.from_table(Alias::new(&entry.table))
+            .and_where(Expr::col(Alias::new("id")).eq(id.as_str()));
         txn.execute(&d).await?;
         let mut before = Map::new();
         for (k, v) in &current {
-            if !v.is_null() && !matches!(k.as_str(), "id" | "version" | "created_at" | "updated_at" | "created_by") {
+            if !v.is_null()
+                && !matches!(
+                    k.as_str(),
+                    "id" | "version" | "created_at" | "updated_at" | "created_by"
+                )
+            {
                 before.insert(k.clone(), json!({"before": v, "after": null}));
             }
         }
         let version = current.get("version").and_then(Value::as_i64).unwrap_or(0) + 1;
-        write_audit(txn, &[(entry.form.name.as_str(), id.as_str(), version, "delete", Value::Object(before))], actor, now).await?;
+        write_audit(
+            txn,
+            &[(
+                entry.form.name.as_str(),
+                id.as_str(),
+                version,
+                "delete",
+                Value::Object(before),
+            )],
+            actor,
+            now,
+        )
+        .await?;
         Ok(())
     })
 }

@@ -1,0 +1,247 @@
+//! One registry of error codes, each with its HTTP status and a stable name; every client
+//! error is RFC 9457 problem+json naming the field and the reason.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{Value, json};
+use trellis_store::StoreError;
+
+/// Every error the API answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The body is not valid JSON (or not UTF-8).
+    MalformedJson,
+    /// A query parameter is malformed.
+    InvalidQuery,
+    /// The filter, sort, cursor, fields or expand is invalid.
+    InvalidFilter,
+    /// No or bad token.
+    Unauthorized,
+    /// Wrong e-mail or password.
+    BadCredentials,
+    /// Authenticated, but not allowed.
+    Forbidden,
+    /// No such form.
+    UnknownForm,
+    /// No such record.
+    RecordNotFound,
+    /// Nothing at that address.
+    NotFound,
+    /// A unique value is already used.
+    UniqueViolation,
+    /// The request conflicts with existing data or definitions.
+    Conflict,
+    /// If-Match does not match the current version.
+    StaleVersion,
+    /// The body is too large.
+    PayloadTooLarge,
+    /// Record values are invalid.
+    Validation,
+    /// A definition is invalid.
+    InvalidDefinition,
+    /// A schema change would lose data.
+    LossyChange,
+    /// Too many requests.
+    RateLimited,
+    /// Unsupported media type.
+    UnsupportedMediaType,
+    /// A bug or an unreachable database.
+    Internal,
+}
+
+impl Code {
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MalformedJson | Self::InvalidQuery | Self::InvalidFilter => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Unauthorized | Self::BadCredentials => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::UnknownForm | Self::RecordNotFound | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::UniqueViolation | Self::Conflict => StatusCode::CONFLICT,
+            Self::StaleVersion => StatusCode::PRECONDITION_FAILED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation | Self::InvalidDefinition | Self::LossyChange => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable name, the last segment of the problem `type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed_json",
+            Self::InvalidQuery => "invalid_query",
+            Self::InvalidFilter => "invalid_filter",
+            Self::Unauthorized => "unauthorized",
+            Self::BadCredentials => "bad_credentials",
+            Self::Forbidden => "forbidden",
+            Self::UnknownForm => "unknown_form",
+            Self::RecordNotFound => "record_not_found",
+            Self::NotFound => "not_found",
+            Self::UniqueViolation => "unique_violation",
+            Self::Conflict => "conflict",
+            Self::StaleVersion => "stale_version",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Validation => "validation",
+            Self::InvalidDefinition => "invalid_definition",
+            Self::LossyChange => "lossy_change",
+            Self::RateLimited => "rate_limited",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// A short title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "Malformed JSON",
+            Self::InvalidQuery => "Invalid query parameter",
+            Self::InvalidFilter => "Invalid filter",
+            Self::Unauthorized => "Authentication required",
+            Self::BadCredentials => "Wrong e-mail or password",
+            Self::Forbidden => "Not permitted",
+            Self::UnknownForm => "Unknown form",
+            Self::RecordNotFound => "Record not found",
+            Self::NotFound => "Not found",
+            Self::UniqueViolation => "Value already used",
+            Self::Conflict => "Conflict",
+            Self::StaleVersion => "Stale version",
+            Self::PayloadTooLarge => "Payload too large",
+            Self::Validation => "Validation failed",
+            Self::InvalidDefinition => "Invalid definition",
+            Self::LossyChange => "Change would lose data",
+            Self::RateLimited => "Too many requests",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::Internal => "Internal error",
+        }
+    }
+}
+
+/// An error answer: a code, a detail and the per-field errors.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The registered code.
+    pub code: Code,
+    /// Human detail.
+    pub detail: String,
+    /// Per-field errors (`field`, `code`, `message`, …).
+    pub errors: Vec<Value>,
+    /// Extra members of the problem document.
+    pub extra: Option<(&'static str, Value)>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.name(), self.detail)
+    }
+}
+
+impl ApiError {
+    /// An error without field details.
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            extra: None,
+        }
+    }
+
+    /// An error about one field.
+    pub fn field(code: Code, field: &str, reason: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            code,
+            detail: format!("{field}: {message}"),
+            errors: vec![json!({"field": field, "code": reason, "message": message})],
+            extra: None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({
+            "type": format!("https://trellis.dev/errors/{}", self.code.name()),
+            "title": self.code.title(),
+            "status": self.code.status().as_u16(),
+            "detail": self.detail,
+        });
+        if !self.errors.is_empty() {
+            body["errors"] = Value::Array(self.errors.clone());
+        }
+        if let Some((k, v)) = &self.extra {
+            body[*k] = v.clone();
+        }
+        let mut r = HttpResponse::build(self.code.status());
+        r.content_type("application/problem+json");
+        if self.code == Code::Unauthorized {
+            r.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        r.body(body.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(e) => {
+                tracing::error!(error = %e, "database error");
+                Self::new(Code::Internal, "the database failed; the error is logged")
+            }
+            StoreError::Corrupt(m) => {
+                tracing::error!(error = %m, "corrupt data");
+                Self::new(Code::Internal, "stored data could not be read; the error is logged")
+            }
+            StoreError::UnknownForm(f) => Self::field(Code::UnknownForm, "form", "unknown_form", format!("no form named {f:?}")),
+            StoreError::RecordNotFound { form, id } => Self::new(Code::RecordNotFound, format!("no {form} record with id {id:?}")),
+            StoreError::NotFound(what) => Self::new(Code::NotFound, format!("{what} not found")),
+            StoreError::Definition(errs) => Self {
+                code: Code::InvalidDefinition,
+                detail: format!("{} problem(s) in the definition", errs.len()),
+                errors: errs.iter().map(|e| json!({"field": e.path, "code": e.code, "message": e.message})).collect(),
+                extra: None,
+            },
+            StoreError::Validation(errs) => Self {
+                code: Code::Validation,
+                detail: if errs.len() == 1 { "1 field is invalid".to_owned() } else { format!("{} fields are invalid", errs.len()) },
+                errors: errs.iter().map(|e| json!({"field": e.field, "code": e.code, "message": e.message, "message_zh": e.message_zh})).collect(),
+                extra: None,
+            },
+            StoreError::Filter(e) => Self::field(Code::InvalidFilter, &e.path, e.code, e.message),
+            StoreError::Unique { field } => Self::field(Code::UniqueViolation, &field, "unique", "the value is already used by another record"),
+            StoreError::Conflict { field, code, message, rows } => {
+                let mut err = json!({"field": field, "code": code, "message": message});
+                if !rows.is_empty() {
+                    err["rows"] = json!(rows);
+                }
+                Self { code: Code::Conflict, detail: message, errors: vec![err], extra: None }
+            }
+            StoreError::Stale { current } => Self {
+                code: Code::StaleVersion,
+                detail: format!("the record has changed since; its version is now {current}"),
+                errors: vec![],
+                extra: Some(("current_version", json!(current))),
+            },
+            StoreError::Lossy(blockers) => Self {
+                code: Code::LossyChange,
+                detail: format!("the change would lose or invalidate data in {} field(s)", blockers.len()),
+                errors: blockers.iter().map(|b| json!({"field": b.field, "code": b.code, "message": b.message, "total": b.total, "rows": b.rows})).collect(),
+                extra: None,
+            },
+            StoreError::BadCredentials => Self::new(Code::BadCredentials, "wrong e-mail or password"),
+        }
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,82 @@
+//! HTTP routes, one module per surface.
+
+pub mod bundles;
+pub mod forms;
+pub mod ops;
+pub mod records;
+pub mod users;
+
+use actix_web::web;
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ApiResult, Code};
+
+/// Read a body up to `limit` bytes; past it answer 413 without reading the rest.
+pub async fn read_body(
+    req: &actix_web::HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> ApiResult<web::Bytes> {
+    let too_large = || {
+        ApiError::new(
+            Code::PayloadTooLarge,
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(too_large());
+        }
+    }
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                Code::MalformedJson,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Parse a body as JSON.
+pub fn parse_json(body: &[u8]) -> ApiResult<Value> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            Code::MalformedJson,
+            "the body is empty; send a JSON document",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let what = if std::str::from_utf8(body).is_err() {
+            "the body is not valid UTF-8"
+        } else {
+            "the body is not valid JSON"
+        };
+        ApiError::new(Code::MalformedJson, format!("{what}: {e}"))
+    })
+}
+
+/// Parse a body as a JSON object.
+pub fn parse_object(body: &[u8]) -> ApiResult<Map<String, Value>> {
+    match parse_json(body)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::field(
+            Code::MalformedJson,
+            "",
+            "not_an_object",
+            "the body must be a JSON object",
+        )),
+    }
+}

@@ -1,0 +1,294 @@
+//! The record API generated for every form.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use trellis_store::{Actor, ListQuery};
+
+use crate::AppState;
+use crate::access::{self, Action};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::routes::{parse_json, parse_object, read_body};
+
+/// Query parameters of a list.
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    filter: Option<String>,
+    sort: Option<String>,
+    limit: Option<u64>,
+    cursor: Option<String>,
+    fields: Option<String>,
+    expand: Option<String>,
+    count: Option<bool>,
+}
+
+fn actor(c: &Caller) -> Actor {
+    Actor {
+        user: Some(c.0.id.clone()),
+    }
+}
+
+fn split_list(s: &Option<String>) -> Option<Vec<String>> {
+    s.as_ref().map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// Parse `If-Match: "3"`; `*` means any version.
+fn if_match(req: &HttpRequest) -> ApiResult<Option<i64>> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or_default().trim();
+    if s == "*" {
+        return Ok(None);
+    }
+    s.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| {
+            ApiError::field(
+                Code::InvalidQuery,
+                "If-Match",
+                "invalid",
+                "If-Match must be the record version in quotes, e.g. \"3\"",
+            )
+        })
+}
+
+fn etag(record: &serde_json::Map<String, Value>) -> String {
+    format!(
+        "\"{}\"",
+        record.get("version").and_then(Value::as_i64).unwrap_or(0)
+    )
+}
+
+/// `GET /api/v1/data/{form}`
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    let form = path.into_inner();
+    state.store.registry.get(&form)?;
+    let scope = access::records(&caller, &form, Action::Read)?;
+    let filter = match &q.filter {
+        Some(f) if !f.trim().is_empty() => Some(serde_json::from_str::<Value>(f).map_err(|e| {
+            ApiError::field(
+                Code::InvalidFilter,
+                "filter",
+                "malformed",
+                format!("the filter is not valid JSON: {e}"),
+            )
+        })?),
+        _ => None,
+    };
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > trellis_store::records::MAX_LIMIT {
+        return Err(ApiError::field(
+            Code::InvalidQuery,
+            "limit",
+            "out_of_range",
+            format!("limit is 1 to {}", trellis_store::records::MAX_LIMIT),
+        ));
+    }
+    let lq = ListQuery {
+        filter,
+        sort: q.sort.clone(),
+        limit,
+        cursor: q.cursor.clone().filter(|c| !c.is_empty()),
+        fields: split_list(&q.fields),
+        expand: split_list(&q.expand).unwrap_or_default(),
+        count: q.count.unwrap_or(false),
+    };
+    let page = state.store.list(&form, &lq, scope).await?;
+    let mut body = json!({"data": page.data, "next_cursor": page.next_cursor});
+    if let Some(t) = page.total {
+        body["total"] = json!(t);
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.to_string()))
+}
+
+/// `POST /api/v1/data/{form}`
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let form = path.into_inner();
+    state.store.registry.get(&form)?;
+    access::records(&caller, &form, Action::Create)?;
+    let body = read_body(&req, payload, state.config.max_body_bytes).await?;
+    let input = parse_object(&body)?;
+    let rec = state.store.create(&form, input, &actor(&caller)).await?;
+    let id = rec
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/data/{form}/{id}")))
+        .insert_header((header::ETAG, etag(&rec)))
+        .content_type("application/json")
+        .body(Value::Object(rec).to_string()))
+}
+
+/// `POST /api/v1/data/{form}/batch`
+pub async fn batch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let form = path.into_inner();
+    state.store.registry.get(&form)?;
+    access::records(&caller, &form, Action::Create)?;
+    let body = read_body(&req, payload, state.config.max_body_bytes).await?;
+    let doc = parse_json(&body)?;
+    let Some(Value::Array(items)) = doc.get("records") else {
+        return Err(ApiError::field(
+            Code::MalformedJson,
+            "records",
+            "required",
+            "send {\"records\": [ … ]}",
+        ));
+    };
+    if items.is_empty() || items.len() > trellis_store::records::MAX_BATCH {
+        return Err(ApiError::field(
+            Code::Validation,
+            "records",
+            "count",
+            format!(
+                "a batch holds 1 to {} records",
+                trellis_store::records::MAX_BATCH
+            ),
+        ));
+    }
+    let mut inputs = Vec::with_capacity(items.len());
+    for (i, it) in items.iter().enumerate() {
+        match it {
+            Value::Object(m) => inputs.push(m.clone()),
+            _ => {
+                return Err(ApiError::field(
+                    Code::MalformedJson,
+                    &format!("records[{i}]"),
+                    "not_an_object",
+                    "each record is a JSON object",
+                ));
+            }
+        }
+    }
+    let recs = state
+        .store
+        .create_batch(&form, inputs, &actor(&caller), true)
+        .await?;
+    Ok(HttpResponse::Created()
+        .content_type("application/json")
+        .body(json!({"data": recs}).to_string()))
+}
+
+/// `GET /api/v1/data/{form}/{id}`
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    q: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    let (form, id) = path.into_inner();
+    access::records(&caller, &form, Action::Read)?;
+    let fields = split_list(&q.fields);
+    let mut rec = state.store.get(&form, &id, fields.as_deref()).await?;
+    if let Some(fs) = &fields {
+        rec.retain(|k, _| k == "id" || k == "version" || fs.iter().any(|f| f == k));
+    }
+    let tag = etag(&rec);
+    if req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(tag.as_str())
+    {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish());
+    }
+    if let Some(ex) = split_list(&q.expand) {
+        let snap = state.store.registry.snapshot();
+        let entry = snap.get(&form)?;
+        let mut one = [rec];
+        state.store.expand(&snap, &entry, &mut one, &ex).await?;
+        let [r] = one;
+        rec = r;
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, tag))
+        .content_type("application/json")
+        .body(Value::Object(rec).to_string()))
+}
+
+/// `PATCH /api/v1/data/{form}/{id}`
+pub async fn patch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let (form, id) = path.into_inner();
+    state.store.registry.get(&form)?;
+    access::records(&caller, &form, Action::Update)?;
+    let expected = if_match(&req)?;
+    let body = read_body(&req, payload, state.config.max_body_bytes).await?;
+    let input = parse_object(&body)?;
+    let rec = state
+        .store
+        .update(&form, &id, input, expected, &actor(&caller))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(&rec)))
+        .content_type("application/json")
+        .body(Value::Object(rec).to_string()))
+}
+
+/// `DELETE /api/v1/data/{form}/{id}`
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let (form, id) = path.into_inner();
+    access::records(&caller, &form, Action::Delete)?;
+    let expected = if_match(&req)?;
+    state
+        .store
+        .delete(&form, &id, expected, &actor(&caller))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /api/v1/data/{form}/{id}/history`
+pub async fn history(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (form, id) = path.into_inner();
+    access::records(&caller, &form, Action::Read)?;
+    let h = state.store.history(&form, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({"data": h})))
+}

@@ -1,0 +1,478 @@
+//! Command-line interface. Every setting is a flag, an environment variable and a key of
+//! the optional TOML file (`--config`), in that order of precedence.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde_json::Value;
+use trellis_server::ServerConfig;
+use trellis_store::{Actor, DbOptions, Store, auth, bundles};
+
+const DEMO_BUNDLE: &str = include_str!(concat!(env!("OUT_DIR"), "/crm_bundle.json"));
+const DEMO_SEED: &str = include_str!(concat!(env!("OUT_DIR"), "/crm_demo.json"));
+
+/// Trellis: a self-hosted no-code platform.
+#[derive(Debug, Parser)]
+#[command(name = "trellis", version, about)]
+struct Cli {
+    /// A TOML file with settings (keys as the long flags, with underscores).
+    #[arg(long, env = "TRELLIS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Database: `sqlite:PATH` (default `./trellis.db`) or `postgres://…`.
+    #[arg(
+        long,
+        env = "TRELLIS_DATABASE_URL",
+        default_value = "sqlite:./trellis.db",
+        global = true
+    )]
+    database_url: String,
+    /// Log format: `text` or `json`.
+    #[arg(
+        long,
+        env = "TRELLIS_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: String,
+    /// Most database connections (read pool).
+    #[arg(
+        long,
+        env = "TRELLIS_DB_MAX_CONNECTIONS",
+        default_value_t = 8,
+        global = true
+    )]
+    db_max_connections: u32,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, env = "TRELLIS_BIND", default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Install the demo CRM with users, teams and records on an empty database.
+        #[arg(long, env = "TRELLIS_DEMO", default_value_t = false)]
+        demo: bool,
+        /// Largest request body in bytes.
+        #[arg(long, env = "TRELLIS_MAX_BODY_BYTES", default_value_t = 8 << 20)]
+        max_body_bytes: usize,
+        /// HTTP worker threads (0: one per core).
+        #[arg(long, env = "TRELLIS_WORKERS", default_value_t = 0)]
+        workers: usize,
+        /// E-mail of the first administrator (created on an empty database).
+        #[arg(long, env = "TRELLIS_ADMIN_EMAIL")]
+        admin_email: Option<String>,
+        /// Password of the first administrator; generated and printed once when absent.
+        #[arg(long, env = "TRELLIS_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate, install or export bundles.
+    Bundle {
+        #[command(subcommand)]
+        action: BundleAction,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BundleAction {
+    /// Check a bundle (a JSON file, or a folder with bundle.json and forms/*.json).
+    Validate { path: PathBuf },
+    /// Install or upgrade a bundle.
+    Install {
+        path: PathBuf,
+        /// Only print the plan.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print an installed bundle as installable JSON.
+    Export {
+        name: String,
+        /// Write to a file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Create a user.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, env = "TRELLIS_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Create a long-lived API token for a user and print it once.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+    },
+}
+
+/// Fill settings that were left at their default from the TOML file.
+fn apply_toml(m: &ArgMatches, cli: &mut Cli) -> Result<()> {
+    let Some(path) = &cli.config else {
+        return Ok(());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let t: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let defaulted = |m: &ArgMatches, id: &str| {
+        matches!(m.value_source(id), Some(ValueSource::DefaultValue) | None)
+    };
+    let s = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let i = |k: &str| t.get(k).and_then(|v| v.as_integer());
+    if defaulted(m, "database_url") {
+        if let Some(v) = s("database_url") {
+            cli.database_url = v;
+        }
+    }
+    if defaulted(m, "log_format") {
+        if let Some(v) = s("log_format") {
+            cli.log_format = v;
+        }
+    }
+    if defaulted(m, "db_max_connections") {
+        if let Some(v) = i("db_max_connections") {
+            cli.db_max_connections = u32::try_from(v).context("db_max_connections")?;
+        }
+    }
+    if let (
+        Command::Serve {
+            bind,
+            demo,
+            max_body_bytes,
+            workers,
+            admin_email,
+            admin_password,
+        },
+        Some(("serve", sm)),
+    ) = (&mut cli.command, m.subcommand())
+    {
+        if defaulted(sm, "bind") {
+            if let Some(v) = s("bind") {
+                *bind = v;
+            }
+        }
+        if defaulted(sm, "demo") {
+            if let Some(v) = t.get("demo").and_then(|v| v.as_bool()) {
+                *demo = v;
+            }
+        }
+        if defaulted(sm, "max_body_bytes") {
+            if let Some(v) = i("max_body_bytes") {
+                *max_body_bytes = usize::try_from(v).context("max_body_bytes")?;
+            }
+        }
+        if defaulted(sm, "workers") {
+            if let Some(v) = i("workers") {
+                *workers = usize::try_from(v).context("workers")?;
+            }
+        }
+        if admin_email.is_none() {
+            *admin_email = s("admin_email");
+        }
+        if admin_password.is_none() {
+            *admin_password = s("admin_password");
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn,actix_server=warn")
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+/// Read a bundle from a JSON file or a folder (`bundle.json` plus `forms/*.json`).
+pub fn read_bundle(path: &Path) -> Result<Value> {
+    if path.is_file() {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
+    }
+    let manifest = path.join("bundle.json");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let mut doc: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path.join("forms"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut forms = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        forms.push(
+            serde_json::from_str::<Value>(&text)
+                .with_context(|| format!("parsing {}", f.display()))?,
+        );
+    }
+    doc["forms"] = Value::Array(forms);
+    Ok(doc)
+}
+
+async fn open(cli: &Cli) -> Result<Store> {
+    Store::open(&DbOptions {
+        url: cli.database_url.clone(),
+        max_connections: cli.db_max_connections,
+    })
+    .await
+    .with_context(|| format!("opening the database {}", cli.database_url))
+}
+
+fn print_errors(errs: &[trellis_meta::MetaError]) {
+    for e in errs {
+        eprintln!(
+            "  {}: {} ({})",
+            if e.path.is_empty() {
+                "(document)"
+            } else {
+                &e.path
+            },
+            e.message,
+            e.code
+        );
+    }
+}
+
+async fn install_demo(store: &Store) -> Result<()> {
+    if bundles::list(&store.db)
+        .await?
+        .iter()
+        .any(|b| b.name == "crm")
+    {
+        return Ok(());
+    }
+    let doc: Value = serde_json::from_str(DEMO_BUNDLE).context("the embedded demo bundle")?;
+    let admin = auth::list_users(&store.db)
+        .await?
+        .into_iter()
+        .find(|u| u.is_admin)
+        .map(|u| u.id);
+    let actor = Actor { user: admin };
+    bundles::install(&store.db, &store.registry, &doc, false, &actor)
+        .await
+        .map_err(|e| anyhow::anyhow!("installing the demo bundle: {e:?}"))?;
+    let seed: Value = serde_json::from_str(DEMO_SEED).context("the embedded demo data")?;
+    let report = trellis_store::seed::load(store, &seed, &actor)
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the demo data: {e:?}"))?;
+    tracing::info!(
+        users = report.users,
+        teams = report.teams,
+        "installed the demo CRM"
+    );
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Serve {
+            bind,
+            demo,
+            max_body_bytes,
+            workers,
+            admin_email,
+            admin_password,
+        } => {
+            let store = open(&cli).await?;
+            if let Some((email, generated)) =
+                auth::bootstrap_admin(&store.db, admin_email.as_deref(), admin_password.as_deref())
+                    .await?
+            {
+                match generated {
+                    Some(pw) => println!(
+                        "Created the administrator {email} with the password {pw} (shown once; change it)."
+                    ),
+                    None => println!("Created the administrator {email}."),
+                }
+            }
+            if *demo {
+                install_demo(&store).await?;
+            }
+            let state = trellis_server::state(
+                store,
+                ServerConfig {
+                    max_body_bytes: *max_body_bytes,
+                    workers: *workers,
+                },
+            )?;
+            trellis_server::run(state, bind, |addr| {
+                println!("Trellis listening on http://{addr} (API docs at http://{addr}/docs/)");
+                let _ = std::io::stdout().flush();
+            })
+            .await?;
+        }
+        Command::Migrate => {
+            let store = open(&cli).await?;
+            println!(
+                "database at migration {}",
+                trellis_store::migrate::applied(&store.db).await?
+            );
+        }
+        Command::Bundle { action } => match action {
+            BundleAction::Validate { path } => {
+                let doc = read_bundle(path)?;
+                match trellis_meta::bundle::check_bundle(&doc, &|_| false) {
+                    Ok(b) => println!("{} {}: {} forms, valid", b.name, b.version, b.forms.len()),
+                    Err(errs) => {
+                        eprintln!("{} is invalid:", path.display());
+                        print_errors(&errs);
+                        bail!("{} problem(s)", errs.len());
+                    }
+                }
+            }
+            BundleAction::Install { path, dry_run } => {
+                let doc = read_bundle(path)?;
+                let store = open(&cli).await?;
+                match bundles::install(
+                    &store.db,
+                    &store.registry,
+                    &doc,
+                    *dry_run,
+                    &Actor::default(),
+                )
+                .await
+                {
+                    Ok(r) => println!("{}", serde_json::to_string_pretty(&r)?),
+                    Err(trellis_store::StoreError::Definition(errs)) => {
+                        eprintln!("{} is invalid:", path.display());
+                        print_errors(&errs);
+                        bail!("{} problem(s)", errs.len());
+                    }
+                    Err(e) => bail!("install failed: {e}"),
+                }
+            }
+            BundleAction::Export { name, out } => {
+                let store = open(&cli).await?;
+                let b = bundles::export(&store.db, &store.registry, name).await?;
+                let text = serde_json::to_string_pretty(&b)? + "\n";
+                match out {
+                    Some(p) => std::fs::write(p, text)
+                        .with_context(|| format!("writing {}", p.display()))?,
+                    None => print!("{text}"),
+                }
+            }
+        },
+        Command::User {
+            action:
+                UserAction::Create {
+                    email,
+                    name,
+                    password,
+                    admin,
+                },
+        } => {
+            let store = open(&cli).await?;
+            let u = auth::create_user(
+                &store.db,
+                email,
+                name.as_deref().unwrap_or(email),
+                password,
+                *admin,
+                None,
+            )
+            .await?;
+            println!("created user {} ({})", u.email, u.id);
+        }
+        Command::Token {
+            action:
+                TokenAction::Create {
+                    email,
+                    name,
+                    expires_in_days,
+                },
+        } => {
+            let store = open(&cli).await?;
+            let u = auth::find_user_by_email(&store.db, email)
+                .await?
+                .with_context(|| format!("no user {email}"))?;
+            let exp = expires_in_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d));
+            println!(
+                "{}",
+                auth::issue(&store.db, &u.id, "api", name.clone(), exp).await?
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Parse the command line and run it.
+pub fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    if let Err(e) = apply_toml(&matches, &mut cli) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    init_logging(&cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
