@@ -306,6 +306,8 @@ pub fn q(ident: &str) -> String {
 pub fn column_def(column: &str, kind: ValueKind, dialect: Dialect) -> ColumnDef {
     let mut c = ColumnDef::new(Alias::new(column));
     match kind {
+        // Byte order on PostgreSQL too, so sorting and cursors agree with SQLite.
+        ValueKind::Text if dialect == Dialect::Postgres => c.text().extra("COLLATE \"C\""),
         ValueKind::Text => c.text(),
         ValueKind::Integer => c.big_integer(),
         ValueKind::Float => c.double(),
@@ -377,7 +379,7 @@ fn create_table_stmt(
 ) -> TableCreateStatement {
     let mut t = Table::create();
     t.table(Alias::new(table));
-    t.col(ColumnDef::new("id").text().not_null().primary_key());
+    t.col(column_def("id", ValueKind::Text, dialect).not_null().primary_key().to_owned());
     t.col(ColumnDef::new("version").big_integer().not_null());
     let ts = column_def("created_at", ValueKind::DateTime, dialect)
         .not_null()

@@ -327,8 +327,10 @@ impl Store {
             filter = filter.and(s);
         }
         let sort = Sort::parse(form, q.sort.as_deref().unwrap_or(""), &snap)?;
-        let sort_fields: Vec<String> = sort.keys.iter().map(|k| k.field.clone()).collect();
-        let proj = Projection::new(&entry, q.fields.as_deref(), &sort_fields)?;
+        // Sort keys feed the cursor and relation fields feed expand, even when not asked for.
+        let mut extra: Vec<String> = sort.keys.iter().map(|k| k.field.clone()).collect();
+        extra.extend(q.expand.iter().cloned());
+        let proj = Projection::new(&entry, q.fields.as_deref(), &extra)?;
         let limit = q.limit.clamp(1, MAX_LIMIT);
         let mut s = proj.select(&entry.table);
         let cond = filter.to_condition(dialect);
@@ -350,11 +352,6 @@ impl Store {
         } else {
             None
         };
-        if let Some(fs) = &q.fields {
-            for r in &mut data {
-                r.retain(|k, _| k == "id" || fs.iter().any(|f| f == k));
-            }
-        }
         let total = if q.count {
             let mut c = Query::select();
             c.expr(Func::count(col(&entry.table, "id")))
@@ -370,6 +367,11 @@ impl Store {
         };
         if !q.expand.is_empty() {
             self.expand(&snap, &entry, &mut data, &q.expand).await?;
+        }
+        if let Some(fs) = &q.fields {
+            for r in &mut data {
+                r.retain(|k, _| k == "id" || k == "expand" || fs.iter().any(|f| f == k));
+            }
         }
         Ok(Page {
             data,

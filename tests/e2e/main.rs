@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `trellis` binary on a free port, spoken to over HTTP, on
+//! SQLite by default and on PostgreSQL when `TRELLIS_TEST_DATABASE=postgres`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod bundles;
+mod forms;
+mod ops;
+mod records;
