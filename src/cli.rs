@@ -155,21 +155,18 @@ fn apply_toml(m: &ArgMatches, cli: &mut Cli) -> Result<()> {
     };
     let s = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_owned);
     let i = |k: &str| t.get(k).and_then(|v| v.as_integer());
-    if defaulted(m, "database_url") {
-        if let Some(v) = s("database_url") {
+    if defaulted(m, "database_url")
+        && let Some(v) = s("database_url") {
             cli.database_url = v;
         }
-    }
-    if defaulted(m, "log_format") {
-        if let Some(v) = s("log_format") {
+    if defaulted(m, "log_format")
+        && let Some(v) = s("log_format") {
             cli.log_format = v;
         }
-    }
-    if defaulted(m, "db_max_connections") {
-        if let Some(v) = i("db_max_connections") {
+    if defaulted(m, "db_max_connections")
+        && let Some(v) = i("db_max_connections") {
             cli.db_max_connections = u32::try_from(v).context("db_max_connections")?;
         }
-    }
     if let (
         Command::Serve {
             bind,
@@ -182,26 +179,22 @@ fn apply_toml(m: &ArgMatches, cli: &mut Cli) -> Result<()> {
         Some(("serve", sm)),
     ) = (&mut cli.command, m.subcommand())
     {
-        if defaulted(sm, "bind") {
-            if let Some(v) = s("bind") {
+        if defaulted(sm, "bind")
+            && let Some(v) = s("bind") {
                 *bind = v;
             }
-        }
-        if defaulted(sm, "demo") {
-            if let Some(v) = t.get("demo").and_then(|v| v.as_bool()) {
+        if defaulted(sm, "demo")
+            && let Some(v) = t.get("demo").and_then(|v| v.as_bool()) {
                 *demo = v;
             }
-        }
-        if defaulted(sm, "max_body_bytes") {
-            if let Some(v) = i("max_body_bytes") {
+        if defaulted(sm, "max_body_bytes")
+            && let Some(v) = i("max_body_bytes") {
                 *max_body_bytes = usize::try_from(v).context("max_body_bytes")?;
             }
-        }
-        if defaulted(sm, "workers") {
-            if let Some(v) = i("workers") {
+        if defaulted(sm, "workers")
+            && let Some(v) = i("workers") {
                 *workers = usize::try_from(v).context("workers")?;
             }
-        }
         if admin_email.is_none() {
             *admin_email = s("admin_email");
         }

@@ -137,15 +137,14 @@ pub fn semantic(form: &Form, form_exists: &dyn Fn(&str) -> bool, prefix: &str) -
             format!("a form has at most {MAX_FIELDS} fields"),
         ));
     }
-    if let Some(t) = &form.title_field {
-        if form.field(t).is_none() {
+    if let Some(t) = &form.title_field
+        && form.field(t).is_none() {
             errs.push(MetaError::new(
                 at("title_field"),
                 "unknown_field",
                 format!("no field named {t:?}"),
             ));
         }
-    }
     check_fields(&form.fields, form_exists, &at("fields"), false, &mut errs);
     errs
 }
@@ -326,8 +325,8 @@ fn check_fields(
         if let (Some(a), Some(b)) = (
             f.min.as_ref().and_then(|n| n.as_f64()),
             f.max.as_ref().and_then(|n| n.as_f64()),
-        ) {
-            if a > b {
+        )
+            && a > b {
                 err(
                     errs,
                     "min",
@@ -335,7 +334,6 @@ fn check_fields(
                     format!("min {a} is above max {b}"),
                 );
             }
-        }
         if f.max_length.is_some()
             && !(st.is_textual() || matches!(st, FieldType::Relation | FieldType::User))
         {
@@ -431,11 +429,9 @@ fn check_fields(
                 );
             } else if !(matches!(k, FieldType::Date | FieldType::Datetime)
                 && matches!(d.as_str(), Some("$today" | "$now")))
-            {
-                if let Err(e) = validate_field_value(f, d) {
+                && let Err(e) = validate_field_value(f, d) {
                     err(errs, "default", "invalid_default", e.message);
                 }
-            }
         }
     }
 }

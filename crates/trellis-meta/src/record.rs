@@ -397,8 +397,8 @@ impl RecordValidator {
                     "set by the system",
                     "由系统设置",
                 ));
-            } else if let Some(f) = self.form.field(key) {
-                if f.is_read_only() {
+            } else if let Some(f) = self.form.field(key)
+                && f.is_read_only() {
                     errors.push(FieldError::new(
                         key,
                         "read_only",
@@ -406,7 +406,6 @@ impl RecordValidator {
                         "由系统计算",
                     ));
                 }
-            }
         }
         if !errors.is_empty() {
             return Err(errors);

@@ -132,7 +132,7 @@ pub struct ApiError {
     /// Per-field errors (`field`, `code`, `message`, …).
     pub errors: Vec<Value>,
     /// Extra members of the problem document.
-    pub extra: Option<(&'static str, Value)>,
+    pub extra: Option<Box<(&'static str, Value)>>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -179,7 +179,7 @@ impl ResponseError for ApiError {
         if !self.errors.is_empty() {
             body["errors"] = Value::Array(self.errors.clone());
         }
-        if let Some((k, v)) = &self.extra {
+        if let Some((k, v)) = self.extra.as_deref() {
             body[*k] = v.clone();
         }
         let mut r = HttpResponse::build(self.code.status());
@@ -230,7 +230,7 @@ impl From<StoreError> for ApiError {
                 code: Code::StaleVersion,
                 detail: format!("the record has changed since; its version is now {current}"),
                 errors: vec![],
-                extra: Some(("current_version", json!(current))),
+                extra: Some(Box::new(("current_version", json!(current)))),
             },
             StoreError::Lossy(blockers) => Self {
                 code: Code::LossyChange,

@@ -58,8 +58,8 @@ pub async fn install(
     let installed = bundle_e::Entity::find_by_id(bundle.name.clone())
         .one(&db.writer)
         .await?;
-    if let Some(i) = &installed {
-        if parse_version(&i.version) > parse_version(&bundle.version) {
+    if let Some(i) = &installed
+        && parse_version(&i.version) > parse_version(&bundle.version) {
             return Err(StoreError::Conflict {
                 field: "version".into(),
                 code: "downgrade",
@@ -70,10 +70,9 @@ pub async fn install(
                 rows: vec![],
             });
         }
-    }
     for f in &bundle.forms {
-        if let Some(e) = snapshot.0.get(&f.name) {
-            if e.bundle.as_deref().is_some_and(|b| b != bundle.name) {
+        if let Some(e) = snapshot.0.get(&f.name)
+            && e.bundle.as_deref().is_some_and(|b| b != bundle.name) {
                 return Err(StoreError::Conflict {
                     field: format!("forms.{}", f.name),
                     code: "form_owned",
@@ -85,7 +84,6 @@ pub async fn install(
                     rows: vec![],
                 });
             }
-        }
     }
     let manifest = json!({"name": bundle.name, "version": bundle.version, "label": bundle.label, "description": bundle.description});
     let txn = db.writer.begin().await?;

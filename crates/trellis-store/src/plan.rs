@@ -542,8 +542,8 @@ pub(crate) async fn make_plan<C: ConnectionTrait>(
         }
     }
     for of in &entry.form.fields {
-        if new.field(&of.name).is_none() {
-            if let Some(c) = columns
+        if new.field(&of.name).is_none()
+            && let Some(c) = columns
                 .iter_mut()
                 .find(|c| c.field == of.name && c.state == ColumnState::Active)
             {
@@ -554,7 +554,6 @@ pub(crate) async fn make_plan<C: ConnectionTrait>(
                     column: c.column.clone(),
                 });
             }
-        }
     }
     let plan = Plan {
         form: new.name.clone(),

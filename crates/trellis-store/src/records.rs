@@ -160,11 +160,10 @@ impl Projection {
             }
         }
         for f in &entry.form.fields {
-            if want(&f.name) {
-                if let Some((c, k)) = entry.column(&f.name) {
+            if want(&f.name)
+                && let Some((c, k)) = entry.column(&f.name) {
                     cols.push((f.name.clone(), c.to_owned(), k));
                 }
-            }
         }
         Ok(Self { cols })
     }
@@ -455,11 +454,10 @@ impl Store {
         let txn = self.db.writer.begin().await?;
         let current = read_for_update(&txn, dialect, &entry, id).await?;
         let version = current.get("version").and_then(Value::as_i64).unwrap_or(0);
-        if let Some(v) = if_match {
-            if v != version {
+        if let Some(v) = if_match
+            && v != version {
                 return Err(StoreError::Stale { current: version });
             }
-        }
         let mut changes = Map::new();
         let mut sets: Vec<(String, sea_orm::Value)> = Vec::new();
         let mut merged = current.clone();
@@ -530,11 +528,10 @@ impl Store {
         let txn = self.db.writer.begin().await?;
         let current = read_for_update(&txn, self.db.dialect, &entry, id).await?;
         let version = current.get("version").and_then(Value::as_i64).unwrap_or(0);
-        if let Some(v) = if_match {
-            if v != version {
+        if let Some(v) = if_match
+            && v != version {
                 return Err(StoreError::Stale { current: version });
             }
-        }
         delete_in(
             &txn,
             self.db.dialect,
@@ -614,8 +611,8 @@ fn check_unique_within(
     for f in entry.form.fields.iter().filter(|f| f.unique) {
         let mut seen = HashSet::new();
         for (i, r) in records.iter().enumerate() {
-            if let Some(v) = r.get(&f.name).filter(|v| !v.is_null()) {
-                if !seen.insert(v.to_string()) {
+            if let Some(v) = r.get(&f.name).filter(|v| !v.is_null())
+                && !seen.insert(v.to_string()) {
                     let field = if batch {
                         format!("records[{i}].{}", f.name)
                     } else {
@@ -623,7 +620,6 @@ fn check_unique_within(
                     };
                     return Err(StoreError::Unique { field });
                 }
-            }
         }
     }
     Ok(())
@@ -671,8 +667,8 @@ async fn check_refs<C: ConnectionTrait>(
             }
         }
         for (i, r) in records.iter().enumerate() {
-            if let Some(id) = r.get(&f.name).and_then(Value::as_str) {
-                if !found.contains(id) {
+            if let Some(id) = r.get(&f.name).and_then(Value::as_str)
+                && !found.contains(id) {
                     let field = if batch {
                         format!("records[{i}].{}", f.name)
                     } else {
@@ -690,7 +686,6 @@ async fn check_refs<C: ConnectionTrait>(
                         format!("找不到 id 为 {id:?} 的记录"),
                     )]));
                 }
-            }
         }
     }
     Ok(())
@@ -807,7 +802,7 @@ async fn insert_records(
             let mut row: Vec<SimpleExpr> = Vec::with_capacity(cols.len());
             for (name, _, kind) in &cols {
                 let v = r.get(name).unwrap_or(&Value::Null);
-                row.push(Expr::val(sql_value(*kind, v, dialect, name)?).into());
+                row.push(Expr::val(sql_value(*kind, v, dialect, name)?));
             }
             ins.values(row)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
