@@ -63,6 +63,12 @@ enum Command {
         /// Largest request body in bytes.
         #[arg(long, env = "TRELLIS_MAX_BODY_BYTES", default_value_t = 8 << 20)]
         max_body_bytes: usize,
+        /// Where uploaded files are kept.
+        #[arg(long, env = "TRELLIS_FILES_DIR", default_value = "./files")]
+        files_dir: PathBuf,
+        /// Largest file upload in bytes.
+        #[arg(long, env = "TRELLIS_MAX_UPLOAD_BYTES", default_value_t = 50 << 20)]
+        max_upload_bytes: usize,
         /// HTTP worker threads (0: one per core).
         #[arg(long, env = "TRELLIS_WORKERS", default_value_t = 0)]
         workers: usize,
@@ -156,17 +162,20 @@ fn apply_toml(m: &ArgMatches, cli: &mut Cli) -> Result<()> {
     let s = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_owned);
     let i = |k: &str| t.get(k).and_then(|v| v.as_integer());
     if defaulted(m, "database_url")
-        && let Some(v) = s("database_url") {
-            cli.database_url = v;
-        }
+        && let Some(v) = s("database_url")
+    {
+        cli.database_url = v;
+    }
     if defaulted(m, "log_format")
-        && let Some(v) = s("log_format") {
-            cli.log_format = v;
-        }
+        && let Some(v) = s("log_format")
+    {
+        cli.log_format = v;
+    }
     if defaulted(m, "db_max_connections")
-        && let Some(v) = i("db_max_connections") {
-            cli.db_max_connections = u32::try_from(v).context("db_max_connections")?;
-        }
+        && let Some(v) = i("db_max_connections")
+    {
+        cli.db_max_connections = u32::try_from(v).context("db_max_connections")?;
+    }
     if let (
         Command::Serve {
             bind,
@@ -175,26 +184,42 @@ fn apply_toml(m: &ArgMatches, cli: &mut Cli) -> Result<()> {
             workers,
             admin_email,
             admin_password,
+            files_dir,
+            max_upload_bytes,
         },
         Some(("serve", sm)),
     ) = (&mut cli.command, m.subcommand())
     {
+        if defaulted(sm, "files_dir")
+            && let Some(v) = s("files_dir")
+        {
+            *files_dir = v.into();
+        }
+        if defaulted(sm, "max_upload_bytes")
+            && let Some(v) = i("max_upload_bytes")
+        {
+            *max_upload_bytes = usize::try_from(v).context("max_upload_bytes")?;
+        }
         if defaulted(sm, "bind")
-            && let Some(v) = s("bind") {
-                *bind = v;
-            }
+            && let Some(v) = s("bind")
+        {
+            *bind = v;
+        }
         if defaulted(sm, "demo")
-            && let Some(v) = t.get("demo").and_then(|v| v.as_bool()) {
-                *demo = v;
-            }
+            && let Some(v) = t.get("demo").and_then(|v| v.as_bool())
+        {
+            *demo = v;
+        }
         if defaulted(sm, "max_body_bytes")
-            && let Some(v) = i("max_body_bytes") {
-                *max_body_bytes = usize::try_from(v).context("max_body_bytes")?;
-            }
+            && let Some(v) = i("max_body_bytes")
+        {
+            *max_body_bytes = usize::try_from(v).context("max_body_bytes")?;
+        }
         if defaulted(sm, "workers")
-            && let Some(v) = i("workers") {
-                *workers = usize::try_from(v).context("workers")?;
-            }
+            && let Some(v) = i("workers")
+        {
+            *workers = usize::try_from(v).context("workers")?;
+        }
         if admin_email.is_none() {
             *admin_email = s("admin_email");
         }
@@ -316,6 +341,8 @@ async fn run(cli: Cli) -> Result<()> {
             workers,
             admin_email,
             admin_password,
+            files_dir,
+            max_upload_bytes,
         } => {
             let store = open(&cli).await?;
             if let Some((email, generated)) =
@@ -337,6 +364,8 @@ async fn run(cli: Cli) -> Result<()> {
                 ServerConfig {
                     max_body_bytes: *max_body_bytes,
                     workers: *workers,
+                    files_dir: files_dir.clone(),
+                    max_upload_bytes: *max_upload_bytes,
                 },
             )?;
             trellis_server::run(state, bind, |addr| {

@@ -10,15 +10,30 @@ use crate::harness::TestApp;
 /// Assemble a bundle folder the way `trellis bundle install` does.
 pub fn read_bundle(dir: &str) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(root.join("bundle.json")).unwrap()).unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(root.join("forms")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("bundle.json")).unwrap()).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(root.join("forms"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    doc["forms"] = Value::Array(files.iter().map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()).collect());
+    doc["forms"] = Value::Array(
+        files
+            .iter()
+            .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
+            .collect(),
+    );
     doc
 }
 
 async fn export(app: &TestApp, name: &str) -> String {
-    let r = app.client.get(app.url(&format!("/api/v1/bundles/{name}/export"))).bearer_auth(&app.token).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/bundles/{name}/export")))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.text().await.unwrap()
 }
@@ -31,11 +46,21 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
     assert_eq!(st, StatusCode::OK, "{r}");
     assert_eq!(r["applied"], false);
     let (_, forms) = app.get("/api/v1/forms").await;
-    assert_eq!(forms["data"].as_array().unwrap().len(), 0, "a dry run installs nothing");
+    assert_eq!(
+        forms["data"].as_array().unwrap().len(),
+        0,
+        "a dry run installs nothing"
+    );
     let (st, r) = app.post("/api/v1/bundles", crm.clone()).await;
     assert_eq!(st, StatusCode::OK, "{r}");
     assert_eq!(r["forms"].as_array().unwrap().len(), 12);
-    assert!(r["forms"].as_array().unwrap().iter().all(|f| f["action"] == "create"));
+    assert!(
+        r["forms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] == "create")
+    );
     let first = export(&app, "crm").await;
     let (_, r) = app.post("/api/v1/bundles", crm.clone()).await;
     assert_eq!(r["changed"], false, "installing twice changes nothing: {r}");
@@ -43,18 +68,36 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
     assert_eq!(versions["data"].as_array().unwrap().len(), 1);
 
     let fresh = TestApp::spawn().await;
-    let (st, _) = fresh.post("/api/v1/bundles", serde_json::from_str(&first).unwrap()).await;
+    let (st, _) = fresh
+        .post("/api/v1/bundles", serde_json::from_str(&first).unwrap())
+        .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(export(&fresh, "crm").await, first, "export → install → export is identical");
+    assert_eq!(
+        export(&fresh, "crm").await,
+        first,
+        "export → install → export is identical"
+    );
 
     // An upgrade adds a field through a planned migration; a downgrade is refused.
     let mut v2 = crm.clone();
     v2["version"] = json!("1.1.0");
-    let lead = v2["forms"].as_array_mut().unwrap().iter_mut().find(|f| f["name"] == "lead").unwrap();
-    lead["fields"].as_array_mut().unwrap().push(json!({"name": "wechat", "type": "text", "label": {"en": "WeChat", "zh-CN": "微信"}}));
+    let lead = v2["forms"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["name"] == "lead")
+        .unwrap();
+    lead["fields"].as_array_mut().unwrap().push(
+        json!({"name": "wechat", "type": "text", "label": {"en": "WeChat", "zh-CN": "微信"}}),
+    );
     let (st, r) = app.post("/api/v1/bundles", v2).await;
     assert_eq!(st, StatusCode::OK, "{r}");
-    let lead = r["forms"].as_array().unwrap().iter().find(|f| f["form"] == "lead").unwrap();
+    let lead = r["forms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["form"] == "lead")
+        .unwrap();
     assert_eq!(lead["action"], "upgrade");
     assert_eq!(lead["plan"]["steps"][0]["op"], "add_field");
     let (st, _) = app.post("/api/v1/bundles", crm).await;
@@ -64,17 +107,35 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
 #[tokio::test]
 async fn a_second_app_shows_the_engine_is_general() {
     let app = TestApp::spawn().await;
-    let (st, r) = app.post("/api/v1/bundles", read_bundle("examples/recruiting")).await;
+    let (st, r) = app
+        .post("/api/v1/bundles", read_bundle("examples/recruiting"))
+        .await;
     assert_eq!(st, StatusCode::OK, "{r}");
     let job = app.create("job_opening", json!({"title": "Rust engineer", "department": app_first_option(&app, "job_opening", "department").await, "headcount": 2, "status": "open"})).await;
-    let cand = app.create("candidate", json!({"name": "Li Wei", "email": "li.wei@example.com"})).await;
-    let appl = app.create("application", json!({"candidate": cand["id"], "job": job["id"], "stage": "applied"})).await;
+    let cand = app
+        .create(
+            "candidate",
+            json!({"name": "Li Wei", "email": "li.wei@example.com"}),
+        )
+        .await;
+    let appl = app
+        .create(
+            "application",
+            json!({"candidate": cand["id"], "job": job["id"], "stage": "applied"}),
+        )
+        .await;
     assert!(appl["application_no"].as_str().unwrap().starts_with("APP-"));
 }
 
 async fn app_first_option(app: &TestApp, form: &str, field: &str) -> Value {
     let (_, def) = app.get(&format!("/api/v1/forms/{form}")).await;
-    def["fields"].as_array().unwrap().iter().find(|f| f["name"] == field).unwrap()["options"][0]["value"].clone()
+    def["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == field)
+        .unwrap()["options"][0]["value"]
+        .clone()
 }
 
 #[tokio::test]
@@ -82,12 +143,19 @@ async fn demo_mode_starts_a_living_crm() {
     let app = TestApp::spawn_with(&["--demo"]).await;
     let (_, leads) = app.list("lead", &[("count", "true".into())]).await;
     assert!(leads["total"].as_u64().unwrap() >= 20, "{leads}");
-    let (_, orders) = app.list("order", &[("limit", "1".into()), ("expand", "customer".into())]).await;
+    let (_, orders) = app
+        .list(
+            "order",
+            &[("limit", "1".into()), ("expand", "customer".into())],
+        )
+        .await;
     assert!(orders["data"][0]["order_no"].is_string());
     assert!(orders["data"][0]["expand"]["customer"]["name"].is_string());
     let (_, teams) = app.get("/api/v1/teams").await;
     assert!(teams["data"].as_array().unwrap().len() >= 3);
-    let rep = app.login("wangfang@demo.trellis.dev", "demo-pass-2026").await;
+    let rep = app
+        .login("wangfang@demo.trellis.dev", "demo-pass-2026")
+        .await;
     assert!(!rep.is_empty());
     // The demo normalizes city spellings.
     let ids = app.ids("lead", json!({"city": "北京市"}), "").await;

@@ -34,25 +34,49 @@ async fn a_populated_form_changes_five_ways_and_keeps_every_value() {
         {"name": "category", "type": "select", "options": [{"value": "hw"}, {"value": "sw"}], "default": "hw"}
     ]));
     // 1 relabel, 2 add with default, 3 hide (notes), 4 retype integer → decimal, 5 retype text → currency, plus a unique index.
-    let (st, plan) = app.put("/api/v1/forms/product?dry_run=true", new_def.clone()).await;
+    let (st, plan) = app
+        .put("/api/v1/forms/product?dry_run=true", new_def.clone())
+        .await;
     assert_eq!(st, StatusCode::OK, "{plan}");
     assert_eq!(plan["applied"], false);
-    let ops: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["op"].as_str().unwrap()).collect();
-    for op in ["relabel", "add_field", "hide_field", "retype", "create_index"] {
+    let ops: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["op"].as_str().unwrap())
+        .collect();
+    for op in [
+        "relabel",
+        "add_field",
+        "hide_field",
+        "retype",
+        "create_index",
+    ] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
     let (_, still) = app.get("/api/v1/forms/product").await;
-    assert_eq!(still["fields"][2]["type"], "integer", "a dry run changes nothing");
+    assert_eq!(
+        still["fields"][2]["type"], "integer",
+        "a dry run changes nothing"
+    );
 
     let (st, plan) = app.put("/api/v1/forms/product", new_def.clone()).await;
     assert_eq!(st, StatusCode::OK, "{plan}");
     assert_eq!(plan["applied"], true);
     let (_, list) = app.list("product", &[("limit", "100".into())]).await;
     for (id, rec) in &originals {
-        let row = list["data"].as_array().unwrap().iter().find(|r| r["id"] == json!(id)).unwrap();
+        let row = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == json!(id))
+            .unwrap();
         assert_eq!(row["name"], rec["name"]);
         assert_eq!(row["sku"], rec["sku"]);
-        assert_eq!(row["stock"].as_f64().unwrap(), rec["stock"].as_f64().unwrap());
+        assert_eq!(
+            row["stock"].as_f64().unwrap(),
+            rec["stock"].as_f64().unwrap()
+        );
         let price: f64 = rec["price"].as_str().unwrap().parse().unwrap();
         assert_eq!(row["price"].as_f64().unwrap(), price);
         assert_eq!(row["category"], "hw", "backfilled default");
@@ -61,28 +85,51 @@ async fn a_populated_form_changes_five_ways_and_keeps_every_value() {
     // A new field is in the OpenAPI document without a restart.
     let (_, doc) = app.get("/api/v1/openapi.json").await;
     assert!(doc["components"]["schemas"]["ProductRecord"]["properties"]["category"].is_object());
-    assert!(doc["components"]["schemas"]["ProductRecord"]["properties"].get("notes").is_none());
+    assert!(
+        doc["components"]["schemas"]["ProductRecord"]["properties"]
+            .get("notes")
+            .is_none()
+    );
 
     // Bringing the hidden field back restores its data.
     let mut back = new_def.clone();
-    back["fields"].as_array_mut().unwrap().push(json!({"name": "notes", "type": "textarea"}));
+    back["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "notes", "type": "textarea"}));
     let (st, plan) = app.put("/api/v1/forms/product", back).await;
     assert_eq!(st, StatusCode::OK, "{plan}");
     let (_, list) = app.list("product", &[("limit", "100".into())]).await;
     for (id, rec) in &originals {
-        let row = list["data"].as_array().unwrap().iter().find(|r| r["id"] == json!(id)).unwrap();
+        let row = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == json!(id))
+            .unwrap();
         assert_eq!(row["notes"], rec["notes"], "restored");
     }
     let (_, versions) = app.get("/api/v1/forms/product/versions").await;
-    assert_eq!(versions["data"].as_array().unwrap().len(), 3, "every published version is kept");
+    assert_eq!(
+        versions["data"].as_array().unwrap().len(),
+        3,
+        "every published version is kept"
+    );
 }
 
 #[tokio::test]
 async fn a_lossy_change_is_refused_with_the_rows_that_block_it() {
     let app = TestApp::spawn().await;
     app.form(product(json!([{"name": "name", "type": "text"}, {"name": "qty", "type": "text"}, {"name": "code", "type": "text"}]))).await;
-    let ok = app.create("product", json!({"name": "a", "qty": "12", "code": "X"})).await;
-    let bad = app.create("product", json!({"name": "b", "qty": "twelve", "code": "X"})).await;
+    let ok = app
+        .create("product", json!({"name": "a", "qty": "12", "code": "X"}))
+        .await;
+    let bad = app
+        .create(
+            "product",
+            json!({"name": "b", "qty": "twelve", "code": "X"}),
+        )
+        .await;
     let (st, body) = app.put("/api/v1/forms/product", product(json!([{"name": "name", "type": "text"}, {"name": "qty", "type": "integer"}, {"name": "code", "type": "text"}]))).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["field"], "qty");
@@ -92,48 +139,96 @@ async fn a_lossy_change_is_refused_with_the_rows_that_block_it() {
     // Making a field unique over duplicates, or required over blanks, is refused too.
     let (st, body) = app.put("/api/v1/forms/product", product(json!([{"name": "name", "type": "text", "required": true}, {"name": "qty", "type": "text"}, {"name": "code", "type": "text", "unique": true}]))).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(errors(&body), vec![("code".to_owned(), "values_violate".to_owned())]);
-    let (_, rec) = app.get(&format!("/api/v1/data/product/{}", ok["id"].as_str().unwrap())).await;
+    assert_eq!(
+        errors(&body),
+        vec![("code".to_owned(), "values_violate".to_owned())]
+    );
+    let (_, rec) = app
+        .get(&format!(
+            "/api/v1/data/product/{}",
+            ok["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(rec["qty"], "12", "nothing changed");
     // Fix the blocking row; now it converts.
-    app.patch(&format!("/api/v1/data/product/{}", bad["id"].as_str().unwrap()), json!({"qty": "7"})).await;
+    app.patch(
+        &format!("/api/v1/data/product/{}", bad["id"].as_str().unwrap()),
+        json!({"qty": "7"}),
+    )
+    .await;
     let (st, body) = app.put("/api/v1/forms/product", product(json!([{"name": "name", "type": "text"}, {"name": "qty", "type": "integer"}, {"name": "code", "type": "text"}]))).await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    let (_, rec) = app.get(&format!("/api/v1/data/product/{}", bad["id"].as_str().unwrap())).await;
+    let (_, rec) = app
+        .get(&format!(
+            "/api/v1/data/product/{}",
+            bad["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(rec["qty"], 7);
     let (_, cols) = app.get("/api/v1/forms/product/columns").await;
-    assert!(cols["columns"].as_array().unwrap().iter().any(|c| c["state"] == "retired" && c["field"] == "qty"), "the old column is kept: {cols}");
+    assert!(
+        cols["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["state"] == "retired" && c["field"] == "qty"),
+        "the old column is kept: {cols}"
+    );
 }
 
 #[tokio::test]
 async fn definitions_are_checked_before_anything_is_written() {
     let app = TestApp::spawn().await;
-    let (st, body) = app.post("/api/v1/forms", json!({"name": "x", "label": {"en": "X"}, "fields": [
+    let (st, body) = app
+        .post(
+            "/api/v1/forms",
+            json!({"name": "x", "label": {"en": "X"}, "fields": [
         {"name": "a", "type": "text"}, {"name": "a", "type": "text"},
         {"name": "owner", "type": "text"},
         {"name": "c", "type": "relation", "target": "ghost"},
-        {"name": "s", "type": "select", "options": [{"value": "v"}, {"value": "v"}]}]})).await;
+        {"name": "s", "type": "select", "options": [{"value": "v"}, {"value": "v"}]}]}),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let fields: Vec<String> = errors(&body).into_iter().map(|e| e.0).collect();
-    assert!(fields.iter().any(|f| f.starts_with("fields[2]")), "{fields:?}");
-    let (st, body) = app.post("/api/v1/forms", json!({"name": "x", "label": {"en": "X"}, "fields": [
+    assert!(
+        fields.iter().any(|f| f.starts_with("fields[2]")),
+        "{fields:?}"
+    );
+    let (st, body) = app
+        .post(
+            "/api/v1/forms",
+            json!({"name": "x", "label": {"en": "X"}, "fields": [
         {"name": "a", "type": "text"}, {"name": "a", "type": "text"},
         {"name": "c", "type": "relation", "target": "ghost"},
-        {"name": "s", "type": "select", "options": [{"value": "v"}, {"value": "v"}]}]})).await;
+        {"name": "s", "type": "select", "options": [{"value": "v"}, {"value": "v"}]}]}),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     let mut got = errors(&body);
     got.sort();
-    assert_eq!(got, vec![
-        ("fields[1].name".to_owned(), "duplicate_name".to_owned()),
-        ("fields[2].target".to_owned(), "unknown_form".to_owned()),
-        ("fields[3].options[1].value".to_owned(), "duplicate_option".to_owned()),
-    ]);
+    assert_eq!(
+        got,
+        vec![
+            ("fields[1].name".to_owned(), "duplicate_name".to_owned()),
+            ("fields[2].target".to_owned(), "unknown_form".to_owned()),
+            (
+                "fields[3].options[1].value".to_owned(),
+                "duplicate_option".to_owned()
+            ),
+        ]
+    );
     let (_, forms) = app.get("/api/v1/forms").await;
-    assert_eq!(forms["data"].as_array().unwrap().len(), 0, "nothing written");
+    assert_eq!(
+        forms["data"].as_array().unwrap().len(),
+        0,
+        "nothing written"
+    );
     let (st, _) = app.post("/api/v1/forms", json!({"name": "Robert'); DROP", "label": {"en": "X"}, "fields": [{"name": "a", "type": "text"}]})).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     // A form with records is only deleted with purge.
-    app.form(json!({"name": "t", "label": {"en": "T"}, "fields": [{"name": "a", "type": "text"}]})).await;
+    app.form(json!({"name": "t", "label": {"en": "T"}, "fields": [{"name": "a", "type": "text"}]}))
+        .await;
     app.create("t", json!({"a": "1"})).await;
     let (st, _) = app.delete("/api/v1/forms/t").await;
     assert_eq!(st, StatusCode::CONFLICT);

@@ -55,13 +55,21 @@ async fn fresh_database(dir: &std::path::Path) -> String {
     if !on_postgres() {
         return format!("sqlite:{}", dir.join("trellis.db").display());
     }
-    let admin = std::env::var("TRELLIS_TEST_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = std::env::var("TRELLIS_TEST_PG_ADMIN")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("trellis_t_{}", uuid::Uuid::now_v7().simple());
-    let db = sea_orm::Database::connect(admin.as_str()).await.expect("connect to PostgreSQL");
+    let db = sea_orm::Database::connect(admin.as_str())
+        .await
+        .expect("connect to PostgreSQL");
     use sea_orm::ConnectionTrait;
-    db.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
+    db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
     let _ = db.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(admin);
     format!("{base}/{name}")
 }
 
@@ -94,19 +102,43 @@ impl TestApp {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
                 }
             }
         });
-        let base = rx.recv_timeout(Duration::from_secs(60)).expect("the server did not report its address");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
-        let mut app = TestApp { base, client, token: String::new(), db_url, child, _dir: dir };
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server did not report its address");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let mut app = TestApp {
+            base,
+            client,
+            token: String::new(),
+            db_url,
+            child,
+            _dir: dir,
+        };
         app.token = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
         app
     }
 
     pub async fn login(&self, email: &str, password: &str) -> String {
-        let (st, body) = self.call_as(None, Method::POST, "/api/v1/auth/login", Some(json!({"email": email, "password": password}))).await;
+        let (st, body) = self
+            .call_as(
+                None,
+                Method::POST,
+                "/api/v1/auth/login",
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
         assert_eq!(st, StatusCode::OK, "login failed: {body}");
         body["token"].as_str().unwrap().to_owned()
     }
@@ -116,24 +148,41 @@ impl TestApp {
     }
 
     /// Call with the admin token.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let token = self.token.clone();
         self.call_as(Some(&token), method, path, body).await
     }
 
     /// Call with a given token (or none).
-    pub async fn call_as(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut rb = self.client.request(method, self.url(path));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
         }
         if let Some(b) = body {
-            rb = rb.header("content-type", "application/json").body(b.to_string());
+            rb = rb
+                .header("content-type", "application/json")
+                .body(b.to_string());
         }
         let resp = rb.send().await.expect("request");
         let st = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         assert!(st.as_u16() < 500, "server error {st} on {path}: {v}");
         (st, v)
     }
@@ -173,15 +222,33 @@ impl TestApp {
 
     /// List with a filter and other query parameters.
     pub async fn list(&self, form: &str, params: &[(&str, String)]) -> (StatusCode, Value) {
-        let q: String = params.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect::<Vec<_>>().join("&");
+        let q: String = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
         self.get(&format!("/api/v1/data/{form}?{q}")).await
     }
 
     /// Ids of a list with a filter, in order.
     pub async fn ids(&self, form: &str, filter: Value, sort: &str) -> Vec<String> {
-        let (st, body) = self.list(form, &[("filter", filter.to_string()), ("sort", sort.to_owned()), ("limit", "1000".into())]).await;
+        let (st, body) = self
+            .list(
+                form,
+                &[
+                    ("filter", filter.to_string()),
+                    ("sort", sort.to_owned()),
+                    ("limit", "1000".into()),
+                ],
+            )
+            .await;
         assert_eq!(st, StatusCode::OK, "{body}");
-        body["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
@@ -199,7 +266,19 @@ pub fn urlencode(s: &str) -> String {
 
 /// The error entries of a problem document as (field, code).
 pub fn errors(body: &Value) -> Vec<(String, String)> {
-    body["errors"].as_array().map(|a| a.iter().map(|e| (e["field"].as_str().unwrap_or_default().to_owned(), e["code"].as_str().unwrap_or_default().to_owned())).collect()).unwrap_or_default()
+    body["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap_or_default().to_owned(),
+                        e["code"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A small form used by many tests.

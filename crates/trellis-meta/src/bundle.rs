@@ -72,13 +72,14 @@ pub fn check_bundle(
     for (i, fd) in form_docs.iter().enumerate() {
         let at = format!("forms[{i}]");
         if let Some(n) = fd.get("name").and_then(Value::as_str)
-            && !seen.insert(n.to_owned()) {
-                errs.push(MetaError::new(
-                    format!("{at}.name"),
-                    "duplicate_name",
-                    format!("the form {n:?} is listed twice"),
-                ));
-            }
+            && !seen.insert(n.to_owned())
+        {
+            errs.push(MetaError::new(
+                format!("{at}.name"),
+                "duplicate_name",
+                format!("the form {n:?} is listed twice"),
+            ));
+        }
         match check_form_at(fd, &known, &at) {
             Ok(f) => forms.push(f),
             Err(e) => errs.extend(e),

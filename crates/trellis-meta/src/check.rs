@@ -138,13 +138,14 @@ pub fn semantic(form: &Form, form_exists: &dyn Fn(&str) -> bool, prefix: &str) -
         ));
     }
     if let Some(t) = &form.title_field
-        && form.field(t).is_none() {
-            errs.push(MetaError::new(
-                at("title_field"),
-                "unknown_field",
-                format!("no field named {t:?}"),
-            ));
-        }
+        && form.field(t).is_none()
+    {
+        errs.push(MetaError::new(
+            at("title_field"),
+            "unknown_field",
+            format!("no field named {t:?}"),
+        ));
+    }
     check_fields(&form.fields, form_exists, &at("fields"), false, &mut errs);
     errs
 }
@@ -325,15 +326,15 @@ fn check_fields(
         if let (Some(a), Some(b)) = (
             f.min.as_ref().and_then(|n| n.as_f64()),
             f.max.as_ref().and_then(|n| n.as_f64()),
-        )
-            && a > b {
-                err(
-                    errs,
-                    "min",
-                    "min_above_max",
-                    format!("min {a} is above max {b}"),
-                );
-            }
+        ) && a > b
+        {
+            err(
+                errs,
+                "min",
+                "min_above_max",
+                format!("min {a} is above max {b}"),
+            );
+        }
         if f.max_length.is_some()
             && !(st.is_textual() || matches!(st, FieldType::Relation | FieldType::User))
         {
@@ -429,9 +430,10 @@ fn check_fields(
                 );
             } else if !(matches!(k, FieldType::Date | FieldType::Datetime)
                 && matches!(d.as_str(), Some("$today" | "$now")))
-                && let Err(e) = validate_field_value(f, d) {
-                    err(errs, "default", "invalid_default", e.message);
-                }
+                && let Err(e) = validate_field_value(f, d)
+            {
+                err(errs, "default", "invalid_default", e.message);
+            }
         }
     }
 }

@@ -179,6 +179,9 @@ pub struct SelectOption {
     /// Display colour (`#rrggbb`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
+    /// Explanation of the choice per language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Label>,
 }
 
 fn is_false(b: &bool) -> bool {

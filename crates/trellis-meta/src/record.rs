@@ -274,10 +274,19 @@ fn to_field_error(prefix: &str, e: &jsonschema::ValidationError<'_>) -> FieldErr
         ),
         ValidationErrorKind::Type { kind } => {
             let want = format!("{kind:?}").to_lowercase();
+            let zh = match want.as_str() {
+                "string" => "文本",
+                "integer" => "整数",
+                "number" => "数字",
+                "boolean" => "是/否",
+                "array" => "列表",
+                "object" => "对象",
+                _ => "正确的类型",
+            };
             (
                 "type",
                 format!("expected a value of type {want}"),
-                format!("类型错误，应为 {want}"),
+                format!("类型错误，应为{zh}"),
             )
         }
         ValidationErrorKind::Enum { .. } => (
@@ -311,17 +320,17 @@ fn to_field_error(prefix: &str, e: &jsonschema::ValidationError<'_>) -> FieldErr
             "格式不符合要求".into(),
         ),
         ValidationErrorKind::Format { format } => {
-            let what = match format.as_str() {
-                "email" => "an e-mail address",
-                "uri" => "a URL",
-                "date" => "a date (YYYY-MM-DD)",
-                "date-time" => "a date and time (RFC 3339)",
-                other => other,
+            let (what, zh) = match format.as_str() {
+                "email" => ("an e-mail address", "电子邮件地址"),
+                "uri" => ("a URL", "网址"),
+                "date" => ("a date (YYYY-MM-DD)", "日期（YYYY-MM-DD）"),
+                "date-time" => ("a date and time (RFC 3339)", "日期时间（RFC 3339）"),
+                other => (other, other),
             };
             (
                 "format",
                 format!("not {what}"),
-                format!("格式错误：应为{what}"),
+                format!("格式错误：应为{zh}"),
             )
         }
         ValidationErrorKind::MaxItems { limit } => (
@@ -398,14 +407,15 @@ impl RecordValidator {
                     "由系统设置",
                 ));
             } else if let Some(f) = self.form.field(key)
-                && f.is_read_only() {
-                    errors.push(FieldError::new(
-                        key,
-                        "read_only",
-                        "computed by the system",
-                        "由系统计算",
-                    ));
-                }
+                && f.is_read_only()
+            {
+                errors.push(FieldError::new(
+                    key,
+                    "read_only",
+                    "computed by the system",
+                    "由系统计算",
+                ));
+            }
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -442,7 +452,7 @@ fn apply_defaults(fields: &[Field], input: &mut Map<String, Value>, now: DateTim
         }
         let Some(d) = &f.default else { continue };
         let v = match (f.kind, d.as_str()) {
-            (FieldType::Date, Some("$today")) => json!(now.date_naive().to_string()),
+            (FieldType::Date, Some("$today" | "$now")) => json!(now.date_naive().to_string()),
             (FieldType::Datetime, Some("$now")) => {
                 json!(now.to_rfc3339_opts(SecondsFormat::Micros, true))
             }

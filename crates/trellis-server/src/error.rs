@@ -43,8 +43,8 @@ pub enum Code {
     LossyChange,
     /// Too many requests.
     RateLimited,
-    /// Unsupported media type.
-    UnsupportedMediaType,
+    /// The route does not take that method.
+    MethodNotAllowed,
     /// A bug or an unreachable database.
     Internal,
 }
@@ -62,7 +62,7 @@ impl Code {
             Self::UniqueViolation | Self::Conflict => StatusCode::CONFLICT,
             Self::StaleVersion => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Validation | Self::InvalidDefinition | Self::LossyChange => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -91,7 +91,7 @@ impl Code {
             Self::InvalidDefinition => "invalid_definition",
             Self::LossyChange => "lossy_change",
             Self::RateLimited => "rate_limited",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal => "internal",
         }
     }
@@ -116,7 +116,7 @@ impl Code {
             Self::InvalidDefinition => "Invalid definition",
             Self::LossyChange => "Change would lose data",
             Self::RateLimited => "Too many requests",
-            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::MethodNotAllowed => "Method not allowed",
             Self::Internal => "Internal error",
         }
     }

@@ -20,7 +20,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::auth::TokenCache;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
-use crate::routes::{bundles, forms, ops, records, users};
+use crate::routes::{bundles, files, forms, ops, records, users};
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone)]
@@ -29,6 +29,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Worker threads (0: one per core).
     pub workers: usize,
+    /// Where uploaded files are kept.
+    pub files_dir: std::path::PathBuf,
+    /// Largest upload in bytes.
+    pub max_upload_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +40,8 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 8 << 20,
             workers: 0,
+            files_dir: "files".into(),
+            max_upload_bytes: 50 << 20,
         }
     }
 }
@@ -69,6 +75,18 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(Code::NotFound, "no such route"))
 }
 
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        Code::MethodNotAllowed,
+        "this route does not take that method",
+    ))
+}
+
+/// A resource that answers problem+json 405 to other methods.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
 /// Register every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(query_error))
@@ -94,29 +112,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/auth/logout", web::post().to(users::logout))
                 .route("/me", web::get().to(users::me))
                 .service(
-                    web::resource("/tokens")
+                    resource("/tokens")
                         .get(users::list_tokens)
                         .post(users::create_token),
                 )
                 .route("/tokens/{id}", web::delete().to(users::revoke_token))
                 .service(
-                    web::resource("/users")
+                    resource("/users")
                         .get(users::list_users)
                         .post(users::create_user),
                 )
                 .service(
-                    web::resource("/users/{id}")
+                    resource("/users/{id}")
                         .get(users::get_user)
                         .patch(users::patch_user),
                 )
                 .service(
-                    web::resource("/teams")
+                    resource("/teams")
                         .get(users::list_teams)
                         .post(users::create_team),
                 )
-                .service(web::resource("/forms").get(forms::list).post(forms::create))
+                .service(resource("/forms").get(forms::list).post(forms::create))
                 .service(
-                    web::resource("/forms/{form}")
+                    resource("/forms/{form}")
                         .get(forms::get)
                         .put(forms::put)
                         .delete(forms::delete),
@@ -126,20 +144,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::get().to(forms::list_versions),
                 )
                 .route("/forms/{form}/columns", web::get().to(forms::columns))
+                .route("/files", web::post().to(files::upload))
+                .route("/files/{id}", web::get().to(files::download))
                 .service(
-                    web::resource("/bundles")
+                    resource("/bundles")
                         .get(bundles::list)
                         .post(bundles::install),
                 )
                 .route("/bundles/{name}/export", web::get().to(bundles::export))
                 .service(
-                    web::resource("/data/{form}")
+                    resource("/data/{form}")
                         .get(records::list)
                         .post(records::create),
                 )
                 .route("/data/{form}/batch", web::post().to(records::batch))
                 .service(
-                    web::resource("/data/{form}/{id}")
+                    resource("/data/{form}/{id}")
                         .get(records::get)
                         .patch(records::patch)
                         .delete(records::delete),
@@ -160,7 +180,8 @@ pub fn state(store: Store, config: ServerConfig) -> Result<web::Data<AppState>, 
     }))
 }
 
-/// Bind and run until SIGINT/SIGTERM; requests in flight are finished first. `on_bound`
+/// Bind and run until a signal: SIGTERM finishes requests in flight first (up to 30 s),
+/// SIGINT and SIGQUIT stop at once. `on_bound`
 /// receives the actual address (the port may have been 0).
 pub async fn run(
     state: web::Data<AppState>,
@@ -173,6 +194,15 @@ pub async fn run(
             .unwrap_or(2),
         n => n,
     };
+    let refresher = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            if let Err(e) = refresher.store.registry.refresh(&refresher.store.db).await {
+                tracing::warn!(error = %e, "refreshing form definitions failed");
+            }
+        }
+    });
     let st = state.clone();
     let server = HttpServer::new(move || {
         let st2 = st.clone();

@@ -59,31 +59,33 @@ pub async fn install(
         .one(&db.writer)
         .await?;
     if let Some(i) = &installed
-        && parse_version(&i.version) > parse_version(&bundle.version) {
+        && parse_version(&i.version) > parse_version(&bundle.version)
+    {
+        return Err(StoreError::Conflict {
+            field: "version".into(),
+            code: "downgrade",
+            message: format!(
+                "{} {} is installed; {} is older",
+                bundle.name, i.version, bundle.version
+            ),
+            rows: vec![],
+        });
+    }
+    for f in &bundle.forms {
+        if let Some(e) = snapshot.0.get(&f.name)
+            && e.bundle.as_deref().is_some_and(|b| b != bundle.name)
+        {
             return Err(StoreError::Conflict {
-                field: "version".into(),
-                code: "downgrade",
+                field: format!("forms.{}", f.name),
+                code: "form_owned",
                 message: format!(
-                    "{} {} is installed; {} is older",
-                    bundle.name, i.version, bundle.version
+                    "the form {:?} belongs to the bundle {:?}",
+                    f.name,
+                    e.bundle.as_deref().unwrap_or_default()
                 ),
                 rows: vec![],
             });
         }
-    for f in &bundle.forms {
-        if let Some(e) = snapshot.0.get(&f.name)
-            && e.bundle.as_deref().is_some_and(|b| b != bundle.name) {
-                return Err(StoreError::Conflict {
-                    field: format!("forms.{}", f.name),
-                    code: "form_owned",
-                    message: format!(
-                        "the form {:?} belongs to the bundle {:?}",
-                        f.name,
-                        e.bundle.as_deref().unwrap_or_default()
-                    ),
-                    rows: vec![],
-                });
-            }
     }
     let manifest = json!({"name": bundle.name, "version": bundle.version, "label": bundle.label, "description": bundle.description});
     let txn = db.writer.begin().await?;

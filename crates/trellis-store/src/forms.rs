@@ -255,6 +255,28 @@ impl Registry {
         Ok(())
     }
 
+    /// Reload when the stored definitions differ from the cached ones (another process
+    /// or the command line changed them). Cheap: reads only names and versions.
+    pub async fn refresh(&self, db: &Db) -> Result<bool, StoreError> {
+        use sea_orm::QuerySelect;
+        let stored: Vec<(String, i64)> = form_e::Entity::find()
+            .select_only()
+            .column(form_e::Column::Name)
+            .column(form_e::Column::Version)
+            .into_tuple()
+            .all(&db.reader)
+            .await?;
+        let snap = self.snapshot();
+        let same = stored.len() == snap.0.len()
+            && stored
+                .iter()
+                .all(|(n, v)| snap.0.get(n).is_some_and(|e| e.version == *v));
+        if !same {
+            self.reload(db).await?;
+        }
+        Ok(!same)
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> Snapshot {
         self.forms.read().clone()
@@ -379,7 +401,12 @@ fn create_table_stmt(
 ) -> TableCreateStatement {
     let mut t = Table::create();
     t.table(Alias::new(table));
-    t.col(column_def("id", ValueKind::Text, dialect).not_null().primary_key().to_owned());
+    t.col(
+        column_def("id", ValueKind::Text, dialect)
+            .not_null()
+            .primary_key()
+            .to_owned(),
+    );
     t.col(ColumnDef::new("version").big_integer().not_null());
     let ts = column_def("created_at", ValueKind::DateTime, dialect)
         .not_null()
@@ -389,8 +416,8 @@ fn create_table_stmt(
         .not_null()
         .to_owned();
     t.col(ts);
-    t.col(ColumnDef::new("created_by").text());
-    t.col(ColumnDef::new("owner").text());
+    t.col(column_def("created_by", ValueKind::Text, dialect));
+    t.col(column_def("owner", ValueKind::Text, dialect));
     for c in columns {
         t.col(column_def(
             &c.column,

@@ -7,6 +7,7 @@ pub mod bundles;
 pub mod db;
 pub mod entity;
 pub mod error;
+pub mod files;
 pub mod forms;
 pub mod migrate;
 pub mod plan;

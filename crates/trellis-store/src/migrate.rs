@@ -16,7 +16,7 @@ pub const AUDIT: &str = "trellis_audit";
 pub const SEQUENCES: &str = "trellis_sequences";
 
 /// The migrations, in order. Never edit one that has shipped; add a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, "system tables")];
+const MIGRATIONS: &[(i64, &str)] = &[(1, "system tables"), (2, "uploaded files")];
 
 /// The newest migration this binary knows.
 pub fn latest() -> i64 {
@@ -26,6 +26,10 @@ pub fn latest() -> i64 {
 async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
     let backend = txn.get_database_backend();
     let schema = Schema::new(backend);
+    if n == 2 {
+        txn.execute(&schema.create_table_from_entity(crate::entity::file::Entity))
+            .await?;
+    }
     if n == 1 {
         txn.execute(&schema.create_table_from_entity(user::Entity))
             .await?;
@@ -93,10 +97,17 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
 pub async fn run(db: &Db) -> Result<(), StoreError> {
     let backend = db.writer.get_database_backend();
     let schema = Schema::new(backend);
+    // One transaction for the whole run; on PostgreSQL an advisory lock makes processes
+    // that start together take turns instead of racing.
+    let txn = db.writer.begin().await?;
+    if backend == sea_orm::DbBackend::Postgres {
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7411020001)")
+            .await?;
+    }
     let mut create = schema.create_table_from_entity(migration::Entity);
-    db.writer.execute(create.if_not_exists()).await?;
+    txn.execute(create.if_not_exists()).await?;
     let done: Vec<i64> = migration::Entity::find()
-        .all(&db.writer)
+        .all(&txn)
         .await?
         .into_iter()
         .map(|m| m.version)
@@ -105,7 +116,6 @@ pub async fn run(db: &Db) -> Result<(), StoreError> {
         if done.contains(n) {
             continue;
         }
-        let txn = db.writer.begin().await?;
         apply(&txn, *n).await?;
         migration::ActiveModel {
             version: Set(*n),
@@ -114,9 +124,9 @@ pub async fn run(db: &Db) -> Result<(), StoreError> {
         }
         .insert(&txn)
         .await?;
-        txn.commit().await?;
         tracing::info!(migration = n, name, "applied migration");
     }
+    txn.commit().await?;
     Ok(())
 }
 

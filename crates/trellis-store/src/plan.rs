@@ -151,6 +151,8 @@ fn display_only(mut f: Field) -> Field {
     for o in &mut f.options {
         o.label.clear();
         o.color = None;
+        o.description = None;
+        o.description = None;
     }
     for s in &mut f.fields {
         *s = display_only(s.clone());
@@ -546,14 +548,14 @@ pub(crate) async fn make_plan<C: ConnectionTrait>(
             && let Some(c) = columns
                 .iter_mut()
                 .find(|c| c.field == of.name && c.state == ColumnState::Active)
-            {
-                c.state = ColumnState::Hidden;
-                c.last = Some(of.clone());
-                steps.push(Step::HideField {
-                    field: of.name.clone(),
-                    column: c.column.clone(),
-                });
-            }
+        {
+            c.state = ColumnState::Hidden;
+            c.last = Some(of.clone());
+            steps.push(Step::HideField {
+                field: of.name.clone(),
+                column: c.column.clone(),
+            });
+        }
     }
     let plan = Plan {
         form: new.name.clone(),
@@ -584,7 +586,9 @@ pub(crate) async fn apply(
                 .await?;
                 if let Some(d) = &field.default {
                     let d = match (field.kind, d.as_str()) {
-                        (FieldType::Date, Some("$today")) => json!(now.date_naive().to_string()),
+                        (FieldType::Date, Some("$today" | "$now")) => {
+                            json!(now.date_naive().to_string())
+                        }
                         (FieldType::Datetime, Some("$now" | "$today")) => {
                             json!(format_datetime(&now))
                         }

@@ -161,9 +161,10 @@ impl Projection {
         }
         for f in &entry.form.fields {
             if want(&f.name)
-                && let Some((c, k)) = entry.column(&f.name) {
-                    cols.push((f.name.clone(), c.to_owned(), k));
-                }
+                && let Some((c, k)) = entry.column(&f.name)
+            {
+                cols.push((f.name.clone(), c.to_owned(), k));
+            }
         }
         Ok(Self { cols })
     }
@@ -286,11 +287,15 @@ impl Store {
         form: &str,
         id: &str,
         fields: Option<&[String]>,
+        scope: Option<&Filter>,
     ) -> Result<Map<String, Value>, StoreError> {
         let entry = self.registry.get(form)?;
         let proj = Projection::new(&entry, fields, &[])?;
         let mut s = proj.select(&entry.table);
         s.and_where(col(&entry.table, "id").eq(id));
+        if let Some(f) = scope {
+            s.cond_where(f.to_condition(self.db.dialect));
+        }
         let row = self.db.reader.query_one(&s).await?;
         match row {
             Some(r) => proj.read(&r, self.db.dialect),
@@ -442,6 +447,7 @@ impl Store {
         patch: Map<String, Value>,
         if_match: Option<i64>,
         actor: &Actor,
+        scope: Option<&Filter>,
     ) -> Result<Map<String, Value>, StoreError> {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
@@ -452,12 +458,16 @@ impl Store {
             .prepare(patch, Mode::Update, now)
             .map_err(StoreError::Validation)?;
         let txn = self.db.writer.begin().await?;
-        let current = read_for_update(&txn, dialect, &entry, id).await?;
+        let mut one = [values];
+        crate::files::resolve(&txn, &entry.form.fields, &mut one, &|_| String::new()).await?;
+        let [values] = one;
+        let current = read_for_update(&txn, dialect, &entry, id, scope).await?;
         let version = current.get("version").and_then(Value::as_i64).unwrap_or(0);
         if let Some(v) = if_match
-            && v != version {
-                return Err(StoreError::Stale { current: version });
-            }
+            && v != version
+        {
+            return Err(StoreError::Stale { current: version });
+        }
         let mut changes = Map::new();
         let mut sets: Vec<(String, sea_orm::Value)> = Vec::new();
         let mut merged = current.clone();
@@ -522,16 +532,18 @@ impl Store {
         id: &str,
         if_match: Option<i64>,
         actor: &Actor,
+        scope: Option<&Filter>,
     ) -> Result<(), StoreError> {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let txn = self.db.writer.begin().await?;
-        let current = read_for_update(&txn, self.db.dialect, &entry, id).await?;
+        let current = read_for_update(&txn, self.db.dialect, &entry, id, scope).await?;
         let version = current.get("version").and_then(Value::as_i64).unwrap_or(0);
         if let Some(v) = if_match
-            && v != version {
-                return Err(StoreError::Stale { current: version });
-            }
+            && v != version
+        {
+            return Err(StoreError::Stale { current: version });
+        }
         delete_in(
             &txn,
             self.db.dialect,
@@ -548,8 +560,17 @@ impl Store {
     }
 
     /// The audit history of a record, oldest first.
-    pub async fn history(&self, form: &str, id: &str) -> Result<Vec<AuditEntry>, StoreError> {
+    /// With a scope, the record must exist and be in it.
+    pub async fn history(
+        &self,
+        form: &str,
+        id: &str,
+        scope: Option<&Filter>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         self.registry.get(form)?;
+        if scope.is_some() {
+            self.get(form, id, Some(&["id".to_owned()]), scope).await?;
+        }
         let mut s = Query::select();
         s.columns(["id", "version", "action", "actor", "at", "changes"].map(Alias::new))
             .from(Alias::new(AUDIT))
@@ -583,10 +604,14 @@ async fn read_for_update(
     dialect: Dialect,
     entry: &FormEntry,
     id: &str,
+    scope: Option<&Filter>,
 ) -> Result<Map<String, Value>, StoreError> {
     let proj = Projection::new(entry, None, &[])?;
     let mut s = proj.select(&entry.table);
     s.and_where(col(&entry.table, "id").eq(id));
+    if let Some(f) = scope {
+        s.cond_where(f.to_condition(dialect));
+    }
     if dialect == Dialect::Postgres {
         s.lock(sea_orm::sea_query::LockType::Update);
     }
@@ -612,14 +637,15 @@ fn check_unique_within(
         let mut seen = HashSet::new();
         for (i, r) in records.iter().enumerate() {
             if let Some(v) = r.get(&f.name).filter(|v| !v.is_null())
-                && !seen.insert(v.to_string()) {
-                    let field = if batch {
-                        format!("records[{i}].{}", f.name)
-                    } else {
-                        f.name.clone()
-                    };
-                    return Err(StoreError::Unique { field });
-                }
+                && !seen.insert(v.to_string())
+            {
+                let field = if batch {
+                    format!("records[{i}].{}", f.name)
+                } else {
+                    f.name.clone()
+                };
+                return Err(StoreError::Unique { field });
+            }
         }
     }
     Ok(())
@@ -633,6 +659,42 @@ async fn check_refs<C: ConnectionTrait>(
     records: &[Map<String, Value>],
     batch: bool,
 ) -> Result<(), StoreError> {
+    // An owner given by the client must be a user.
+    let owners: HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r.get("owner").and_then(Value::as_str))
+        .collect();
+    if !owners.is_empty() {
+        let mut s = Query::select();
+        s.column(Alias::new("id"))
+            .from(Alias::new("trellis_users"))
+            .and_where(Expr::col(Alias::new("id")).is_in(owners.iter().map(|s| (*s).to_owned())));
+        let found: HashSet<String> = c
+            .query_all(&s)
+            .await?
+            .iter()
+            .filter_map(|r| r.try_get_by_index::<String>(0).ok())
+            .collect();
+        for (i, r) in records.iter().enumerate() {
+            if let Some(o) = r
+                .get("owner")
+                .and_then(Value::as_str)
+                .filter(|o| !found.contains(*o))
+            {
+                let field = if batch {
+                    format!("records[{i}].owner")
+                } else {
+                    "owner".to_owned()
+                };
+                return Err(StoreError::Validation(vec![FieldError::new(
+                    field,
+                    "not_found",
+                    format!("no user with id {o:?}"),
+                    format!("找不到 id 为 {o:?} 的用户"),
+                )]));
+            }
+        }
+    }
     for f in entry
         .form
         .fields
@@ -668,24 +730,25 @@ async fn check_refs<C: ConnectionTrait>(
         }
         for (i, r) in records.iter().enumerate() {
             if let Some(id) = r.get(&f.name).and_then(Value::as_str)
-                && !found.contains(id) {
-                    let field = if batch {
-                        format!("records[{i}].{}", f.name)
-                    } else {
-                        f.name.clone()
-                    };
-                    let what = if f.kind == FieldType::User {
-                        "user".to_owned()
-                    } else {
-                        format!("{} record", f.target.as_deref().unwrap_or_default())
-                    };
-                    return Err(StoreError::Validation(vec![FieldError::new(
-                        field,
-                        "not_found",
-                        format!("no {what} with id {id:?}"),
-                        format!("找不到 id 为 {id:?} 的记录"),
-                    )]));
-                }
+                && !found.contains(id)
+            {
+                let field = if batch {
+                    format!("records[{i}].{}", f.name)
+                } else {
+                    f.name.clone()
+                };
+                let what = if f.kind == FieldType::User {
+                    "user".to_owned()
+                } else {
+                    format!("{} record", f.target.as_deref().unwrap_or_default())
+                };
+                return Err(StoreError::Validation(vec![FieldError::new(
+                    field,
+                    "not_found",
+                    format!("no {what} with id {id:?}"),
+                    format!("找不到 id 为 {id:?} 的记录"),
+                )]));
+            }
         }
     }
     Ok(())
@@ -732,11 +795,19 @@ async fn insert_records(
     dialect: Dialect,
     snap: &Snapshot,
     entry: &Arc<FormEntry>,
-    prepared: Vec<Map<String, Value>>,
+    mut prepared: Vec<Map<String, Value>>,
     actor: &Actor,
     now: DateTime<Utc>,
     batch: bool,
 ) -> Result<Vec<Map<String, Value>>, StoreError> {
+    let prefix = |i: usize| {
+        if batch {
+            format!("records[{i}].")
+        } else {
+            String::new()
+        }
+    };
+    crate::files::resolve(txn, &entry.form.fields, &mut prepared, &prefix).await?;
     check_refs(txn, snap, entry, &prepared, batch).await?;
     let form = &entry.form;
     let now_s = json!(format_datetime(&now));

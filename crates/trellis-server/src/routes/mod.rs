@@ -1,6 +1,7 @@
 //! HTTP routes, one module per surface.
 
 pub mod bundles;
+pub mod files;
 pub mod forms;
 pub mod ops;
 pub mod records;
@@ -29,9 +30,10 @@ pub async fn read_body(
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<usize>().ok())
-        && len > limit {
-            return Err(too_large());
-        }
+        && len > limit
+    {
+        return Err(too_large());
+    }
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {

@@ -209,9 +209,12 @@ pub async fn get(
     q: web::Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let (form, id) = path.into_inner();
-    access::records(&caller, &form, Action::Read)?;
+    let scope = access::records(&caller, &form, Action::Read)?;
     let fields = split_list(&q.fields);
-    let mut rec = state.store.get(&form, &id, fields.as_deref()).await?;
+    let mut rec = state
+        .store
+        .get(&form, &id, fields.as_deref(), scope.as_ref())
+        .await?;
     if let Some(fs) = &fields {
         rec.retain(|k, _| k == "id" || k == "version" || fs.iter().any(|f| f == k));
     }
@@ -250,13 +253,13 @@ pub async fn patch(
 ) -> ApiResult<HttpResponse> {
     let (form, id) = path.into_inner();
     state.store.registry.get(&form)?;
-    access::records(&caller, &form, Action::Update)?;
+    let scope = access::records(&caller, &form, Action::Update)?;
     let expected = if_match(&req)?;
     let body = read_body(&req, payload, state.config.max_body_bytes).await?;
     let input = parse_object(&body)?;
     let rec = state
         .store
-        .update(&form, &id, input, expected, &actor(&caller))
+        .update(&form, &id, input, expected, &actor(&caller), scope.as_ref())
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag(&rec)))
@@ -272,11 +275,11 @@ pub async fn delete(
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     let (form, id) = path.into_inner();
-    access::records(&caller, &form, Action::Delete)?;
+    let scope = access::records(&caller, &form, Action::Delete)?;
     let expected = if_match(&req)?;
     state
         .store
-        .delete(&form, &id, expected, &actor(&caller))
+        .delete(&form, &id, expected, &actor(&caller), scope.as_ref())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -288,7 +291,7 @@ pub async fn history(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (form, id) = path.into_inner();
-    access::records(&caller, &form, Action::Read)?;
-    let h = state.store.history(&form, &id).await?;
+    let scope = access::records(&caller, &form, Action::Read)?;
+    let h = state.store.history(&form, &id, scope.as_ref()).await?;
     Ok(HttpResponse::Ok().json(json!({"data": h})))
 }
