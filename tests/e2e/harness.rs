@@ -130,6 +130,14 @@ impl TestApp {
         app
     }
 
+    /// Send SIGTERM and wait for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> String {
         let (st, body) = self
             .call_as(

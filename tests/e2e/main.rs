@@ -6,6 +6,7 @@
 mod harness;
 
 mod bundles;
+mod cli;
 mod forms;
 mod ops;
 mod records;

@@ -198,12 +198,23 @@ async fn settings_come_from_a_toml_file_and_wrong_methods_get_problems() {
     std::fs::write(&conf, "max_body_bytes = 300\nlog_format = \"json\"\n").unwrap();
     let app = TestApp::spawn_with(&["--config", conf.to_str().unwrap()]).await;
     app.form(json!({"name": "lead", "label": {"en": "Lead"}, "fields": [{"name": "company", "type": "text"}]})).await;
-    let (st, body) = app.post("/api/v1/data/lead", json!({"company": "x".repeat(400)})).await;
-    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "the file's limit applies: {body}");
+    let (st, body) = app
+        .post("/api/v1/data/lead", json!({"company": "x".repeat(400)}))
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the file's limit applies: {body}"
+    );
     assert_eq!(body["type"], "https://trellis.dev/errors/payload_too_large");
-    let (st, body) = app.call(Method::PUT, "/api/v1/data/lead", Some(json!({}))).await;
+    let (st, body) = app
+        .call(Method::PUT, "/api/v1/data/lead", Some(json!({})))
+        .await;
     assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(body["type"], "https://trellis.dev/errors/method_not_allowed");
+    assert_eq!(
+        body["type"],
+        "https://trellis.dev/errors/method_not_allowed"
+    );
     let (st, body) = app.get("/api/v1/nothing/here").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(body["type"], "https://trellis.dev/errors/not_found");

@@ -693,17 +693,27 @@ async fn bad_input_gets_a_clear_answer_and_changes_nothing() {
 #[tokio::test]
 async fn attachments_are_uploaded_checked_and_downloaded() {
     let app = TestApp::spawn().await;
-    app.form(json!({"name": "contract", "label": {"en": "Contract"}, "fields": [
+    app.form(
+        json!({"name": "contract", "label": {"en": "Contract"}, "fields": [
         {"name": "title", "type": "text"},
         {"name": "scan", "type": "attachment", "accept": [".pdf", "image/png"], "max_size": 1000},
-        {"name": "extras", "type": "attachment", "multiple": true}]}))
+        {"name": "extras", "type": "attachment", "multiple": true}]}),
+    )
     .await;
     let upload = |name: &str, ct: &str, bytes: Vec<u8>| {
         let app = &app;
         let url = app.url(&format!("/api/v1/files?name={name}"));
         let ct = ct.to_owned();
         async move {
-            let r = app.client.post(url).bearer_auth(&app.token).header("content-type", ct).body(bytes).send().await.unwrap();
+            let r = app
+                .client
+                .post(url)
+                .bearer_auth(&app.token)
+                .header("content-type", ct)
+                .body(bytes)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), StatusCode::CREATED);
             r.json::<Value>().await.unwrap()
         }
@@ -712,19 +722,41 @@ async fn attachments_are_uploaded_checked_and_downloaded() {
     let exe = upload("setup.exe", "application/x-msdownload", b"MZ".to_vec()).await;
     let big = upload("big.pdf", "application/pdf", vec![b'x'; 2000]).await;
     let rec = app.create("contract", json!({"title": "A", "scan": {"id": pdf["id"], "name": "forged.exe", "size": 1}, "extras": [{"id": exe["id"]}, {"id": big["id"]}]})).await;
-    assert_eq!(rec["scan"]["name"], "合同.pdf", "the stored metadata wins over what the client sent");
+    assert_eq!(
+        rec["scan"]["name"], "合同.pdf",
+        "the stored metadata wins over what the client sent"
+    );
     assert_eq!(rec["scan"]["size"], 13);
     assert_eq!(rec["extras"].as_array().unwrap().len(), 2);
-    for (scan, code) in [(json!({"id": exe["id"]}), "file_type"), (json!({"id": big["id"]}), "max_size"), (json!({"id": "nope"}), "not_found")] {
-        let (st, body) = app.post("/api/v1/data/contract", json!({"title": "B", "scan": scan})).await;
+    for (scan, code) in [
+        (json!({"id": exe["id"]}), "file_type"),
+        (json!({"id": big["id"]}), "max_size"),
+        (json!({"id": "nope"}), "not_found"),
+    ] {
+        let (st, body) = app
+            .post("/api/v1/data/contract", json!({"title": "B", "scan": scan}))
+            .await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(errors(&body), vec![("scan".to_owned(), code.to_owned())]);
     }
-    let r = app.client.get(app.url(&format!("/api/v1/files/{}", pdf["id"].as_str().unwrap()))).bearer_auth(&app.token).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/files/{}", pdf["id"].as_str().unwrap())))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "application/pdf");
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"%PDF-1.4 tiny");
-    let (st, _) = app.call_as(None, Method::GET, &format!("/api/v1/files/{}", pdf["id"].as_str().unwrap()), None).await;
+    let (st, _) = app
+        .call_as(
+            None,
+            Method::GET,
+            &format!("/api/v1/files/{}", pdf["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
 
@@ -732,12 +764,52 @@ async fn attachments_are_uploaded_checked_and_downloaded() {
 async fn owners_must_be_users() {
     let app = TestApp::spawn().await;
     app.form(lead_form()).await;
-    let (st, body) = app.post("/api/v1/data/lead", json!({"company": "A", "owner": "nobody"})).await;
+    let (st, body) = app
+        .post(
+            "/api/v1/data/lead",
+            json!({"company": "A", "owner": "nobody"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(errors(&body), vec![("owner".to_owned(), "not_found".to_owned())]);
-    let (_, u) = app.post("/api/v1/users", json!({"email": "rep@x.com", "password": "rep-pass-123"})).await;
-    let rec = app.create("lead", json!({"company": "A", "owner": u["id"]})).await;
+    assert_eq!(
+        errors(&body),
+        vec![("owner".to_owned(), "not_found".to_owned())]
+    );
+    let (_, u) = app
+        .post(
+            "/api/v1/users",
+            json!({"email": "rep@x.com", "password": "rep-pass-123"}),
+        )
+        .await;
+    let rec = app
+        .create("lead", json!({"company": "A", "owner": u["id"]}))
+        .await;
     assert_eq!(rec["owner"], u["id"]);
-    let (st, _) = app.patch(&format!("/api/v1/data/lead/{}", rec["id"].as_str().unwrap()), json!({"owner": "ghost"})).await;
+    let (st, _) = app
+        .patch(
+            &format!("/api/v1/data/lead/{}", rec["id"].as_str().unwrap()),
+            json!({"owner": "ghost"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn subtable_lines_are_validated_and_their_relations_checked() {
+    let app = TestApp::spawn().await;
+    app.form(json!({"name": "product", "label": {"en": "Product"}, "fields": [{"name": "name", "type": "text"}]})).await;
+    app.form(json!({"name": "order", "label": {"en": "Order"}, "fields": [
+        {"name": "lines", "type": "subtable", "fields": [
+            {"name": "product", "type": "relation", "target": "product", "required": true},
+            {"name": "quantity", "type": "integer", "min": 1}]}]}))
+    .await;
+    let p = app.create("product", json!({"name": "Widget"})).await;
+    let o = app.create("order", json!({"lines": [{"product": p["id"], "quantity": 2}]})).await;
+    assert_eq!(o["lines"][0]["quantity"], 2);
+    let (st, body) = app.post("/api/v1/data/order", json!({"lines": [{"product": p["id"], "quantity": 1}, {"product": "ghost", "quantity": 0}]})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(errors(&body), vec![("lines[1].quantity".to_owned(), "min".to_owned())]);
+    let (st, body) = app.post("/api/v1/data/order", json!({"lines": [{"product": p["id"], "quantity": 1}, {"product": "ghost", "quantity": 3}]})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(errors(&body), vec![("lines[1].product".to_owned(), "not_found".to_owned())]);
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use trellis_meta::FieldError;
 use trellis_meta::autonumber;
-use trellis_meta::form::{FieldType, OnDelete};
+use trellis_meta::form::{Field, FieldType, OnDelete};
 use trellis_meta::record::Mode;
 use trellis_query::value::{format_datetime, parse_datetime, to_sql};
 use trellis_query::{Cursor, Dialect, Filter, FilterError, Sort, ValueKind, cursor};
@@ -695,63 +695,90 @@ async fn check_refs<C: ConnectionTrait>(
             }
         }
     }
-    for f in entry
-        .form
-        .fields
-        .iter()
-        .filter(|f| matches!(f.kind, FieldType::Relation | FieldType::User))
-    {
-        let table = match f.kind {
-            FieldType::User => "trellis_users".to_owned(),
-            _ => match f.target.as_deref().and_then(|t| snap.0.get(t)) {
-                Some(t) => t.table.clone(),
-                None => continue,
-            },
-        };
-        let ids: HashSet<&str> = records
-            .iter()
-            .filter_map(|r| r.get(&f.name).and_then(Value::as_str))
-            .collect();
-        if ids.is_empty() {
-            continue;
+    // Relations and users, at the top level and inside subtable lines.
+    let mut refs: Vec<(String, String, &str, String)> = Vec::new();
+    let prefix = |i: usize| {
+        if batch {
+            format!("records[{i}].")
+        } else {
+            String::new()
         }
+    };
+    let target = |f: &Field| -> Option<(String, String)> {
+        match f.kind {
+            FieldType::User => Some(("trellis_users".to_owned(), "user".to_owned())),
+            FieldType::Relation => {
+                let t = f.target.as_deref()?;
+                snap.0
+                    .get(t)
+                    .map(|e| (e.table.clone(), format!("{t} record")))
+            }
+            _ => None,
+        }
+    };
+    for (i, r) in records.iter().enumerate() {
+        for f in &entry.form.fields {
+            if let Some((table, what)) = target(f)
+                && let Some(id) = r.get(&f.name).and_then(Value::as_str)
+            {
+                refs.push((format!("{}{}", prefix(i), f.name), table, id, what));
+            }
+            if f.kind == FieldType::Subtable
+                && let Some(Value::Array(lines)) = r.get(&f.name)
+            {
+                for (j, line) in lines.iter().enumerate() {
+                    for nf in &f.fields {
+                        if let Some((table, what)) = target(nf)
+                            && let Some(id) = line.get(&nf.name).and_then(Value::as_str)
+                        {
+                            refs.push((
+                                format!("{}{}[{j}].{}", prefix(i), f.name, nf.name),
+                                table,
+                                id,
+                                what,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut by_table: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (_, table, id, _) in &refs {
+        by_table.entry(table.as_str()).or_default().insert(id);
+    }
+    let mut found: HashSet<(String, String)> = HashSet::new();
+    for (table, ids) in by_table {
         let ids: Vec<&str> = ids.into_iter().collect();
-        let mut found = HashSet::new();
         for chunk in ids.chunks(500) {
             let mut s = Query::select();
             s.column(Alias::new("id"))
-                .from(Alias::new(&table))
+                .from(Alias::new(table))
                 .and_where(
                     Expr::col(Alias::new("id")).is_in(chunk.iter().map(|s| (*s).to_owned())),
                 );
             for r in c.query_all(&s).await? {
-                found.insert(r.try_get_by_index::<String>(0)?);
-            }
-        }
-        for (i, r) in records.iter().enumerate() {
-            if let Some(id) = r.get(&f.name).and_then(Value::as_str)
-                && !found.contains(id)
-            {
-                let field = if batch {
-                    format!("records[{i}].{}", f.name)
-                } else {
-                    f.name.clone()
-                };
-                let what = if f.kind == FieldType::User {
-                    "user".to_owned()
-                } else {
-                    format!("{} record", f.target.as_deref().unwrap_or_default())
-                };
-                return Err(StoreError::Validation(vec![FieldError::new(
-                    field,
-                    "not_found",
-                    format!("no {what} with id {id:?}"),
-                    format!("找不到 id 为 {id:?} 的记录"),
-                )]));
+                found.insert((table.to_owned(), r.try_get_by_index::<String>(0)?));
             }
         }
     }
-    Ok(())
+    let missing: Vec<FieldError> = refs
+        .iter()
+        .filter(|(_, table, id, _)| !found.contains(&(table.clone(), (*id).to_owned())))
+        .map(|(field, _, id, what)| {
+            FieldError::new(
+                field,
+                "not_found",
+                format!("no {what} with id {id:?}"),
+                format!("找不到 id 为 {id:?} 的记录"),
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Validation(missing))
+    }
 }
 
 /// The next value of an autonumber counter, inside the write transaction (gap-free:

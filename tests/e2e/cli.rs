@@ -1,0 +1,100 @@
+//! The command line: migrate, bundles, users, tokens, graceful shutdown.
+
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+
+use crate::harness::TestApp;
+
+fn trellis(db: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(args)
+        .args(["--database-url", db])
+        .env("RUST_LOG", "warn")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bundle_user_and_token_commands() {
+    let dir = std::env::temp_dir().join(format!("trellis-cli-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite:{}", dir.join("t.db").display());
+    let (ok, out, err) = trellis(&db, &["migrate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("migration"), "{out}");
+    let (ok, out, err) = trellis(&db, &["bundle", "validate", "examples/crm"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("12 forms, valid"), "{out}");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"name":"x","version":"1.0.0","label":{"en":"X"},"forms":[{"name":"a","label":{"en":"A"},"fields":[{"name":"b","type":"relation","target":"zz"}]}]}"#).unwrap();
+    let (ok, _, err) = trellis(&db, &["bundle", "validate", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("forms[0].fields[0].target"), "{err}");
+    let (ok, out, err) = trellis(&db, &["bundle", "install", "examples/crm"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"changed\": true"), "{out}");
+    let (ok, out, _) = trellis(&db, &["bundle", "install", "examples/crm"]);
+    assert!(ok);
+    assert!(
+        out.contains("\"changed\": false"),
+        "twice changes nothing: {out}"
+    );
+    let (ok, exported, err) = trellis(&db, &["bundle", "export", "crm"]);
+    assert!(ok, "{err}");
+    let file = dir.join("crm.json");
+    std::fs::write(&file, &exported).unwrap();
+    let db2 = format!("sqlite:{}", dir.join("t2.db").display());
+    let (ok, _, err) = trellis(&db2, &["bundle", "install", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (_, again, _) = trellis(&db2, &["bundle", "export", "crm"]);
+    assert_eq!(again, exported, "export → install → export is identical");
+    let (ok, _, err) = trellis(
+        &db,
+        &[
+            "user",
+            "create",
+            "--email",
+            "ops@x.com",
+            "--password",
+            "ops-pass-123",
+            "--admin",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = trellis(
+        &db,
+        &[
+            "user",
+            "create",
+            "--email",
+            "ops@x.com",
+            "--password",
+            "ops-pass-123",
+        ],
+    );
+    assert!(!ok, "a second user with the same e-mail is refused");
+    assert!(!err.is_empty());
+    let (ok, token, err) = trellis(
+        &db,
+        &["token", "create", "--email", "ops@x.com", "--name", "ci"],
+    );
+    assert!(ok, "{err}");
+    assert!(token.trim().starts_with("trl_"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let mut app = TestApp::spawn().await;
+    let (st, _) = app.call(Method::GET, "/api/v1/me", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let status = app.terminate();
+    assert!(status.success(), "exit status {status:?}");
+}
