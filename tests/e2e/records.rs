@@ -798,18 +798,31 @@ async fn owners_must_be_users() {
 async fn subtable_lines_are_validated_and_their_relations_checked() {
     let app = TestApp::spawn().await;
     app.form(json!({"name": "product", "label": {"en": "Product"}, "fields": [{"name": "name", "type": "text"}]})).await;
-    app.form(json!({"name": "order", "label": {"en": "Order"}, "fields": [
+    app.form(
+        json!({"name": "order", "label": {"en": "Order"}, "fields": [
         {"name": "lines", "type": "subtable", "fields": [
             {"name": "product", "type": "relation", "target": "product", "required": true},
-            {"name": "quantity", "type": "integer", "min": 1}]}]}))
+            {"name": "quantity", "type": "integer", "min": 1}]}]}),
+    )
     .await;
     let p = app.create("product", json!({"name": "Widget"})).await;
-    let o = app.create("order", json!({"lines": [{"product": p["id"], "quantity": 2}]})).await;
+    let o = app
+        .create(
+            "order",
+            json!({"lines": [{"product": p["id"], "quantity": 2}]}),
+        )
+        .await;
     assert_eq!(o["lines"][0]["quantity"], 2);
     let (st, body) = app.post("/api/v1/data/order", json!({"lines": [{"product": p["id"], "quantity": 1}, {"product": "ghost", "quantity": 0}]})).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(errors(&body), vec![("lines[1].quantity".to_owned(), "min".to_owned())]);
+    assert_eq!(
+        errors(&body),
+        vec![("lines[1].quantity".to_owned(), "min".to_owned())]
+    );
     let (st, body) = app.post("/api/v1/data/order", json!({"lines": [{"product": p["id"], "quantity": 1}, {"product": "ghost", "quantity": 3}]})).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(errors(&body), vec![("lines[1].product".to_owned(), "not_found".to_owned())]);
+    assert_eq!(
+        errors(&body),
+        vec![("lines[1].product".to_owned(), "not_found".to_owned())]
+    );
 }

@@ -196,10 +196,15 @@ pub async fn run(
     };
     let refresher = state.clone();
     tokio::spawn(async move {
-        loop {
+        for tick in 0u64.. {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             if let Err(e) = refresher.store.registry.refresh(&refresher.store.db).await {
                 tracing::warn!(error = %e, "refreshing form definitions failed");
+            }
+            if tick % 5 == 0
+                && let Err(e) = refresher.store.maintain().await
+            {
+                tracing::warn!(error = %e, "refreshing planner statistics failed");
             }
         }
     });

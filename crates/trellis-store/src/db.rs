@@ -60,6 +60,7 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("cache_size", "-32000")
                 .pragma("temp_store", "memory")
+                .pragma("analysis_limit", "1000")
                 .statement_cache_capacity(500)
         };
         let mut w = ConnectOptions::new(url.clone());

@@ -134,7 +134,7 @@ pub async fn resolve<C: ConnectionTrait>(
     c: &C,
     fields: &[Field],
     records: &mut [Map<String, Value>],
-    prefix: &dyn Fn(usize) -> String,
+    prefix: &(dyn Fn(usize) -> String + Sync),
 ) -> Result<(), StoreError> {
     let att: Vec<&Field> = fields
         .iter()

@@ -9,6 +9,7 @@ pub mod entity;
 pub mod error;
 pub mod files;
 pub mod forms;
+mod group;
 pub mod migrate;
 pub mod plan;
 pub mod records;
@@ -30,6 +31,8 @@ pub struct Store {
     pub db: Arc<Db>,
     /// Form definitions, cached.
     pub registry: Arc<Registry>,
+    /// Group commit of single creates (SQLite, where there is one writer).
+    pub(crate) group: Option<group::GroupWriter>,
 }
 
 impl Store {
@@ -37,11 +40,30 @@ impl Store {
     pub async fn open(opts: &DbOptions) -> Result<Self, StoreError> {
         let db = Db::connect(opts).await?;
         migrate::run(&db).await?;
-        let registry = Registry::load(&db).await?;
+        let registry = Arc::new(Registry::load(&db).await?);
+        let db = Arc::new(db);
+        let group = (db.dialect == Dialect::Sqlite)
+            .then(|| group::GroupWriter::start(db.clone(), registry.clone()));
         Ok(Self {
-            db: Arc::new(db),
-            registry: Arc::new(registry),
+            db,
+            registry,
+            group,
         })
+    }
+
+    /// Keep the query planner's statistics fresh. On SQLite this runs `PRAGMA optimize`,
+    /// which analyzes tables that were never analyzed or grew 25-fold (approximately,
+    /// `analysis_limit` rows per index, so it stays cheap); PostgreSQL's autovacuum does
+    /// the same by itself.
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        use sea_orm::ConnectionTrait;
+        if self.db.dialect == Dialect::Sqlite {
+            self.db
+                .writer
+                .execute_unprepared("PRAGMA optimize=0x10002")
+                .await?;
+        }
+        Ok(())
     }
 
     /// The SQL dialect in use.

@@ -752,24 +752,54 @@ mod tests {
 
     #[test]
     fn conversions_that_keep_the_value() {
-        assert_eq!(convert(&json!("12"), &f(FieldType::Integer)), Some(json!(12)));
-        assert_eq!(convert(&json!("1,200"), &f(FieldType::Integer)), Some(json!(1200)));
+        assert_eq!(
+            convert(&json!("12"), &f(FieldType::Integer)),
+            Some(json!(12))
+        );
+        assert_eq!(
+            convert(&json!("1,200"), &f(FieldType::Integer)),
+            Some(json!(1200))
+        );
         assert_eq!(convert(&json!(3.0), &f(FieldType::Integer)), Some(json!(3)));
         assert_eq!(convert(&json!(7), &f(FieldType::Decimal)), Some(json!(7.0)));
-        assert_eq!(convert(&json!(12.5), &f(FieldType::Text)), Some(json!("12.5")));
-        assert_eq!(convert(&json!(12.0), &f(FieldType::Text)), Some(json!("12")));
-        assert_eq!(convert(&json!("是"), &f(FieldType::Boolean)), Some(json!(true)));
-        assert_eq!(convert(&json!("2026-11-22"), &f(FieldType::Datetime)), Some(json!("2026-11-22T00:00:00.000000Z")));
-        assert_eq!(convert(&json!("2026-11-22T00:00:00Z"), &f(FieldType::Date)), Some(json!("2026-11-22")));
-        assert_eq!(convert(&json!("vip"), &f(FieldType::Multiselect)), Some(json!(["vip"])));
-        assert_eq!(convert(&Value::Null, &f(FieldType::Integer)), Some(Value::Null));
+        assert_eq!(
+            convert(&json!(12.5), &f(FieldType::Text)),
+            Some(json!("12.5"))
+        );
+        assert_eq!(
+            convert(&json!(12.0), &f(FieldType::Text)),
+            Some(json!("12"))
+        );
+        assert_eq!(
+            convert(&json!("是"), &f(FieldType::Boolean)),
+            Some(json!(true))
+        );
+        assert_eq!(
+            convert(&json!("2026-11-22"), &f(FieldType::Datetime)),
+            Some(json!("2026-11-22T00:00:00.000000Z"))
+        );
+        assert_eq!(
+            convert(&json!("2026-11-22T00:00:00Z"), &f(FieldType::Date)),
+            Some(json!("2026-11-22"))
+        );
+        assert_eq!(
+            convert(&json!("vip"), &f(FieldType::Multiselect)),
+            Some(json!(["vip"]))
+        );
+        assert_eq!(
+            convert(&Value::Null, &f(FieldType::Integer)),
+            Some(Value::Null)
+        );
     }
 
     #[test]
     fn conversions_that_would_lose_data_are_refused() {
         assert_eq!(convert(&json!("twelve"), &f(FieldType::Integer)), None);
         assert_eq!(convert(&json!(2.5), &f(FieldType::Integer)), None);
-        assert_eq!(convert(&json!("2026-11-22T08:30:00Z"), &f(FieldType::Date)), None);
+        assert_eq!(
+            convert(&json!("2026-11-22T08:30:00Z"), &f(FieldType::Date)),
+            None
+        );
         assert_eq!(convert(&json!(["a", "b"]), &f(FieldType::Select)), None);
         assert_eq!(convert(&json!("maybe"), &f(FieldType::Boolean)), None);
         assert_eq!(convert(&json!("x"), &f(FieldType::Relation)), None);
@@ -778,8 +808,20 @@ mod tests {
     #[test]
     fn fresh_columns_never_reuse_a_name() {
         let cols = vec![
-            ColumnInfo { column: "qty".into(), kind: "text".into(), field: "qty".into(), state: ColumnState::Retired, last: None },
-            ColumnInfo { column: "qty_2".into(), kind: "integer".into(), field: "qty".into(), state: ColumnState::Active, last: None },
+            ColumnInfo {
+                column: "qty".into(),
+                kind: "text".into(),
+                field: "qty".into(),
+                state: ColumnState::Retired,
+                last: None,
+            },
+            ColumnInfo {
+                column: "qty_2".into(),
+                kind: "integer".into(),
+                field: "qty".into(),
+                state: ColumnState::Active,
+                last: None,
+            },
         ];
         assert_eq!(fresh_column(&cols, "qty"), "qty_3");
         assert_eq!(fresh_column(&cols, "name"), "name");

@@ -83,7 +83,7 @@ pub const MAX_LIMIT: u64 = 1000;
 pub const MAX_BATCH: usize = 1000;
 const CASCADE_DEPTH: usize = 16;
 
-fn now_micros() -> DateTime<Utc> {
+pub(crate) fn now_micros() -> DateTime<Utc> {
     let n = Utc::now();
     parse_datetime(&format_datetime(&n)).unwrap_or(n)
 }
@@ -227,6 +227,25 @@ impl Store {
         input: Map<String, Value>,
         actor: &Actor,
     ) -> Result<Map<String, Value>, StoreError> {
+        if let Some(g) = &self.group {
+            // Validate here, in parallel on the caller's task; the writer only writes.
+            let entry = self.registry.get(form)?;
+            let values = entry
+                .validator
+                .prepare(input, Mode::Create, now_micros())
+                .map_err(StoreError::Validation)?;
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            g.submit(crate::group::Job {
+                form: form.to_owned(),
+                values,
+                actor: actor.clone(),
+                reply,
+            })
+            .await?;
+            return rx
+                .await
+                .map_err(|_| StoreError::Corrupt("the writer dropped the create".into()))?;
+        }
         let mut out = self.create_batch(form, vec![input], actor, false).await?;
         out.pop()
             .ok_or_else(|| StoreError::Corrupt("no record created".into()))
@@ -278,6 +297,10 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
+        if records.len() >= 500 {
+            // A bulk load changes table sizes a lot: let the planner catch up.
+            self.maintain().await?;
+        }
         Ok(records)
     }
 
@@ -817,7 +840,7 @@ async fn next_seq(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn insert_records(
+pub(crate) async fn insert_records(
     txn: &DatabaseTransaction,
     dialect: Dialect,
     snap: &Snapshot,
