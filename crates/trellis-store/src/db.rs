@@ -58,9 +58,8 @@ impl Db {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("cache_size", "-32000")
+                .pragma("cache_size", "-16000")
                 .pragma("temp_store", "memory")
-                .pragma("analysis_limit", "1000")
                 .statement_cache_capacity(500)
         };
         let mut w = ConnectOptions::new(url.clone());
@@ -75,7 +74,8 @@ impl Db {
             .min_connections(1)
             .idle_timeout(None::<Duration>)
             .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(move |o| tune(o).read_only(true));
+            // Readers share the OS page cache; a small private cache each keeps memory flat.
+            .map_sqlx_sqlite_opts(move |o| tune(o).pragma("cache_size", "-4000").read_only(true));
         let reader = Database::connect(r).await?;
         Ok(Self {
             writer,

@@ -452,7 +452,9 @@ pub async fn create_table<C: ConnectionTrait>(
     let table = table_name(&form.name);
     c.execute(&create_table_stmt(&table, columns, dialect))
         .await?;
-    for col in ["owner", "created_at", "updated_at"] {
+    // `id` order is creation order (UUIDv7); owner and created_at are what lists and
+    // permission scopes filter on. Other sorts can ask for `indexed: true`.
+    for col in ["owner", "created_at"] {
         c.execute_unprepared(&index_sql(&table, col, false, dialect))
             .await?;
     }

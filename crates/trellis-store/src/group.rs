@@ -37,7 +37,11 @@ pub struct GroupWriter {
 
 impl GroupWriter {
     /// Start the writer task.
-    pub fn start(db: std::sync::Arc<Db>, registry: std::sync::Arc<Registry>) -> Self {
+    pub fn start(
+        db: std::sync::Arc<Db>,
+        registry: std::sync::Arc<Registry>,
+        stats: std::sync::Arc<crate::stats::Stats>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -48,7 +52,11 @@ impl GroupWriter {
                         Err(_) => break,
                     }
                 }
-                write_group(&db, &registry, jobs).await;
+                for (table, n) in write_group(&db, &registry, jobs).await {
+                    if let Err(e) = stats.note(&db, &table, n).await {
+                        tracing::warn!(error = %e, "analyzing a table failed");
+                    }
+                }
             }
         });
         Self { tx }
@@ -69,7 +77,8 @@ fn fail_all(replies: Vec<Reply>, msg: &str) {
     }
 }
 
-async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) {
+/// Write the jobs; returns the rows written per table.
+async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) -> Vec<(String, u64)> {
     let snap = registry.snapshot();
     let now: DateTime<Utc> = crate::records::now_micros();
     // Group by form and caller, keeping arrival order inside each group.
@@ -88,10 +97,11 @@ async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) {
                 groups.into_values().flatten().map(|j| j.reply).collect(),
                 &msg,
             );
-            return;
+            return Vec::new();
         }
     };
     let mut done: Vec<(Reply, Map<String, Value>)> = Vec::new();
+    let mut written: Vec<(String, u64)> = Vec::new();
     for ((form, _), group) in groups {
         let entry = match snap.get(&form) {
             Ok(e) => e,
@@ -103,6 +113,7 @@ async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) {
             }
         };
         let actor = group[0].actor.clone();
+        let before = done.len();
         let values: Vec<Map<String, Value>> = group.iter().map(|j| j.values.clone()).collect();
         let together = match txn.begin().await {
             Ok(sp) => {
@@ -171,16 +182,21 @@ async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) {
                 }
             }
         }
+        if done.len() > before {
+            written.push((entry.table.clone(), (done.len() - before) as u64));
+        }
     }
     match txn.commit().await {
         Ok(()) => {
             for (reply, rec) in done {
                 let _ = reply.send(Ok(rec));
             }
+            written
         }
         Err(e) => {
             let msg = e.to_string();
             fail_all(done.into_iter().map(|(r, _)| r).collect(), &msg);
+            Vec::new()
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod records;
 mod row;
 pub mod seed;
+pub mod stats;
 
 pub use db::{Db, DbOptions};
 pub use error::StoreError;
@@ -33,6 +34,8 @@ pub struct Store {
     pub registry: Arc<Registry>,
     /// Group commit of single creates (SQLite, where there is one writer).
     pub(crate) group: Option<group::GroupWriter>,
+    /// Rows written since tables were last analyzed.
+    pub(crate) stats: Arc<stats::Stats>,
 }
 
 impl Store {
@@ -42,19 +45,21 @@ impl Store {
         migrate::run(&db).await?;
         let registry = Arc::new(Registry::load(&db).await?);
         let db = Arc::new(db);
+        let stats = Arc::new(stats::Stats::default());
         let group = (db.dialect == Dialect::Sqlite)
-            .then(|| group::GroupWriter::start(db.clone(), registry.clone()));
+            .then(|| group::GroupWriter::start(db.clone(), registry.clone(), stats.clone()));
         Ok(Self {
             db,
             registry,
             group,
+            stats,
         })
     }
 
     /// Keep the query planner's statistics fresh. On SQLite this runs `PRAGMA optimize`,
-    /// which analyzes tables that were never analyzed or grew 25-fold (approximately,
-    /// `analysis_limit` rows per index, so it stays cheap); PostgreSQL's autovacuum does
-    /// the same by itself.
+    /// which analyzes tables that were never analyzed or grew 25-fold; writes through the
+    /// store also analyze a table whenever it doubles (see `stats`). PostgreSQL's
+    /// autovacuum analyzes by itself.
     pub async fn maintain(&self) -> Result<(), StoreError> {
         use sea_orm::ConnectionTrait;
         if self.db.dialect == Dialect::Sqlite {

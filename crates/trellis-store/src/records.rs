@@ -297,10 +297,9 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
-        if records.len() >= 500 {
-            // A bulk load changes table sizes a lot: let the planner catch up.
-            self.maintain().await?;
-        }
+        self.stats
+            .note(&self.db, &entry.table, records.len() as u64)
+            .await?;
         Ok(records)
     }
 
@@ -615,10 +614,26 @@ impl Store {
                     action: r.try_get_by_index(2)?,
                     actor: r.try_get_by_index(3)?,
                     at: r.try_get_by_index(4)?,
-                    changes: serde_json::from_str(&r.try_get_by_index::<String>(5)?)?,
+                    changes: expand_changes(
+                        &r.try_get_by_index::<String>(2)?,
+                        serde_json::from_str(&r.try_get_by_index::<String>(5)?)?,
+                    ),
                 })
             })
             .collect()
+    }
+}
+
+/// A create entry stores only the values it set (the audit log is the biggest table);
+/// show it as before/after like every other entry.
+fn expand_changes(action: &str, changes: Value) -> Value {
+    match (action, changes) {
+        ("create", Value::Object(m)) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, json!({"before": null, "after": v})))
+                .collect(),
+        ),
+        (_, c) => c,
     }
 }
 
@@ -943,11 +958,11 @@ pub(crate) async fn insert_records(
             let mut ch = Map::new();
             for f in &form.fields {
                 if let Some(v) = r.get(&f.name).filter(|v| !v.is_null()) {
-                    ch.insert(f.name.clone(), json!({"before": null, "after": v}));
+                    ch.insert(f.name.clone(), v.clone());
                 }
             }
             if let Some(o) = r.get("owner").filter(|v| !v.is_null()) {
-                ch.insert("owner".into(), json!({"before": null, "after": o}));
+                ch.insert("owner".into(), o.clone());
             }
             (
                 r.get("id")
