@@ -23,10 +23,4 @@ lint:
 
 # Side-by-side benchmark with PocketBase (../shared/bench): SQLite, then PostgreSQL.
 bench n="100000":
-    command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-    cargo build --release --bin trellis
-    python3 ../shared/bench/workload.py --system pocketbase --manage --n {{n}} --tag pb
-    python3 ../shared/bench/workload.py --system trellis --manage --n {{n}} --tag trellis-sqlite
-    psql postgres://postgres@127.0.0.1:5432/postgres -qc 'drop database if exists trellis_bench' -c 'create database trellis_bench'
-    TRELLIS_DATABASE_URL=postgres://postgres@127.0.0.1:5432/trellis_bench python3 ../shared/bench/workload.py --system trellis --manage --n {{n}} --tag trellis-pg
-    python3 ../shared/bench/workload.py --table ../shared/bench/results/pocketbase-pb.json ../shared/bench/results/trellis-trellis-sqlite.json ../shared/bench/results/trellis-trellis-pg.json
+    bash bench/run.sh {{n}}
