@@ -1,4 +1,4 @@
-//! Group commit for single creates on SQLite: one writer task drains the creates waiting
+//! Group commit for single creates: one writer task per process drains the creates waiting
 //! at that moment and writes them in one transaction (one multi-row insert per form and
 //! caller, one audit insert), so concurrent clients share a commit instead of queueing for
 //! the one write connection. A create that fails is retried alone inside a savepoint, so it

@@ -32,7 +32,7 @@ pub struct Store {
     pub db: Arc<Db>,
     /// Form definitions, cached.
     pub registry: Arc<Registry>,
-    /// Group commit of single creates (SQLite, where there is one writer).
+    /// Group commit of single creates.
     pub(crate) group: Option<group::GroupWriter>,
     /// Rows written since tables were last analyzed.
     pub(crate) stats: Arc<stats::Stats>,
@@ -46,8 +46,9 @@ impl Store {
         let registry = Arc::new(Registry::load(&db).await?);
         let db = Arc::new(db);
         let stats = Arc::new(stats::Stats::default());
-        let group = (db.dialect == Dialect::Sqlite)
-            .then(|| group::GroupWriter::start(db.clone(), registry.clone(), stats.clone()));
+        // Both backends: on SQLite there is one writer anyway; on PostgreSQL a shared
+        // commit saves a WAL flush per create.
+        let group = Some(group::GroupWriter::start(db.clone(), registry.clone(), stats.clone()));
         Ok(Self {
             db,
             registry,
