@@ -48,7 +48,11 @@ impl Store {
         let stats = Arc::new(stats::Stats::default());
         // Both backends: on SQLite there is one writer anyway; on PostgreSQL a shared
         // commit saves a WAL flush per create.
-        let group = Some(group::GroupWriter::start(db.clone(), registry.clone(), stats.clone()));
+        let group = Some(group::GroupWriter::start(
+            db.clone(),
+            registry.clone(),
+            stats.clone(),
+        ));
         Ok(Self {
             db,
             registry,

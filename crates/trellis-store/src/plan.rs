@@ -324,6 +324,22 @@ fn check_values(f: &Field, values: &[(String, Value)]) -> Result<Vec<BlockingRow
     Ok(bad)
 }
 
+/// Plan the indexes a field wants on a column it just got.
+fn index_new_column(nf: &Field, column: &str, steps: &mut Vec<Step>, work: &mut Vec<Work>) {
+    let (plain, unique) = wants_index(nf);
+    if plain || unique {
+        steps.push(Step::CreateIndex {
+            field: nf.name.clone(),
+            unique,
+        });
+        work.push(Work::Index {
+            column: column.to_owned(),
+            unique,
+            create: true,
+        });
+    }
+}
+
 /// Work out the plan for `new` against `entry`, reading stored values through `c`.
 pub(crate) async fn make_plan<C: ConnectionTrait>(
     c: &C,
@@ -376,18 +392,7 @@ pub(crate) async fn make_plan<C: ConnectionTrait>(
                 column: column.clone(),
                 backfill,
             });
-            let (plain, unique) = wants_index(nf);
-            if plain || unique {
-                steps.push(Step::CreateIndex {
-                    field: nf.name.clone(),
-                    unique,
-                });
-                work.push(Work::Index {
-                    column: column.clone(),
-                    unique,
-                    create: true,
-                });
-            }
+            index_new_column(nf, &column, &mut steps, &mut work);
             columns.push(ColumnInfo {
                 column: column.clone(),
                 kind: kind_name(new_kind).to_owned(),
@@ -463,18 +468,7 @@ pub(crate) async fn make_plan<C: ConnectionTrait>(
                     create: false,
                 });
             }
-            let (plain, unique) = wants_index(nf);
-            if plain || unique {
-                steps.push(Step::CreateIndex {
-                    field: nf.name.clone(),
-                    unique,
-                });
-                work.push(Work::Index {
-                    column: new_column.clone(),
-                    unique,
-                    create: true,
-                });
-            }
+            index_new_column(nf, &new_column, &mut steps, &mut work);
             work.insert(
                 0,
                 Work::Retype {

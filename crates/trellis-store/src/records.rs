@@ -102,6 +102,16 @@ fn sql_value(
         .map_err(|e| StoreError::field(field, "type", e.to_string(), format!("类型错误：{e}")))
 }
 
+/// `updated_at` as a bound value.
+fn stamp(now: &DateTime<Utc>, dialect: Dialect) -> Result<sea_orm::Value, StoreError> {
+    sql_value(
+        ValueKind::DateTime,
+        &json!(format_datetime(now)),
+        dialect,
+        "updated_at",
+    )
+}
+
 /// Canonical JSON of a stored value (numbers of float columns as floats, times in the fixed format).
 fn canonical(kind: ValueKind, v: Value) -> Value {
     match (kind, &v) {
@@ -520,15 +530,7 @@ impl Store {
             u.value(Alias::new(c), v);
         }
         u.value(Alias::new("version"), version + 1);
-        u.value(
-            Alias::new("updated_at"),
-            sql_value(
-                ValueKind::DateTime,
-                &json!(format_datetime(&now)),
-                dialect,
-                "updated_at",
-            )?,
-        );
+        u.value(Alias::new("updated_at"), stamp(&now, dialect)?);
         u.and_where(Expr::col(Alias::new("id")).eq(id))
             .and_where(Expr::col(Alias::new("version")).eq(version));
         txn.execute(&u)
@@ -1114,15 +1116,7 @@ fn delete_in<'a>(
                             Alias::new("version"),
                             Expr::col(Alias::new("version")).add(1),
                         )
-                        .value(
-                            Alias::new("updated_at"),
-                            sql_value(
-                                ValueKind::DateTime,
-                                &json!(format_datetime(&now)),
-                                dialect,
-                                "updated_at",
-                            )?,
-                        )
+                        .value(Alias::new("updated_at"), stamp(&now, dialect)?)
                         .and_where(Expr::col(Alias::new(&column)).eq(id.as_str()));
                     txn.execute(&u).await?;
                     let ch = json!({ field.name.clone(): {"before": id, "after": null} });
