@@ -118,6 +118,27 @@ async fn a_populated_form_changes_five_ways_and_keeps_every_value() {
 }
 
 #[tokio::test]
+async fn a_hidden_relation_comes_back_with_its_index_and_values() {
+    let app = TestApp::spawn().await;
+    app.form(json!({"name": "customer", "label": {"en": "Customer"}, "fields": [{"name": "name", "type": "text"}]})).await;
+    let with = json!({"name": "deal", "label": {"en": "Deal"}, "fields": [{"name": "title", "type": "text"}, {"name": "customer", "type": "relation", "target": "customer"}]});
+    let without = json!({"name": "deal", "label": {"en": "Deal"}, "fields": [{"name": "title", "type": "text"}]});
+    app.form(with.clone()).await;
+    let c = app.create("customer", json!({"name": "Acme"})).await;
+    let d = app
+        .create("deal", json!({"title": "D", "customer": c["id"]}))
+        .await;
+    let (st, body) = app.put("/api/v1/forms/deal", without).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, body) = app.put("/api/v1/forms/deal", with).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (_, got) = app
+        .get(&format!("/api/v1/data/deal/{}", d["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(got["customer"], c["id"]);
+}
+
+#[tokio::test]
 async fn a_lossy_change_is_refused_with_the_rows_that_block_it() {
     let app = TestApp::spawn().await;
     app.form(product(json!([{"name": "name", "type": "text"}, {"name": "qty", "type": "text"}, {"name": "code", "type": "text"}]))).await;

@@ -129,6 +129,20 @@ async fn login_tokens_revocation_and_disabled_users() {
         StatusCode::UNAUTHORIZED,
         "a revoked token stops working at once"
     );
+    // A new password ends the sessions opened with the old one.
+    let uid = u["id"].as_str().unwrap().to_owned();
+    let (st, _) = app
+        .patch(
+            &format!("/api/v1/users/{uid}"),
+            json!({"password": "new-pass-456"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = app
+        .call_as(Some(&rep), Method::GET, "/api/v1/me", None)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "old session revoked");
+    let rep = app.login("rep@example.com", "new-pass-456").await;
     // Disabling the user ends its sessions and logins.
     let (st, _) = app
         .patch(
@@ -146,7 +160,7 @@ async fn login_tokens_revocation_and_disabled_users() {
             None,
             Method::POST,
             "/api/v1/auth/login",
-            Some(json!({"email": "rep@example.com", "password": "rep-pass-123"})),
+            Some(json!({"email": "rep@example.com", "password": "new-pass-456"})),
         )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);

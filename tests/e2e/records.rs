@@ -333,6 +333,33 @@ async fn fields_expand_and_count() {
     );
     assert_eq!(d1["expand"]["customer"]["name"], "Acme");
     assert_eq!(body["data"][1]["expand"]["customer"], Value::Null);
+    // One record with `fields`: the ETag is still the version, and expand still works.
+    let d1_id = body["data"][0]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .client
+        .get(app.url(&format!(
+            "/api/v1/data/deal/{d1_id}?fields=title&expand=customer"
+        )))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["etag"], "\"1\"");
+    let one: Value = r.json().await.unwrap();
+    assert_eq!(one["expand"]["customer"]["name"], "Acme", "{one}");
+    assert!(
+        one.get("amount").is_none() && one.get("customer").is_none(),
+        "{one}"
+    );
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/data/deal/{d1_id}?fields=title")))
+        .bearer_auth(&app.token)
+        .header("If-None-Match", "\"0\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "a wrong version is not a match");
     let (st, body) = app.list("deal", &[("expand", "title".into())]).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_eq!(errors(&body)[0].0, "expand[0]");
@@ -824,5 +851,23 @@ async fn subtable_lines_are_validated_and_their_relations_checked() {
     assert_eq!(
         errors(&body),
         vec![("lines[1].product".to_owned(), "not_found".to_owned())]
+    );
+    // Lines keep a deleted product's id; editing something else still works, and changed
+    // lines are checked again.
+    app.delete(&format!(
+        "/api/v1/data/product/{}",
+        p["id"].as_str().unwrap()
+    ))
+    .await;
+    let (st, body) = app
+        .patch(
+            &format!("/api/v1/data/order/{}", o["id"].as_str().unwrap()),
+            json!({"lines": [{"product": p["id"], "quantity": 5}]}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "changed lines are checked: {body}"
     );
 }

@@ -45,6 +45,8 @@ pub enum Code {
     RateLimited,
     /// The route does not take that method.
     MethodNotAllowed,
+    /// The database cannot take the request now; retry.
+    Unavailable,
     /// A bug or an unreachable database.
     Internal,
 }
@@ -67,6 +69,7 @@ impl Code {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +95,7 @@ impl Code {
             Self::LossyChange => "lossy_change",
             Self::RateLimited => "rate_limited",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
     }
@@ -117,6 +121,7 @@ impl Code {
             Self::LossyChange => "Change would lose data",
             Self::RateLimited => "Too many requests",
             Self::MethodNotAllowed => "Method not allowed",
+            Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal error",
         }
     }
@@ -197,6 +202,10 @@ impl From<StoreError> for ApiError {
             StoreError::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 Self::new(Code::Internal, "the database failed; the error is logged")
+            }
+            StoreError::Unavailable(m) => {
+                tracing::error!(error = %m, "database unavailable");
+                Self::new(Code::Unavailable, "the database cannot take the request now; retry")
             }
             StoreError::Corrupt(m) => {
                 tracing::error!(error = %m, "corrupt data");

@@ -107,16 +107,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::scope("/api/v1")
-                .route("/openapi.json", web::get().to(ops::openapi))
-                .route("/auth/login", web::post().to(users::login))
-                .route("/auth/logout", web::post().to(users::logout))
-                .route("/me", web::get().to(users::me))
+                .service(resource("/openapi.json").get(ops::openapi))
+                .service(resource("/auth/login").post(users::login))
+                .service(resource("/auth/logout").post(users::logout))
+                .service(resource("/me").get(users::me))
                 .service(
                     resource("/tokens")
                         .get(users::list_tokens)
                         .post(users::create_token),
                 )
-                .route("/tokens/{id}", web::delete().to(users::revoke_token))
+                .service(resource("/tokens/{id}").delete(users::revoke_token))
                 .service(
                     resource("/users")
                         .get(users::list_users)
@@ -139,32 +139,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .put(forms::put)
                         .delete(forms::delete),
                 )
-                .route(
-                    "/forms/{form}/versions",
-                    web::get().to(forms::list_versions),
-                )
-                .route("/forms/{form}/columns", web::get().to(forms::columns))
-                .route("/files", web::post().to(files::upload))
-                .route("/files/{id}", web::get().to(files::download))
+                .service(resource("/forms/{form}/versions").get(forms::list_versions))
+                .service(resource("/forms/{form}/columns").get(forms::columns))
+                .service(resource("/files").post(files::upload))
+                .service(resource("/files/{id}").get(files::download))
                 .service(
                     resource("/bundles")
                         .get(bundles::list)
                         .post(bundles::install),
                 )
-                .route("/bundles/{name}/export", web::get().to(bundles::export))
+                .service(resource("/bundles/{name}/export").get(bundles::export))
                 .service(
                     resource("/data/{form}")
                         .get(records::list)
                         .post(records::create),
                 )
-                .route("/data/{form}/batch", web::post().to(records::batch))
+                .service(resource("/data/{form}/batch").post(records::batch))
                 .service(
                     resource("/data/{form}/{id}")
                         .get(records::get)
                         .patch(records::patch)
                         .delete(records::delete),
                 )
-                .route("/data/{form}/{id}/history", web::get().to(records::history)),
+                .service(resource("/data/{form}/{id}/history").get(records::history)),
         )
         .default_service(web::to(not_found));
 }

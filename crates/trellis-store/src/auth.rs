@@ -74,6 +74,22 @@ pub fn hash_password(pw: &str) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("password hashing failed: {e}")))
 }
 
+/// Hash off the async workers: argon2 takes tens of milliseconds of CPU on purpose.
+async fn hash_blocking(pw: &str) -> Result<String, StoreError> {
+    let pw = pw.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&pw))
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("password hashing stopped: {e}")))?
+}
+
+/// Verify off the async workers.
+async fn verify_blocking(pw: &str, hash: &str) -> bool {
+    let (pw, hash) = (pw.to_owned(), hash.to_owned());
+    tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+        .await
+        .unwrap_or(false)
+}
+
 /// Does `pw` match the stored hash?
 pub fn verify_password(pw: &str, hash: &str) -> bool {
     Argon2::default()
@@ -146,7 +162,7 @@ pub async fn create_user(
         id: Set(uuid::Uuid::now_v7().to_string()),
         email: Set(email),
         name: Set(name.trim().to_owned()),
-        password_hash: Set(hash_password(password)?),
+        password_hash: Set(hash_blocking(password).await?),
         active: Set(true),
         is_admin: Set(is_admin),
         manager: Set(manager),
@@ -154,7 +170,14 @@ pub async fn create_user(
         updated_at: Set(now),
     }
     .insert(&db.writer)
-    .await?;
+    .await
+    .map_err(|e| match e.sql_err() {
+        // Two creates of one e-mail at once: the unique index decides.
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => StoreError::Unique {
+            field: "email".into(),
+        },
+        _ => StoreError::Db(e),
+    })?;
     Ok(m)
 }
 
@@ -216,13 +239,16 @@ pub async fn login(
         .await?;
     let Some(u) = u else {
         // Spend the same time as a real check so e-mails cannot be probed by timing.
-        let _ = verify_password(
+        let _ = verify_blocking(
             password,
             "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5aIr4ZnH7ye1U2Vz1lQ9RmCzjRg6xZ6Y0c6J6V3Ddkw",
-        );
+        )
+        .await;
         return Err(StoreError::BadCredentials);
     };
-    if !u.active || !verify_password(password, &u.password_hash) {
+    // Verify even for a disabled user, so timing does not tell which accounts are disabled.
+    let ok = verify_blocking(password, &u.password_hash).await;
+    if !u.active || !ok {
         return Err(StoreError::BadCredentials);
     }
     let secret = issue(
@@ -366,7 +392,17 @@ pub async fn update_user(
                 format!("至少 {MIN_PASSWORD} 个字符"),
             ));
         }
-        a.password_hash = Set(hash_password(&p)?);
+        a.password_hash = Set(hash_blocking(&p).await?);
+        // A new password ends every session and token issued under the old one.
+        token::Entity::update_many()
+            .col_expr(
+                token::Column::RevokedAt,
+                sea_orm::sea_query::Expr::val(Utc::now()).into(),
+            )
+            .filter(token::Column::UserId.eq(id))
+            .filter(token::Column::RevokedAt.is_null())
+            .exec(&db.writer)
+            .await?;
     }
     a.updated_at = Set(Utc::now());
     Ok(a.update(&db.writer).await?)

@@ -52,6 +52,7 @@ pub async fn install(
     dry_run: bool,
     actor: &Actor,
 ) -> Result<InstallReport, StoreError> {
+    let _changing = registry.change.write().await;
     let snapshot = registry.snapshot();
     let bundle =
         check_bundle(doc, &|n| snapshot.0.contains_key(n)).map_err(StoreError::Definition)?;
@@ -127,6 +128,9 @@ pub async fn install(
                 });
             }
             Some(e) => {
+                if !dry_run {
+                    crate::plan::lock_for_change(&txn, db.dialect, &e.table).await?;
+                }
                 let (mut plan, work, columns) = make_plan(&txn, db.dialect, e, form).await?;
                 blockers.extend(plan.blockers.iter().cloned().map(|mut b| {
                     b.field = format!("{}.{}", form.name, b.field);

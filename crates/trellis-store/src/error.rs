@@ -74,6 +74,9 @@ pub enum StoreError {
     /// Login failed.
     #[error("wrong e-mail or password")]
     BadCredentials,
+    /// The database could not take the write now (commit failed, writer gone).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// Stored data could not be read back.
     #[error("corrupt data: {0}")]
     Corrupt(String),

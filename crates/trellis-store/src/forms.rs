@@ -233,6 +233,9 @@ impl Snapshot {
 #[derive(Default)]
 pub struct Registry {
     forms: RwLock<Snapshot>,
+    /// Record writes hold it shared, definition changes exclusively, so no write in this
+    /// process uses a definition that a committed change has replaced.
+    pub change: tokio::sync::RwLock<()>,
 }
 
 impl Registry {
@@ -342,7 +345,7 @@ pub fn column_def(column: &str, kind: ValueKind, dialect: Dialect) -> ColumnDef 
     c
 }
 
-fn index_name(prefix: &str, table: &str, column: &str) -> String {
+pub(crate) fn index_name(prefix: &str, table: &str, column: &str) -> String {
     let n = format!("{prefix}_{table}__{column}");
     if n.len() <= 60 {
         return n;
@@ -360,7 +363,7 @@ fn index_name(prefix: &str, table: &str, column: &str) -> String {
 pub fn index_sql(table: &str, column: &str, unique: bool, dialect: Dialect) -> String {
     if unique {
         return format!(
-            "CREATE UNIQUE INDEX {} ON {} ({})",
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
             q(&index_name("uq", table, column)),
             q(table),
             q(column)
@@ -373,7 +376,7 @@ pub fn index_sql(table: &str, column: &str, unique: bool, dialect: Dialect) -> S
         ""
     };
     format!(
-        "CREATE INDEX {} ON {} ({}{nulls}, \"id\")",
+        "CREATE INDEX IF NOT EXISTS {} ON {} ({}{nulls}, \"id\")",
         q(&index_name("ix", table, column)),
         q(table),
         q(column)
@@ -542,6 +545,7 @@ pub async fn create_form(
     doc: &Value,
     actor: Option<&str>,
 ) -> Result<Arc<FormEntry>, StoreError> {
+    let _changing = registry.change.write().await;
     let snapshot = registry.snapshot();
     let form = check_new(&snapshot, doc)?;
     if snapshot.0.contains_key(&form.name) {
@@ -577,6 +581,7 @@ pub async fn delete_form(
     purge: bool,
 ) -> Result<(), StoreError> {
     use sea_orm::{ColumnTrait, QueryFilter};
+    let _changing = registry.change.write().await;
     let snapshot = registry.snapshot();
     let entry = snapshot.get(name)?;
     let refs: Vec<String> = snapshot

@@ -67,18 +67,19 @@ impl GroupWriter {
         self.tx
             .send(job)
             .await
-            .map_err(|_| StoreError::Corrupt("the writer stopped".into()))
+            .map_err(|_| StoreError::Unavailable("the writer stopped".into()))
     }
 }
 
 fn fail_all(replies: Vec<Reply>, msg: &str) {
     for r in replies {
-        let _ = r.send(Err(StoreError::Corrupt(msg.to_owned())));
+        let _ = r.send(Err(StoreError::Unavailable(msg.to_owned())));
     }
 }
 
 /// Write the jobs; returns the rows written per table.
 async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) -> Vec<(String, u64)> {
+    let _writing = registry.change.read().await;
     let snap = registry.snapshot();
     let now: DateTime<Utc> = crate::records::now_micros();
     // Group by form and caller, keeping arrival order inside each group.

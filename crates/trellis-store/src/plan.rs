@@ -637,6 +637,23 @@ pub(crate) async fn apply(
     Ok(())
 }
 
+/// On PostgreSQL, make writers of `table` (in any process) wait while it changes; readers
+/// go on. SQLite has one writer already.
+pub(crate) async fn lock_for_change(
+    txn: &DatabaseTransaction,
+    dialect: Dialect,
+    table: &str,
+) -> Result<(), StoreError> {
+    if dialect == Dialect::Postgres {
+        txn.execute_unprepared(&format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            q(table)
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Plan a change to a form and, unless `dry_run`, apply it in one transaction.
 pub async fn update_form(
     db: &Db,
@@ -646,6 +663,7 @@ pub async fn update_form(
     dry_run: bool,
     actor: &Actor,
 ) -> Result<Plan, StoreError> {
+    let _changing = registry.change.write().await;
     let snapshot = registry.snapshot();
     let entry = snapshot.get(name)?;
     if doc.get("name").and_then(Value::as_str) != Some(name) {
@@ -657,13 +675,8 @@ pub async fn update_form(
     }
     let new = check_new(&snapshot, doc)?;
     let txn = db.writer.begin().await?;
-    if db.dialect == Dialect::Postgres && !dry_run {
-        // Writers wait while the table changes; readers go on.
-        txn.execute_unprepared(&format!(
-            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-            q(&entry.table)
-        ))
-        .await?;
+    if !dry_run {
+        lock_for_change(&txn, db.dialect, &entry.table).await?;
     }
     let (mut plan, work, columns) = make_plan(&txn, db.dialect, &entry, &new).await?;
     if dry_run || plan.steps.is_empty() && new == entry.form {
@@ -729,8 +742,20 @@ pub(crate) async fn save_definition(
         .value(form_e::Column::Bundle, bundle.clone())
         .value(form_e::Column::Position, position)
         .value(form_e::Column::UpdatedAt, Utc::now())
-        .and_where(Expr::col(form_e::Column::Name).eq(new.name.as_str()));
-    txn.execute(&u).await?;
+        .and_where(Expr::col(form_e::Column::Name).eq(new.name.as_str()))
+        .and_where(Expr::col(form_e::Column::Version).eq(entry.version));
+    if txn.execute(&u).await?.rows_affected() != 1 {
+        // Another process published a newer version since this plan was made.
+        return Err(StoreError::Conflict {
+            field: "version".into(),
+            code: "definition_changed",
+            message: format!(
+                "the form {:?} changed meanwhile; plan the change again",
+                new.name
+            ),
+            rows: vec![],
+        });
+    }
     save_version(txn, &new, version, plan, actor).await?;
     FormEntry::new(new, version, columns, bundle, position)
 }

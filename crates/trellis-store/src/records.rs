@@ -149,7 +149,8 @@ impl Projection {
     ) -> Result<Self, StoreError> {
         let mut cols = Vec::new();
         let want = |name: &str| {
-            fields.is_none_or(|f| f.iter().any(|x| x == name) || name == "id")
+            // id and version always: they make the cursor and the ETag.
+            fields.is_none_or(|f| f.iter().any(|x| x == name) || name == "id" || name == "version")
                 || extra.iter().any(|x| x == name)
         };
         for (name, kind) in SYSTEM {
@@ -213,7 +214,19 @@ fn unique_field(entry: &FormEntry, err: &DbErr) -> Option<String> {
         .filter(|f| f.unique)
         .find(|f| {
             entry.column(&f.name).is_some_and(|(c, _)| {
-                msg.contains(&format!(".{c}")) || msg.contains(&format!("__{c}\""))
+                // SQLite names `table.column`, PostgreSQL the index.
+                let sqlite = format!("{}.{c}", entry.table);
+                let by_sqlite = msg.match_indices(&sqlite).any(|(i, _)| {
+                    msg[i + sqlite.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|ch| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                });
+                by_sqlite
+                    || msg.contains(&format!(
+                        "\"{}\"",
+                        crate::forms::index_name("uq", &entry.table, c)
+                    ))
             })
         })
         .map(|f| f.name.clone())
@@ -254,7 +267,7 @@ impl Store {
             .await?;
             return rx
                 .await
-                .map_err(|_| StoreError::Corrupt("the writer dropped the create".into()))?;
+                .map_err(|_| StoreError::Unavailable("the writer dropped the create".into()))?;
         }
         let mut out = self.create_batch(form, vec![input], actor, false).await?;
         out.pop()
@@ -269,6 +282,7 @@ impl Store {
         actor: &Actor,
         batch: bool,
     ) -> Result<Vec<Map<String, Value>>, StoreError> {
+        let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let now = now_micros();
@@ -307,9 +321,14 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
-        self.stats
+        // The records are committed: a failed ANALYZE must not turn that into an error.
+        if let Err(e) = self
+            .stats
             .note(&self.db, &entry.table, records.len() as u64)
-            .await?;
+            .await
+        {
+            tracing::warn!(error = %e, "analyzing a table failed");
+        }
         Ok(records)
     }
 
@@ -481,6 +500,7 @@ impl Store {
         actor: &Actor,
         scope: Option<&Filter>,
     ) -> Result<Map<String, Value>, StoreError> {
+        let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let dialect = self.db.dialect;
@@ -502,6 +522,7 @@ impl Store {
         }
         let mut changes = Map::new();
         let mut sets: Vec<(String, sea_orm::Value)> = Vec::new();
+        let mut changed = Map::new();
         let mut merged = current.clone();
         for (k, v) in values {
             let (column, kind) = entry
@@ -517,13 +538,15 @@ impl Store {
             }
             sets.push((column, sql_value(kind, &v, dialect, &k)?));
             changes.insert(k.clone(), json!({"before": before, "after": v}));
+            changed.insert(k.clone(), v.clone());
             merged.insert(k, v);
         }
         if changes.is_empty() {
             txn.rollback().await?;
             return Ok(current);
         }
-        check_refs(&txn, &snap, &entry, std::slice::from_ref(&merged), false).await?;
+        // Only what changed: an old reference must not block an unrelated edit.
+        check_refs(&txn, &snap, &entry, std::slice::from_ref(&changed), false).await?;
         let mut u = Query::update();
         u.table(Alias::new(&entry.table));
         for (c, v) in sets {
@@ -558,6 +581,7 @@ impl Store {
         actor: &Actor,
         scope: Option<&Filter>,
     ) -> Result<(), StoreError> {
+        let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let txn = self.db.writer.begin().await?;
@@ -1145,7 +1169,10 @@ fn delete_in<'a>(
         let mut d = Query::delete();
         d.from_table(Alias::new(&entry.table))
             .and_where(Expr::col(Alias::new("id")).eq(id.as_str()));
-        txn.execute(&d).await?;
+        if txn.execute(&d).await?.rows_affected() == 0 {
+            // Already deleted through another path of the same cascade.
+            return Ok(());
+        }
         let mut before = Map::new();
         for (k, v) in &current {
             if !v.is_null()

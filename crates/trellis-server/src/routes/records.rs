@@ -211,13 +211,15 @@ pub async fn get(
     let (form, id) = path.into_inner();
     let scope = access::records(&caller, &form, Action::Read)?;
     let fields = split_list(&q.fields);
+    let expand = split_list(&q.expand);
+    // Relation fields to expand are read even when `fields` leaves them out.
+    let read: Option<Vec<String>> = fields
+        .as_ref()
+        .map(|f| f.iter().chain(expand.iter().flatten()).cloned().collect());
     let mut rec = state
         .store
-        .get(&form, &id, fields.as_deref(), scope.as_ref())
+        .get(&form, &id, read.as_deref(), scope.as_ref())
         .await?;
-    if let Some(fs) = &fields {
-        rec.retain(|k, _| k == "id" || k == "version" || fs.iter().any(|f| f == k));
-    }
     let tag = etag(&rec);
     if req
         .headers()
@@ -229,13 +231,18 @@ pub async fn get(
             .insert_header((header::ETAG, tag))
             .finish());
     }
-    if let Some(ex) = split_list(&q.expand) {
+    if let Some(ex) = &expand {
         let snap = state.store.registry.snapshot();
         let entry = snap.get(&form)?;
         let mut one = [rec];
-        state.store.expand(&snap, &entry, &mut one, &ex).await?;
+        state.store.expand(&snap, &entry, &mut one, ex).await?;
         let [r] = one;
         rec = r;
+    }
+    if let Some(fs) = &fields {
+        rec.retain(|k, _| {
+            k == "id" || k == "version" || k == "expand" || fs.iter().any(|f| f == k)
+        });
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, tag))
