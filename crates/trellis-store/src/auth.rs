@@ -397,7 +397,7 @@ pub async fn update_user(
         token::Entity::update_many()
             .col_expr(
                 token::Column::RevokedAt,
-                sea_orm::sea_query::Expr::val(Utc::now()).into(),
+                sea_orm::sea_query::Expr::val(Utc::now()),
             )
             .filter(token::Column::UserId.eq(id))
             .filter(token::Column::RevokedAt.is_null())
