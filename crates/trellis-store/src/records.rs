@@ -1,5 +1,6 @@
-//! Records of every form: create, read, list, update, delete, batch, history. Every write is
-//! one transaction with its audit entry.
+//! Records of every form: create, read, list, update, delete, batch, history. Every write
+//! commits in one transaction with its audit entry (single creates may share that
+//! transaction with other creates through group commit, each in its own savepoint).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
