@@ -442,6 +442,7 @@ async fn run(cli: Cli) -> Result<()> {
                 password,
                 *admin,
                 None,
+                &[],
             )
             .await?;
             println!("created user {} ({})", u.email, u.id);

@@ -6,6 +6,7 @@ use chrono::{Duration, Utc};
 use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -129,6 +130,7 @@ pub async fn create_user(
     password: &str,
     is_admin: bool,
     manager: Option<String>,
+    teams: &[String],
 ) -> Result<user::Model, StoreError> {
     let email = email.trim().to_lowercase();
     if !email.contains('@') || email.len() > 254 {
@@ -157,19 +159,49 @@ pub async fn create_user(
             field: "email".into(),
         });
     }
+    let hash = hash_blocking(password).await?;
+    // The user and its memberships are one write; the manager and teams must exist.
+    let txn = db.writer.begin().await?;
+    if let Some(m) = &manager
+        && user::Entity::find_by_id(m.clone())
+            .one(&txn)
+            .await?
+            .is_none()
+    {
+        return Err(StoreError::field(
+            "manager",
+            "not_found",
+            format!("no user with id {m:?}"),
+            format!("找不到用户 {m:?}"),
+        ));
+    }
+    for (i, t) in teams.iter().enumerate() {
+        if team::Entity::find_by_id(t.clone())
+            .one(&txn)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::field(
+                format!("teams[{i}]"),
+                "not_found",
+                format!("no team named {t:?}"),
+                format!("找不到团队 {t:?}"),
+            ));
+        }
+    }
     let now = Utc::now();
     let m = user::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         email: Set(email),
         name: Set(name.trim().to_owned()),
-        password_hash: Set(hash_blocking(password).await?),
+        password_hash: Set(hash),
         active: Set(true),
         is_admin: Set(is_admin),
         manager: Set(manager),
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(&db.writer)
+    .insert(&txn)
     .await
     .map_err(|e| match e.sql_err() {
         // Two creates of one e-mail at once: the unique index decides.
@@ -178,6 +210,15 @@ pub async fn create_user(
         },
         _ => StoreError::Db(e),
     })?;
+    for t in teams {
+        team_member::ActiveModel {
+            team: Set(t.clone()),
+            user_id: Set(m.id.clone()),
+        }
+        .insert(&txn)
+        .await?;
+    }
+    txn.commit().await?;
     Ok(m)
 }
 
@@ -223,7 +264,7 @@ pub async fn bootstrap_admin(
             (p.clone(), Some(p))
         }
     };
-    create_user(db, email, "Administrator", &pw, true, None).await?;
+    create_user(db, email, "Administrator", &pw, true, None, &[]).await?;
     Ok(Some((email.to_lowercase(), generated)))
 }
 
@@ -416,8 +457,9 @@ pub async fn create_team(
     manager: Option<String>,
     members: &[String],
 ) -> Result<(), StoreError> {
+    let txn = db.writer.begin().await?;
     if team::Entity::find_by_id(name.to_owned())
-        .one(&db.writer)
+        .one(&txn)
         .await?
         .is_some()
     {
@@ -425,34 +467,44 @@ pub async fn create_team(
             field: "name".into(),
         });
     }
+    let people = manager.iter().map(|m| ("manager".to_owned(), m)).chain(
+        members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("members[{i}]"), m)),
+    );
+    for (field, id) in people {
+        if user::Entity::find_by_id(id.clone())
+            .one(&txn)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::field(
+                field,
+                "not_found",
+                format!("no user with id {id:?}"),
+                format!("找不到用户 {id:?}"),
+            ));
+        }
+    }
     team::ActiveModel {
         name: Set(name.to_owned()),
         label: Set(label),
         manager: Set(manager),
         created_at: Set(Utc::now()),
     }
-    .insert(&db.writer)
+    .insert(&txn)
     .await?;
-    for m in members {
-        add_member(db, name, m).await?;
-    }
-    Ok(())
-}
-
-/// Put a user in a team (idempotent).
-pub async fn add_member(db: &Db, team_name: &str, user_id: &str) -> Result<(), StoreError> {
-    let exists = team_member::Entity::find_by_id((team_name.to_owned(), user_id.to_owned()))
-        .one(&db.writer)
-        .await?
-        .is_some();
-    if !exists {
+    let mut seen = std::collections::HashSet::new();
+    for m in members.iter().filter(|m| seen.insert(m.as_str())) {
         team_member::ActiveModel {
-            team: Set(team_name.to_owned()),
-            user_id: Set(user_id.to_owned()),
+            team: Set(name.to_owned()),
+            user_id: Set(m.clone()),
         }
-        .insert(&db.writer)
+        .insert(&txn)
         .await?;
     }
+    txn.commit().await?;
     Ok(())
 }
 

@@ -52,10 +52,22 @@ impl GroupWriter {
                         Err(_) => break,
                     }
                 }
-                for (table, n) in write_group(&db, &registry, jobs).await {
-                    if let Err(e) = stats.note(&db, &table, n).await {
-                        tracing::warn!(error = %e, "analyzing a table failed");
+                // Each group in a task of its own: should one panic, its callers get 503
+                // (their reply channels drop) and the writer goes on with the next group.
+                let (d, r) = (db.clone(), registry.clone());
+                match tokio::spawn(async move { write_group(&d, &r, jobs).await }).await {
+                    Ok(written) => {
+                        for (table, n) in written {
+                            // Off the writer's path: creates keep flowing while it runs.
+                            let (d, s) = (db.clone(), stats.clone());
+                            tokio::spawn(async move {
+                                if let Err(e) = s.note(&d, &table, n).await {
+                                    tracing::warn!(error = %e, "analyzing a table failed");
+                                }
+                            });
+                        }
                     }
+                    Err(e) => tracing::error!(error = %e, "a group of creates failed"),
                 }
             }
         });

@@ -95,7 +95,7 @@ pub async fn load(store: &Store, seed: &Value, actor: &Actor) -> Result<SeedRepo
             .and_then(Value::as_str)
             .unwrap_or("demo-pass-2026");
         let is_admin = u.get("admin").and_then(Value::as_bool).unwrap_or(false);
-        let m = auth::create_user(db, &email, name, pw, is_admin, None).await?;
+        let m = auth::create_user(db, &email, name, pw, is_admin, None, &[]).await?;
         users.insert(email, m.id);
         report.users += 1;
     }

@@ -179,12 +179,26 @@ pub async fn create_user(
         .get("is_admin")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let u = auth::create_user(&state.store.db, email, name, password, is_admin, manager).await?;
-    if let Some(teams) = doc.get("teams").and_then(Value::as_array) {
-        for t in teams.iter().filter_map(Value::as_str) {
-            auth::add_member(&state.store.db, t, &u.id).await?;
-        }
-    }
+    let teams: Vec<String> = doc
+        .get("teams")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let u = auth::create_user(
+        &state.store.db,
+        email,
+        name,
+        password,
+        is_admin,
+        manager,
+        &teams,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(UserView::from(u)))
 }
 
