@@ -238,19 +238,54 @@ async fn settings_come_from_a_toml_file_and_wrong_methods_get_problems() {
 #[tokio::test]
 async fn users_and_teams_refer_only_to_what_exists() {
     let app = TestApp::spawn().await;
-    let (st, body) = app.post("/api/v1/users", json!({"email": "a@x.com", "password": "pass-12345", "teams": ["ghost"]})).await;
+    let (st, body) = app
+        .post(
+            "/api/v1/users",
+            json!({"email": "a@x.com", "password": "pass-12345", "teams": ["ghost"]}),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["field"], "teams[0]");
-    let (st, _) = app.post("/api/v1/users", json!({"email": "a@x.com", "password": "pass-12345"})).await;
-    assert_eq!(st, StatusCode::CREATED, "nothing was half-written by the refused create");
+    let (st, _) = app
+        .post(
+            "/api/v1/users",
+            json!({"email": "a@x.com", "password": "pass-12345"}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "nothing was half-written by the refused create"
+    );
     let (_, users) = app.get("/api/v1/users").await;
-    let a = users["data"].as_array().unwrap().iter().find(|u| u["email"] == "a@x.com").unwrap()["id"].clone();
-    let (st, body) = app.post("/api/v1/teams", json!({"name": "east", "label": {"en": "East"}, "manager": a, "members": [a, "ghost"]})).await;
+    let a = users["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "a@x.com")
+        .unwrap()["id"]
+        .clone();
+    let (st, body) = app
+        .post(
+            "/api/v1/teams",
+            json!({"name": "east", "label": {"en": "East"}, "manager": a, "members": [a, "ghost"]}),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["field"], "members[1]");
-    let (st, t) = app.post("/api/v1/teams", json!({"name": "east", "label": {"en": "East"}, "manager": a, "members": [a]})).await;
+    let (st, t) = app
+        .post(
+            "/api/v1/teams",
+            json!({"name": "east", "label": {"en": "East"}, "manager": a, "members": [a]}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{t}");
-    let (st, u) = app.post("/api/v1/users", json!({"email": "b@x.com", "password": "pass-12345", "teams": ["east"], "manager": a})).await;
+    let (st, u) = app
+        .post(
+            "/api/v1/users",
+            json!({"email": "b@x.com", "password": "pass-12345", "teams": ["east"], "manager": a}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{u}");
     let (_, teams) = app.get("/api/v1/teams").await;
     assert_eq!(teams["data"][0]["members"].as_array().unwrap().len(), 2);

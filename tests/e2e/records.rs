@@ -852,22 +852,54 @@ async fn subtable_lines_are_validated_and_their_relations_checked() {
         errors(&body),
         vec![("lines[1].product".to_owned(), "not_found".to_owned())]
     );
-    // Lines keep a deleted product's id; editing something else still works, and changed
-    // lines are checked again.
-    app.delete(&format!(
-        "/api/v1/data/product/{}",
-        p["id"].as_str().unwrap()
-    ))
-    .await;
+    // A product used in order lines cannot be deleted (restrict is the default policy).
     let (st, body) = app
-        .patch(
-            &format!("/api/v1/data/order/{}", o["id"].as_str().unwrap()),
-            json!({"lines": [{"product": p["id"], "quantity": 5}]}),
-        )
+        .delete(&format!(
+            "/api/v1/data/product/{}",
+            p["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["errors"][0]["field"], "order.lines[].product");
+    assert_eq!(body["errors"][0]["rows"][0]["id"], o["id"]);
+}
+
+#[tokio::test]
+async fn relations_in_lines_follow_their_delete_policy() {
+    let app = TestApp::spawn().await;
+    app.form(json!({"name": "product", "label": {"en": "Product"}, "fields": [{"name": "name", "type": "text"}]})).await;
+    app.form(
+        json!({"name": "quote", "label": {"en": "Quote"}, "fields": [
+        {"name": "lines", "type": "subtable", "fields": [
+            {"name": "product", "type": "relation", "target": "product", "on_delete": "set_null"},
+            {"name": "bundle", "type": "relation", "target": "product", "on_delete": "cascade"},
+            {"name": "qty", "type": "integer"}]}]}),
+    )
+    .await;
+    let a = app.create("product", json!({"name": "A"})).await;
+    let b = app.create("product", json!({"name": "B"})).await;
+    let q = app.create("quote", json!({"lines": [{"product": a["id"], "qty": 1}, {"product": b["id"], "bundle": a["id"], "qty": 2}, {"product": b["id"], "qty": 3}]})).await;
+    let (st, body) = app
+        .delete(&format!(
+            "/api/v1/data/product/{}",
+            a["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    let (_, got) = app
+        .get(&format!("/api/v1/data/quote/{}", q["id"].as_str().unwrap()))
         .await;
     assert_eq!(
-        st,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "changed lines are checked: {body}"
+        got["lines"],
+        json!([{"product": null, "qty": 1}, {"product": b["id"], "qty": 3}]),
+        "set null in one line, the cascading line dropped"
     );
+    assert_eq!(got["version"], 3, "one change per relation policy applied");
+    let (_, h) = app
+        .get(&format!(
+            "/api/v1/data/quote/{}/history",
+            q["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(h["data"][1]["action"], "update");
 }

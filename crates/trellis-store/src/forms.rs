@@ -227,6 +227,35 @@ impl Snapshot {
         });
         out
     }
+
+    /// Relations to `target` inside subtable lines: (form, subtable field, line field).
+    pub fn line_referrers(&self, target: &str) -> Vec<(Arc<FormEntry>, Field, Field)> {
+        let mut out = Vec::new();
+        for e in self.0.values() {
+            for f in e
+                .form
+                .fields
+                .iter()
+                .filter(|f| f.kind == FieldType::Subtable)
+            {
+                for nf in f
+                    .fields
+                    .iter()
+                    .filter(|nf| nf.target.as_deref() == Some(target))
+                {
+                    out.push((e.clone(), f.clone(), nf.clone()));
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.0.form.name.as_str(), a.1.name.as_str(), a.2.name.as_str()).cmp(&(
+                b.0.form.name.as_str(),
+                b.1.name.as_str(),
+                b.2.name.as_str(),
+            ))
+        });
+        out
+    }
 }
 
 /// All form definitions, cached; replaced whole on every change.
@@ -589,6 +618,13 @@ pub async fn delete_form(
         .into_iter()
         .filter(|(e, _)| e.form.name != name)
         .map(|(e, f)| format!("{}.{}", e.form.name, f.name))
+        .chain(
+            snapshot
+                .line_referrers(name)
+                .into_iter()
+                .filter(|(e, _, _)| e.form.name != name)
+                .map(|(e, f, nf)| format!("{}.{}.{}", e.form.name, f.name, nf.name)),
+        )
         .collect();
     if !refs.is_empty() {
         return Err(StoreError::Conflict {

@@ -1167,6 +1167,130 @@ fn delete_in<'a>(
                 }
             }
         }
+        // Relations inside subtable lines: restrict, or clear or drop the lines.
+        for (re, sub, line_field) in snap.line_referrers(&entry.form.name) {
+            let Some((column, _)) = re.column(&sub.name) else {
+                continue;
+            };
+            let contains = match dialect {
+                Dialect::Postgres => Expr::cust_with_values(
+                    format!(
+                        "{}.{} @> $1",
+                        crate::forms::q(&re.table),
+                        crate::forms::q(column)
+                    ),
+                    [sea_orm::Value::Json(Some(Box::new(
+                        json!([{ line_field.name.clone(): id }]),
+                    )))],
+                ),
+                Dialect::Sqlite => Expr::cust_with_values(
+                    format!(
+                        "EXISTS (SELECT 1 FROM json_each({}.{}) AS je WHERE json_extract(je.value, ?) = ?)",
+                        crate::forms::q(&re.table),
+                        crate::forms::q(column)
+                    ),
+                    [
+                        sea_orm::Value::from(format!("$.{}", line_field.name)),
+                        sea_orm::Value::from(id.clone()),
+                    ],
+                ),
+            };
+            let refs_proj = Projection::new(&re, None, &[])?;
+            let mut s = refs_proj.select(&re.table);
+            s.and_where(contains);
+            let rows = txn.query_all(&s).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let mut records = Vec::with_capacity(rows.len());
+            for r in &rows {
+                records.push(refs_proj.read(r, dialect)?);
+            }
+            let path = format!("{}.{}[].{}", re.form.name, sub.name, line_field.name);
+            match line_field.on_delete_policy() {
+                OnDelete::Restrict => {
+                    return Err(StoreError::Conflict {
+                        field: path.clone(),
+                        code: "restricted",
+                        message: format!(
+                            "{} {} record(s) have lines that point at this record through {path}",
+                            records.len(),
+                            re.form.name
+                        ),
+                        rows: records
+                            .iter()
+                            .take(20)
+                            .map(|m| BlockingRow {
+                                id: m
+                                    .get("id")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_owned(),
+                                value: json!(id),
+                                reason: format!("a line of {path} points at this record"),
+                            })
+                            .collect(),
+                    });
+                }
+                policy => {
+                    let mut audits = Vec::new();
+                    for m in &records {
+                        let rid = m
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned();
+                        let before = m.get(&sub.name).cloned().unwrap_or(Value::Null);
+                        let mut lines = before.as_array().cloned().unwrap_or_default();
+                        let points = |l: &Value| {
+                            l.get(&line_field.name).and_then(Value::as_str) == Some(id.as_str())
+                        };
+                        if policy == OnDelete::Cascade {
+                            lines.retain(|l| !points(l));
+                        } else {
+                            for l in lines.iter_mut().filter(|l| points(l)) {
+                                if let Some(o) = l.as_object_mut() {
+                                    o.insert(line_field.name.clone(), Value::Null);
+                                }
+                            }
+                        }
+                        let after = Value::Array(lines);
+                        let mut u = Query::update();
+                        u.table(Alias::new(&re.table))
+                            .value(
+                                Alias::new(column),
+                                sql_value(ValueKind::Json, &after, dialect, &sub.name)?,
+                            )
+                            .value(
+                                Alias::new("version"),
+                                Expr::col(Alias::new("version")).add(1),
+                            )
+                            .value(Alias::new("updated_at"), stamp(&now, dialect)?)
+                            .and_where(Expr::col(Alias::new("id")).eq(rid.as_str()));
+                        txn.execute(&u).await?;
+                        let v = m.get("version").and_then(Value::as_i64).unwrap_or(0) + 1;
+                        audits.push((
+                            rid,
+                            v,
+                            json!({ sub.name.clone(): {"before": before, "after": after} }),
+                        ));
+                    }
+                    let entries: Vec<(&str, &str, i64, &str, Value)> = audits
+                        .iter()
+                        .map(|(rid, v, ch)| {
+                            (
+                                re.form.name.as_str(),
+                                rid.as_str(),
+                                *v,
+                                "update",
+                                ch.clone(),
+                            )
+                        })
+                        .collect();
+                    write_audit(txn, &entries, actor, now).await?;
+                }
+            }
+        }
         let mut d = Query::delete();
         d.from_table(Alias::new(&entry.table))
             .and_where(Expr::col(Alias::new("id")).eq(id.as_str()));
