@@ -1048,6 +1048,21 @@ pub(crate) async fn write_audit<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Audit `update` entries of one form: (record id, new version, changes).
+async fn audit_updates(
+    txn: &DatabaseTransaction,
+    form: &str,
+    audits: &[(String, i64, Value)],
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let entries: Vec<(&str, &str, i64, &str, Value)> = audits
+        .iter()
+        .map(|(rid, v, ch)| (form, rid.as_str(), *v, "update", ch.clone()))
+        .collect();
+    write_audit(txn, &entries, actor, now).await
+}
+
 #[allow(clippy::too_many_arguments)]
 fn delete_in<'a>(
     txn: &'a DatabaseTransaction,
@@ -1145,19 +1160,11 @@ fn delete_in<'a>(
                         .and_where(Expr::col(Alias::new(&column)).eq(id.as_str()));
                     txn.execute(&u).await?;
                     let ch = json!({ field.name.clone(): {"before": id, "after": null} });
-                    let entries: Vec<(&str, &str, i64, &str, Value)> = audits
-                        .iter()
-                        .map(|(rid, v)| {
-                            (
-                                re.form.name.as_str(),
-                                rid.as_str(),
-                                *v,
-                                "update",
-                                ch.clone(),
-                            )
-                        })
+                    let audits: Vec<(String, i64, Value)> = audits
+                        .into_iter()
+                        .map(|(rid, v)| (rid, v, ch.clone()))
                         .collect();
-                    write_audit(txn, &entries, actor, now).await?;
+                    audit_updates(txn, &re.form.name, &audits, actor, now).await?;
                 }
                 OnDelete::Cascade => {
                     for r in &rows {
@@ -1275,19 +1282,7 @@ fn delete_in<'a>(
                             json!({ sub.name.clone(): {"before": before, "after": after} }),
                         ));
                     }
-                    let entries: Vec<(&str, &str, i64, &str, Value)> = audits
-                        .iter()
-                        .map(|(rid, v, ch)| {
-                            (
-                                re.form.name.as_str(),
-                                rid.as_str(),
-                                *v,
-                                "update",
-                                ch.clone(),
-                            )
-                        })
-                        .collect();
-                    write_audit(txn, &entries, actor, now).await?;
+                    audit_updates(txn, &re.form.name, &audits, actor, now).await?;
                 }
             }
         }
