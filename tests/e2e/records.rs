@@ -597,6 +597,13 @@ async fn filter_language_over_http() {
             vec![(path.to_owned(), code.to_owned())],
             "{filter}"
         );
+        assert!(
+            !body["errors"][0]["message_zh"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{body}"
+        );
     }
     let mut deep = json!({"region": "east"});
     for _ in 0..40 {
@@ -651,6 +658,10 @@ async fn bad_input_gets_a_clear_answer_and_changes_nothing() {
         "{body}"
     );
     assert_eq!(body["type"], "https://trellis.dev/errors/malformed_json");
+    assert_eq!(
+        body["title_zh"], "JSON 格式错误",
+        "problems speak Chinese too"
+    );
     let (st, _, body) = send(b"{\"company\": \"\xff\xfe\"}".to_vec()).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(body["detail"].as_str().unwrap().contains("UTF-8"), "{body}");

@@ -100,6 +100,32 @@ impl Code {
         }
     }
 
+    /// The title in Chinese.
+    pub fn title_zh(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "JSON 格式错误",
+            Self::InvalidQuery => "查询参数无效",
+            Self::InvalidFilter => "筛选条件无效",
+            Self::Unauthorized => "需要登录",
+            Self::BadCredentials => "邮箱或密码错误",
+            Self::Forbidden => "没有权限",
+            Self::UnknownForm => "表单不存在",
+            Self::RecordNotFound => "记录不存在",
+            Self::NotFound => "未找到",
+            Self::UniqueViolation => "该值已被使用",
+            Self::Conflict => "冲突",
+            Self::StaleVersion => "记录已被修改",
+            Self::PayloadTooLarge => "请求内容过大",
+            Self::Validation => "数据校验失败",
+            Self::InvalidDefinition => "定义无效",
+            Self::LossyChange => "此更改会丢失数据",
+            Self::RateLimited => "请求过于频繁",
+            Self::MethodNotAllowed => "不支持该请求方法",
+            Self::Unavailable => "服务暂不可用",
+            Self::Internal => "内部错误",
+        }
+    }
+
     /// A short title.
     pub fn title(self) -> &'static str {
         match self {
@@ -169,6 +195,57 @@ impl ApiError {
     }
 }
 
+/// The Chinese message of an error entry, by its code (entries from validation carry their
+/// own, more specific one).
+pub fn zh_for(code: &str) -> &'static str {
+    match code {
+        "unknown_field" => "没有这个字段",
+        "unknown_operator" | "unsupported_operator" => "不支持的运算符",
+        "invalid_value" | "invalid_record_value" | "invalid" => "值无效",
+        "invalid_path" | "not_a_relation" => "路径无效，或不是关联字段",
+        "too_deep" => "嵌套层数过多",
+        "too_many_conditions" => "条件过多",
+        "too_long" => "内容过长",
+        "not_an_object" => "应为 JSON 对象",
+        "unsupported_in_memory" => "此条件无法在内存中计算",
+        "unknown_form" => "表单不存在",
+        "not_sortable" => "此字段不能排序",
+        "too_many_sort_keys" => "排序字段过多",
+        "invalid_cursor" => "分页游标无效",
+        "unique" => "该值已被其他记录使用",
+        "restricted" => "有其他记录引用此记录，不能删除",
+        "cascade_too_deep" => "级联删除层数过多",
+        "form_exists" => "同名表单已存在",
+        "form_referenced" => "其他表单引用了此表单",
+        "form_not_empty" => "表单中还有记录",
+        "form_owned" => "此表单属于另一个应用包",
+        "downgrade" => "不能安装更旧的版本",
+        "definition_changed" => "表单已被修改，请重新规划",
+        "lossy_change" => "部分记录的值无法转换",
+        "values_violate" => "部分现有记录不符合新定义",
+        "required_without_default" => "新的必填字段需要默认值",
+        "duplicate_name" => "名称重复",
+        "reserved_name" => "名称为系统保留",
+        "duplicate_option" => "选项重复",
+        "unknown_option" => "不是此字段的选项",
+        "invalid_name" | "rename" => "名称无效",
+        "invalid_pattern" => "正则表达式无效",
+        "invalid_format" => "编号格式无效",
+        "invalid_version" => "版本号无效",
+        "min_above_max" => "最小值大于最大值",
+        "not_allowed" | "not_in_subtable" => "此设置不适用于该字段类型",
+        "too_many_fields" => "字段过多",
+        "invalid_default" => "默认值无效",
+        "required" => "此项为必填",
+        "malformed" | "schema" => "格式错误",
+        "out_of_range" | "count" => "超出允许范围",
+        "file_type" => "不接受此类型的文件",
+        "max_size" => "文件过大",
+        "not_found" => "引用的对象不存在",
+        _ => "请求无效",
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.status()
@@ -178,11 +255,25 @@ impl ResponseError for ApiError {
         let mut body = json!({
             "type": format!("https://trellis.dev/errors/{}", self.code.name()),
             "title": self.code.title(),
+            "title_zh": self.code.title_zh(),
             "status": self.code.status().as_u16(),
             "detail": self.detail,
         });
         if !self.errors.is_empty() {
-            body["errors"] = Value::Array(self.errors.clone());
+            // Every entry speaks both languages.
+            let errors = self
+                .errors
+                .iter()
+                .cloned()
+                .map(|mut e| {
+                    if e.get("message_zh").is_none() {
+                        let zh = zh_for(e.get("code").and_then(Value::as_str).unwrap_or_default());
+                        e["message_zh"] = Value::String(zh.to_owned());
+                    }
+                    e
+                })
+                .collect();
+            body["errors"] = Value::Array(errors);
         }
         if let Some((k, v)) = self.extra.as_deref() {
             body[*k] = v.clone();
