@@ -7,15 +7,18 @@ use sea_orm::{
 };
 
 use crate::db::Db;
-use crate::entity::{bundle, form, form_version, migration, team, team_member, token, user};
+use crate::entity::migration;
 use crate::error::StoreError;
+use crate::migrate_v1::{bundle, form, form_version, team, team_member, token, user};
 
 /// The audit log table (written with sea-query for multi-row inserts).
 pub const AUDIT: &str = "trellis_audit";
 /// Autonumber counters.
 pub const SEQUENCES: &str = "trellis_sequences";
 
-/// The migrations, in order. Never edit one that has shipped; add a new one.
+/// The migrations, in order. Never edit one that has shipped; add a new one. Each builds
+/// its tables from a frozen copy of the entities (`migrate_v1`, `migrate_v2`), never from
+/// `entity`, which moves on.
 const MIGRATIONS: &[(i64, &str)] = &[(1, "system tables"), (2, "uploaded files")];
 
 /// The newest migration this binary knows.
