@@ -283,6 +283,9 @@ impl ResponseError for ApiError {
         if self.code == Code::Unauthorized {
             r.insert_header(("WWW-Authenticate", "Bearer"));
         }
+        if let Some(("retry_after", v)) = self.extra.as_deref().map(|(k, v)| (*k, v)) {
+            r.insert_header(("Retry-After", v.to_string()));
+        }
         r.body(body.to_string())
     }
 }
@@ -339,6 +342,12 @@ impl From<StoreError> for ApiError {
                 extra: None,
             },
             StoreError::BadCredentials => Self::new(Code::BadCredentials, "wrong e-mail or password"),
+            StoreError::Locked { retry_after } => Self {
+                code: Code::RateLimited,
+                detail: format!("too many failed logins; try again in {retry_after} seconds"),
+                errors: vec![],
+                extra: Some(Box::new(("retry_after", json!(retry_after)))),
+            },
         }
     }
 }

@@ -5,15 +5,19 @@ use base64::Engine;
 use chrono::{Duration, Utc};
 use rand::RngCore;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use trellis_query::value::{format_datetime, parse_datetime};
+
 use crate::db::Db;
 use crate::entity::{team, team_member, token, user};
 use crate::error::StoreError;
+use crate::migrate::LOGIN_FAILURES;
 
 /// How long a login session lasts.
 pub const SESSION_DAYS: i64 = 7;
@@ -273,9 +277,93 @@ pub async fn login(
     db: &Db,
     email: &str,
     password: &str,
+    ip: &str,
 ) -> Result<(String, user::Model), StoreError> {
+    let email = email.trim().to_lowercase();
+    let now = Utc::now();
+    // Lockout: too many recent failures for this account, or from this address.
+    for (col, value, max) in [
+        ("email", email.as_str(), MAX_FAILURES_PER_ACCOUNT),
+        ("ip", ip, MAX_FAILURES_PER_IP),
+    ] {
+        if let Some(oldest) = recent_failures(db, col, value, max, now).await? {
+            let until = oldest + Duration::minutes(LOCKOUT_MINUTES);
+            return Err(StoreError::Locked {
+                retry_after: u64::try_from(std::cmp::max((until - now).num_seconds(), 1))
+                    .unwrap_or(1),
+            });
+        }
+    }
+    match check_password(db, &email, password).await {
+        Ok(u) => {
+            let mut d = Query::delete();
+            d.from_table(Alias::new(LOGIN_FAILURES))
+                .and_where(Expr::col(Alias::new("email")).eq(email.as_str()));
+            db.writer.execute(&d).await?;
+            let secret = issue(
+                db,
+                &u.id,
+                "session",
+                None,
+                Some(now + Duration::days(SESSION_DAYS)),
+            )
+            .await?;
+            Ok((secret, u))
+        }
+        Err(StoreError::BadCredentials) => {
+            let mut ins = Query::insert();
+            ins.into_table(Alias::new(LOGIN_FAILURES))
+                .columns(["email", "ip", "at"].map(Alias::new))
+                .values([
+                    Expr::val(email.as_str()),
+                    Expr::val(ip),
+                    Expr::val(format_datetime(&now)),
+                ])
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            db.writer.execute(&ins).await?;
+            Err(StoreError::BadCredentials)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Failed logins within the lockout window that lock an account or an address.
+pub const MAX_FAILURES_PER_ACCOUNT: u64 = 5;
+/// Failed logins from one address within the window before it is locked out.
+pub const MAX_FAILURES_PER_IP: u64 = 20;
+/// The lockout window, in minutes.
+pub const LOCKOUT_MINUTES: i64 = 15;
+
+/// When at least `max` failures match within the window, the time of the oldest of the
+/// last `max` (the lock lifts a window after it).
+async fn recent_failures(
+    db: &Db,
+    col: &str,
+    value: &str,
+    max: u64,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {
+    let since = format_datetime(&(now - Duration::minutes(LOCKOUT_MINUTES)));
+    let mut s = Query::select();
+    s.column(Alias::new("at"))
+        .from(Alias::new(LOGIN_FAILURES))
+        .and_where(Expr::col(Alias::new(col)).eq(value))
+        .and_where(Expr::col(Alias::new("at")).gte(since))
+        .order_by(Alias::new("at"), sea_orm::Order::Desc)
+        .limit(max);
+    let rows = db.writer.query_all(&s).await?;
+    if (rows.len() as u64) < max {
+        return Ok(None);
+    }
+    Ok(rows
+        .last()
+        .and_then(|r| r.try_get_by_index::<String>(0).ok())
+        .and_then(|t| parse_datetime(&t)))
+}
+
+async fn check_password(db: &Db, email: &str, password: &str) -> Result<user::Model, StoreError> {
     let u = user::Entity::find()
-        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
+        .filter(user::Column::Email.eq(email))
         .one(&db.writer)
         .await?;
     let Some(u) = u else {
@@ -292,15 +380,7 @@ pub async fn login(
     if !u.active || !ok {
         return Err(StoreError::BadCredentials);
     }
-    let secret = issue(
-        db,
-        &u.id,
-        "session",
-        None,
-        Some(Utc::now() + Duration::days(SESSION_DAYS)),
-    )
-    .await?;
-    Ok((secret, u))
+    Ok(u)
 }
 
 /// A token's public description.

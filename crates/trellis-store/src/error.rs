@@ -74,6 +74,12 @@ pub enum StoreError {
     /// Login failed.
     #[error("wrong e-mail or password")]
     BadCredentials,
+    /// Too many failed logins: try again later.
+    #[error("too many failed logins; try again in {retry_after} s")]
+    Locked {
+        /// Seconds until the next attempt is allowed.
+        retry_after: u64,
+    },
     /// The database could not take the write now (commit failed, writer gone).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),

@@ -19,7 +19,14 @@ pub const SEQUENCES: &str = "trellis_sequences";
 /// The migrations, in order. Never edit one that has shipped; add a new one. Each builds
 /// its tables from a frozen copy of the entities (`migrate_v1`, `migrate_v2`), never from
 /// `entity`, which moves on.
-const MIGRATIONS: &[(i64, &str)] = &[(1, "system tables"), (2, "uploaded files")];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, "system tables"),
+    (2, "uploaded files"),
+    (3, "login failures"),
+];
+
+/// Failed logins, for lockout (and, later, the admin audit).
+pub const LOGIN_FAILURES: &str = "trellis_login_failures";
 
 /// The newest migration this binary knows.
 pub fn latest() -> i64 {
@@ -29,6 +36,39 @@ pub fn latest() -> i64 {
 async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
     let backend = txn.get_database_backend();
     let schema = Schema::new(backend);
+    if n == 3 {
+        txn.execute(
+            Table::create()
+                .table(LOGIN_FAILURES)
+                .col(
+                    ColumnDef::new("id")
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
+                .col(ColumnDef::new("email").text().not_null())
+                .col(ColumnDef::new("ip").text().not_null())
+                .col(ColumnDef::new("at").text().not_null()),
+        )
+        .await?;
+        txn.execute(
+            Index::create()
+                .name("ix_login_failures_email")
+                .table(LOGIN_FAILURES)
+                .col("email")
+                .col("at"),
+        )
+        .await?;
+        txn.execute(
+            Index::create()
+                .name("ix_login_failures_ip")
+                .table(LOGIN_FAILURES)
+                .col("ip")
+                .col("at"),
+        )
+        .await?;
+    }
     if n == 2 {
         txn.execute(&schema.create_table_from_entity(crate::entity::file::Entity))
             .await?;

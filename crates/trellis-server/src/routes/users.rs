@@ -32,6 +32,11 @@ pub async fn login(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    // The socket's address, not a forwarded header a client could forge.
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let doc = parse_json(&read_body(&req, payload, 64 << 10).await?)?;
     let body: Login = serde_json::from_value(doc).map_err(|e| {
         ApiError::new(
@@ -39,7 +44,7 @@ pub async fn login(
             format!("send {{\"email\", \"password\"}}: {e}"),
         )
     })?;
-    let (token, user) = auth::login(&state.store.db, &body.email, &body.password).await?;
+    let (token, user) = auth::login(&state.store.db, &body.email, &body.password, &ip).await?;
     Ok(HttpResponse::Ok().json(json!({"token": token, "user": UserView::from(user)})))
 }
 
