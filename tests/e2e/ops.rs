@@ -294,25 +294,61 @@ async fn users_and_teams_refer_only_to_what_exists() {
 #[tokio::test]
 async fn repeated_failed_logins_lock_the_account_for_a_while() {
     let app = TestApp::spawn().await;
-    app.post("/api/v1/users", json!({"email": "rep@x.com", "password": "rep-pass-123"})).await;
-    app.post("/api/v1/users", json!({"email": "other@x.com", "password": "other-pass-123"})).await;
+    app.post(
+        "/api/v1/users",
+        json!({"email": "rep@x.com", "password": "rep-pass-123"}),
+    )
+    .await;
+    app.post(
+        "/api/v1/users",
+        json!({"email": "other@x.com", "password": "other-pass-123"}),
+    )
+    .await;
     let login = |email: &'static str, pw: &'static str| {
         let app = &app;
-        async move { app.client.post(app.url("/api/v1/auth/login")).json(&json!({"email": email, "password": pw})).send().await.unwrap() }
+        async move {
+            app.client
+                .post(app.url("/api/v1/auth/login"))
+                .json(&json!({"email": email, "password": pw}))
+                .send()
+                .await
+                .unwrap()
+        }
     };
     // A success in between starts the count again.
     for _ in 0..4 {
-        assert_eq!(login("rep@x.com", "wrong").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            login("rep@x.com", "wrong").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(login("rep@x.com", "rep-pass-123").await.status(), StatusCode::OK);
+    assert_eq!(
+        login("rep@x.com", "rep-pass-123").await.status(),
+        StatusCode::OK
+    );
     for _ in 0..5 {
-        assert_eq!(login("rep@x.com", "wrong").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            login("rep@x.com", "wrong").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
     let r = login("REP@x.com", "rep-pass-123").await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
-    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked even with the right password"
+    );
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(wait > 800 && wait <= 900, "{wait}");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["type"], "https://trellis.dev/errors/rate_limited");
-    assert_eq!(login("other@x.com", "other-pass-123").await.status(), StatusCode::OK, "other accounts are not affected");
+    assert_eq!(
+        login("other@x.com", "other-pass-123").await.status(),
+        StatusCode::OK,
+        "other accounts are not affected"
+    );
 }
