@@ -53,6 +53,15 @@ impl TokenCache {
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
+impl Caller {
+    /// The caller as the author of a write.
+    pub fn actor(&self) -> trellis_store::Actor {
+        trellis_store::Actor {
+            user: Some(self.0.id.clone()),
+        }
+    }
+}
+
 fn bearer(req: &HttpRequest) -> Option<String> {
     let h = req
         .headers()

@@ -28,6 +28,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Failed logins, for lockout (and, later, the admin audit).
 pub const LOGIN_FAILURES: &str = "trellis_login_failures";
 
+/// An auto-incremented `id` primary key.
+fn serial_id() -> ColumnDef {
+    ColumnDef::new("id")
+        .big_integer()
+        .not_null()
+        .auto_increment()
+        .primary_key()
+        .to_owned()
+}
+
 /// The newest migration this binary knows.
 pub fn latest() -> i64 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
@@ -40,13 +50,7 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         txn.execute(
             Table::create()
                 .table(LOGIN_FAILURES)
-                .col(
-                    ColumnDef::new("id")
-                        .big_integer()
-                        .not_null()
-                        .auto_increment()
-                        .primary_key(),
-                )
+                .col(serial_id())
                 .col(ColumnDef::new("email").text().not_null())
                 .col(ColumnDef::new("ip").text().not_null())
                 .col(ColumnDef::new("at").text().not_null()),
@@ -97,13 +101,7 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         txn.execute(
             Table::create()
                 .table(AUDIT)
-                .col(
-                    ColumnDef::new("id")
-                        .big_integer()
-                        .not_null()
-                        .auto_increment()
-                        .primary_key(),
-                )
+                .col(serial_id())
                 .col(ColumnDef::new("form").text().not_null())
                 .col(ColumnDef::new("record_id").text().not_null())
                 .col(ColumnDef::new("version").big_integer().not_null())

@@ -3,7 +3,6 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
-use trellis_store::Actor;
 use trellis_store::bundles;
 
 use crate::AppState;
@@ -44,9 +43,7 @@ pub async fn install(
     access::admin(&caller)?;
     let doc =
         parse_json(&read_body(&req, payload, state.config.max_body_bytes.max(32 << 20)).await?)?;
-    let actor = Actor {
-        user: Some(caller.0.id.clone()),
-    };
+    let actor = caller.actor();
     let report = bundles::install(
         &state.store.db,
         &state.store.registry,

@@ -4,7 +4,6 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use trellis_store::Actor;
 use trellis_store::forms::{create_form, delete_form, versions};
 use trellis_store::plan::update_form;
 
@@ -90,9 +89,7 @@ pub async fn put(
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
     let doc = parse_json(&read_body(&req, payload, state.config.max_body_bytes).await?)?;
-    let actor = Actor {
-        user: Some(caller.0.id.clone()),
-    };
+    let actor = caller.actor();
     let plan = update_form(
         &state.store.db,
         &state.store.registry,

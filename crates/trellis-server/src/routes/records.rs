@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use trellis_store::{Actor, ListQuery};
+use trellis_store::ListQuery;
 
 use crate::AppState;
 use crate::access::{self, Action};
@@ -22,12 +22,6 @@ pub struct ListParams {
     fields: Option<String>,
     expand: Option<String>,
     count: Option<bool>,
-}
-
-fn actor(c: &Caller) -> Actor {
-    Actor {
-        user: Some(c.0.id.clone()),
-    }
 }
 
 fn split_list(s: &Option<String>) -> Option<Vec<String>> {
@@ -132,7 +126,7 @@ pub async fn create(
     access::records(&caller, &form, Action::Create)?;
     let body = read_body(&req, payload, state.config.max_body_bytes).await?;
     let input = parse_object(&body)?;
-    let rec = state.store.create(&form, input, &actor(&caller)).await?;
+    let rec = state.store.create(&form, input, &caller.actor()).await?;
     let id = rec
         .get("id")
         .and_then(Value::as_str)
@@ -193,7 +187,7 @@ pub async fn batch(
     }
     let recs = state
         .store
-        .create_batch(&form, inputs, &actor(&caller), true)
+        .create_batch(&form, inputs, &caller.actor(), true)
         .await?;
     Ok(HttpResponse::Created()
         .content_type("application/json")
@@ -266,7 +260,7 @@ pub async fn patch(
     let input = parse_object(&body)?;
     let rec = state
         .store
-        .update(&form, &id, input, expected, &actor(&caller), scope.as_ref())
+        .update(&form, &id, input, expected, &caller.actor(), scope.as_ref())
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag(&rec)))
@@ -286,7 +280,7 @@ pub async fn delete(
     let expected = if_match(&req)?;
     state
         .store
-        .delete(&form, &id, expected, &actor(&caller), scope.as_ref())
+        .delete(&form, &id, expected, &caller.actor(), scope.as_ref())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -20,6 +20,19 @@ pub struct Login {
     password: String,
 }
 
+/// A list of strings under `k` (missing: empty).
+fn str_list(doc: &Value, k: &str) -> Vec<String> {
+    doc.get(k)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn field_str<'a>(doc: &'a Value, k: &str) -> Option<&'a str> {
     doc.get(k).and_then(Value::as_str)
 }
@@ -184,16 +197,7 @@ pub async fn create_user(
         .get("is_admin")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let teams: Vec<String> = doc
-        .get("teams")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let teams: Vec<String> = str_list(&doc, "teams");
     let u = auth::create_user(
         &state.store.db,
         email,
@@ -266,16 +270,7 @@ pub async fn create_team(
     let name = field_str(&doc, "name").ok_or_else(|| {
         ApiError::field(Code::Validation, "name", "required", "a name is required")
     })?;
-    let members: Vec<String> = doc
-        .get("members")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let members: Vec<String> = str_list(&doc, "members");
     auth::create_team(
         &state.store.db,
         name,
