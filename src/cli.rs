@@ -131,6 +131,9 @@ enum UserAction {
         /// Make the user an administrator.
         #[arg(long)]
         admin: bool,
+        /// A role to give the user (repeat for several).
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
 }
 
@@ -144,6 +147,12 @@ enum TokenAction {
         name: Option<String>,
         #[arg(long)]
         expires_in_days: Option<i64>,
+        /// The token only reads.
+        #[arg(long)]
+        read_only: bool,
+        /// The token reaches only this form (repeat for several).
+        #[arg(long = "form")]
+        forms: Vec<String>,
     },
 }
 
@@ -317,7 +326,7 @@ async fn install_demo(store: &Store) -> Result<()> {
         .find(|u| u.is_admin)
         .map(|u| u.id);
     let actor = Actor { user: admin };
-    bundles::install(&store.db, &store.registry, &doc, false, &actor)
+    bundles::install(&store.db, &store.registry, &store.roles, &doc, false, &actor)
         .await
         .map_err(|e| anyhow::anyhow!("installing the demo bundle: {e:?}"))?;
     let seed: Value = serde_json::from_str(DEMO_SEED).context("the embedded demo data")?;
@@ -384,7 +393,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bundle { action } => match action {
             BundleAction::Validate { path } => {
                 let doc = read_bundle(path)?;
-                match trellis_meta::bundle::check_bundle(&doc, &|_| false) {
+                match trellis_meta::bundle::check_bundle(&doc, &|_| None) {
                     Ok(b) => println!("{} {}: {} forms, valid", b.name, b.version, b.forms.len()),
                     Err(errs) => {
                         eprintln!("{} is invalid:", path.display());
@@ -399,6 +408,7 @@ async fn run(cli: Cli) -> Result<()> {
                 match bundles::install(
                     &store.db,
                     &store.registry,
+                    &store.roles,
                     &doc,
                     *dry_run,
                     &Actor::default(),
@@ -416,7 +426,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             BundleAction::Export { name, out } => {
                 let store = open(&cli).await?;
-                let b = bundles::export(&store.db, &store.registry, name).await?;
+                let b = bundles::export(&store.db, &store.registry, &store.roles, name).await?;
                 let text = serde_json::to_string_pretty(&b)? + "\n";
                 match out {
                     Some(p) => std::fs::write(p, text)
@@ -432,17 +442,22 @@ async fn run(cli: Cli) -> Result<()> {
                     name,
                     password,
                     admin,
+                    roles,
                 },
         } => {
             let store = open(&cli).await?;
             let u = auth::create_user(
                 &store.db,
-                email,
-                name.as_deref().unwrap_or(email),
-                password,
-                *admin,
-                None,
-                &[],
+                &store.roles,
+                &auth::NewUser {
+                    email: email.clone(),
+                    name: name.clone().unwrap_or_else(|| email.clone()),
+                    password: password.clone(),
+                    is_admin: *admin,
+                    roles: roles.clone(),
+                    ..auth::NewUser::default()
+                },
+                trellis_store::admin_audit::By::default(),
             )
             .await?;
             println!("created user {} ({})", u.email, u.id);
@@ -453,6 +468,8 @@ async fn run(cli: Cli) -> Result<()> {
                     email,
                     name,
                     expires_in_days,
+                    read_only,
+                    forms,
                 },
         } => {
             let store = open(&cli).await?;
@@ -462,7 +479,19 @@ async fn run(cli: Cli) -> Result<()> {
             let exp = expires_in_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d));
             println!(
                 "{}",
-                auth::issue(&store.db, &u.id, "api", name.clone(), exp).await?
+                auth::issue(
+                    &store.db,
+                    &u.id,
+                    &auth::NewToken {
+                        kind: "api",
+                        name: name.clone(),
+                        expires_at: exp,
+                        read_only: *read_only,
+                        forms: (!forms.is_empty()).then(|| forms.clone()),
+                    },
+                    trellis_store::admin_audit::By::default(),
+                )
+                .await?
             );
         }
     }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::check::{check_bundle_shape, check_form_at};
 use crate::error::MetaError;
 use crate::form::{Form, Label};
+use crate::role::{Role, check_role_at};
 
 /// A bundle document: forms now, more sections as the engine grows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +26,9 @@ pub struct Bundle {
     /// Form definitions, in install order.
     #[serde(default)]
     pub forms: Vec<Form>,
+    /// Role definitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Role>,
 }
 
 /// Parse a semantic version `MAJOR.MINOR.PATCH` (pre-release and build suffixes ignored).
@@ -36,10 +40,11 @@ pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// Check a bundle: its shape, each form, relation targets within the bundle or among
-/// `existing` forms, and unique form names.
+/// `existing` forms, unique form and role names, and each role against the forms.
+/// `existing` lists the fields of an installed form (None: no such form).
 pub fn check_bundle(
     doc: &Value,
-    existing: &dyn Fn(&str) -> bool,
+    existing: &dyn Fn(&str) -> Option<Vec<String>>,
 ) -> Result<Bundle, Vec<MetaError>> {
     let mut errs = check_bundle_shape(doc);
     if !errs.is_empty() {
@@ -66,7 +71,7 @@ pub fn check_bundle(
         .filter_map(|f| f.get("name").and_then(Value::as_str))
         .map(str::to_owned)
         .collect();
-    let known = |n: &str| names.contains(n) || existing(n);
+    let known = |n: &str| names.contains(n) || existing(n).is_some();
     let mut seen = HashSet::new();
     let mut forms = Vec::new();
     for (i, fd) in form_docs.iter().enumerate() {
@@ -85,12 +90,45 @@ pub fn check_bundle(
             Err(e) => errs.extend(e),
         }
     }
+    // Roles see the bundle's forms as they will be, else the installed ones.
+    let fields_of = |n: &str| {
+        forms
+            .iter()
+            .find(|f: &&Form| f.name == n)
+            .map(|f| f.fields.iter().map(|x| x.name.clone()).collect())
+            .or_else(|| existing(n))
+    };
+    let mut roles = Vec::new();
+    let mut seen_roles = HashSet::new();
+    for (i, rd) in doc
+        .get("roles")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("roles[{i}]");
+        if let Some(n) = rd.get("name").and_then(Value::as_str)
+            && !seen_roles.insert(n.to_owned())
+        {
+            errs.push(MetaError::new(
+                format!("{at}.name"),
+                "duplicate_name",
+                format!("the role {n:?} is listed twice"),
+            ));
+        }
+        match check_role_at(rd, &fields_of, &at) {
+            Ok(r) => roles.push(r),
+            Err(e) => errs.extend(e),
+        }
+    }
     if !errs.is_empty() {
         return Err(errs);
     }
     let mut bundle: Bundle = serde_json::from_value(doc.clone())
         .map_err(|e| vec![MetaError::new("", "schema", e.to_string())])?;
     bundle.forms = forms;
+    bundle.roles = roles;
     Ok(bundle)
 }
 
@@ -112,12 +150,12 @@ mod tests {
         let doc = json!({"name":"app","version":"1.0.0","label":{"en":"App"},"forms":[
             {"name":"b","label":{"en":"B"},"fields":[{"name":"a","type":"relation","target":"a"}]},
             {"name":"a","label":{"en":"A"},"fields":[{"name":"x","type":"text"}]}]});
-        let b = check_bundle(&doc, &|_| false).unwrap();
+        let b = check_bundle(&doc, &|_| None).unwrap();
         assert_eq!(b.forms.len(), 2);
         let doc = json!({"name":"app","version":"1.0.0","label":{"en":"App"},"forms":[
             {"name":"b","label":{"en":"B"},"fields":[{"name":"a","type":"relation","target":"zzz"}]},
             {"name":"b","label":{"en":"B"},"fields":[{"name":"x","type":"text"}]}]});
-        let errs = check_bundle(&doc, &|_| false).unwrap_err();
+        let errs = check_bundle(&doc, &|_| None).unwrap_err();
         assert!(
             errs.iter().any(|e| e.path == "forms[0].fields[0].target"),
             "{errs:?}"

@@ -31,7 +31,7 @@ fn compiled(
 }
 
 /// Validate `doc` against a shipped schema, naming each error's JSON path.
-fn schema_errors(
+pub(crate) fn schema_errors(
     src: &'static str,
     cell: &'static OnceLock<Option<jsonschema::Validator>>,
     doc: &Value,

@@ -8,11 +8,13 @@ pub mod check;
 pub mod error;
 pub mod form;
 pub mod record;
+pub mod role;
 
 pub use bundle::Bundle;
 pub use error::{FieldError, MetaError};
 pub use form::{Field, FieldType, Form, Label, OnDelete, SelectOption};
 pub use record::{FieldValidator, RecordValidator};
+pub use role::{Role, Scope};
 
 /// System columns present on every record (fixed names).
 pub const SYSTEM_COLUMNS: [&str; 6] = [

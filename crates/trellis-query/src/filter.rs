@@ -279,7 +279,7 @@ impl Parser<'_> {
             ));
         }
         // Walk the relations, remembering each hop so the tests can be wrapped inside-out.
-        let mut hops: Vec<(String, crate::FieldInfo)> = Vec::new();
+        let mut hops: Vec<(String, crate::FieldInfo, String)> = Vec::new();
         let (mut form, mut table) = (form.to_owned(), table.to_owned());
         let (last, through) = segments.split_last().unwrap_or((&key, &[]));
         for seg in through {
@@ -294,15 +294,22 @@ impl Parser<'_> {
             let target_table = self.catalog.table(&target).ok_or_else(|| {
                 FilterError::new(path, "unknown_form", format!("unknown form `{target}`"))
             })?;
-            hops.push((std::mem::replace(&mut table, target_table), info));
+            hops.push((
+                std::mem::replace(&mut table, target_table),
+                info,
+                target.clone(),
+            ));
             form = target;
         }
         let info = self.lookup(&form, last, path)?;
         let name = segments.first().copied().unwrap_or(key).to_owned();
         let leaves = self.ops(&name, &table, &info.column, info.kind, val, path)?;
         let mut node = single(leaves.into_iter().map(Node::Leaf).collect());
-        for (outer_table, relation) in hops.into_iter().rev() {
+        for (outer_table, relation, target) in hops.into_iter().rev() {
             let inner_table = std::mem::replace(&mut table, outer_table.clone());
+            if let Some(scope) = self.catalog.row_scope(&target) {
+                node = Node::All(vec![node, scope.root]);
+            }
             node = Node::Leaf(Leaf {
                 name: name.clone(),
                 table: outer_table,

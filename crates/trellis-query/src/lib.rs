@@ -62,6 +62,11 @@ pub trait Catalog {
     fn field(&self, form: &str, name: &str) -> Option<FieldInfo>;
     /// The SQL table of form `form`, if it exists.
     fn table(&self, form: &str) -> Option<String>;
+    /// The rows of `form` a relation path may look at (None: all). Row permissions plug
+    /// in here, so a filter cannot probe records the caller may not read.
+    fn row_scope(&self, _form: &str) -> Option<Filter> {
+        None
+    }
 }
 
 #[cfg(test)]

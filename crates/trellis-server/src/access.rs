@@ -1,39 +1,30 @@
-//! The one place where every record and definition access is checked. Roles and row and
-//! field permissions plug in here; today any signed-in user works with records and only
-//! administrators change definitions, users and bundles.
-
-use trellis_query::Filter;
+//! Checks of administrative access. Record access is resolved per caller into
+//! `trellis_access::Permissions` and applied by the store on every read and write.
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Code};
 
-/// What a caller wants to do with the records of a form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Get, list, expand, history.
-    Read,
-    /// Create.
-    Create,
-    /// Update.
-    Update,
-    /// Delete.
-    Delete,
-}
-
-/// Check record access; returns the scope (extra filter) the caller is limited to.
-pub fn records(caller: &Caller, _form: &str, _action: Action) -> Result<Option<Filter>, ApiError> {
-    let _ = caller;
-    Ok(None)
-}
-
-/// Only administrators may change definitions, users, teams and bundles.
+/// Only administrators (with a token that is neither read-only nor limited to forms) may
+/// change definitions, users, teams, roles and bundles.
 pub fn admin(caller: &Caller) -> Result<(), ApiError> {
-    if caller.0.is_admin {
+    if caller.perms().may_administer() {
         Ok(())
     } else {
         Err(ApiError::new(
             Code::Forbidden,
-            "only administrators may do this",
+            "only administrators may do this (with a token that is not read-only or limited to forms)",
+        ))
+    }
+}
+
+/// Administrators may read users, roles and the admin audit, also with a read-only token.
+pub fn inspect(caller: &Caller) -> Result<(), ApiError> {
+    if caller.perms().may_inspect() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::Forbidden,
+            "only administrators may see this",
         ))
     }
 }

@@ -188,7 +188,11 @@ impl ApiError {
         let message = message.into();
         Self {
             code,
-            detail: format!("{field}: {message}"),
+            detail: if field.is_empty() {
+                message.clone()
+            } else {
+                format!("{field}: {message}")
+            },
             errors: vec![json!({"field": field, "code": reason, "message": message})],
             extra: None,
         }
@@ -242,6 +246,16 @@ pub fn zh_for(code: &str) -> &'static str {
         "file_type" => "不接受此类型的文件",
         "max_size" => "文件过大",
         "not_found" => "引用的对象不存在",
+        "read_only" => "你不能修改此字段",
+        "not_permitted" => "你没有执行此操作的权限",
+        "owner_out_of_scope" => "不能把记录交给这个负责人",
+        "out_of_scope" => "你的角色不允许创建这样的记录",
+        "role_filter_invalid" => "角色的数据范围条件已失效，请联系管理员",
+        "csrf" => "缺少或错误的 CSRF 令牌",
+        "role_in_use" => "仍有用户拥有此角色",
+        "role_owned" => "此角色属于另一个应用包",
+        "cycle" => "汇报关系不能形成循环",
+        "unknown_role" => "角色不存在",
         _ => "请求无效",
     }
 }
@@ -341,6 +355,7 @@ impl From<StoreError> for ApiError {
                 errors: blockers.iter().map(|b| json!({"field": b.field, "code": b.code, "message": b.message, "total": b.total, "rows": b.rows})).collect(),
                 extra: None,
             },
+            StoreError::Forbidden { field, code, message } => Self::field(Code::Forbidden, &field, code, message),
             StoreError::BadCredentials => Self::new(Code::BadCredentials, "wrong e-mail or password"),
             StoreError::Locked { retry_after } => Self {
                 code: Code::RateLimited,

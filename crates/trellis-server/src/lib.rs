@@ -20,7 +20,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::auth::TokenCache;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
-use crate::routes::{bundles, files, forms, ops, records, users};
+use crate::routes::{audit, bundles, files, forms, ops, public, records, roles, users};
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone)]
@@ -58,6 +58,8 @@ pub struct AppState {
     pub openapi_base: Value,
     /// Settings.
     pub config: ServerConfig,
+    /// Public form submissions per address.
+    pub public_limits: public::RateLimiter,
 }
 
 fn query_error(
@@ -110,6 +112,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/openapi.json").get(ops::openapi))
                 .service(resource("/auth/login").post(users::login))
                 .service(resource("/auth/logout").post(users::logout))
+                .service(resource("/auth/csrf").get(users::csrf))
                 .service(resource("/me").get(users::me))
                 .service(
                     resource("/tokens")
@@ -127,11 +130,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .get(users::get_user)
                         .patch(users::patch_user),
                 )
+                .service(resource("/users/{id}/reassign").post(users::reassign_user))
                 .service(
                     resource("/teams")
                         .get(users::list_teams)
                         .post(users::create_team),
                 )
+                .service(
+                    resource("/teams/{name}")
+                        .get(users::get_team)
+                        .patch(users::patch_team),
+                )
+                .service(resource("/roles").get(roles::list).post(roles::create))
+                .service(
+                    resource("/roles/{name}")
+                        .get(roles::get)
+                        .put(roles::put)
+                        .delete(roles::delete),
+                )
+                .service(resource("/audit").get(audit::list))
+                .service(resource("/public/{key}").post(public::submit))
                 .service(resource("/forms").get(forms::list).post(forms::create))
                 .service(
                     resource("/forms/{form}")
@@ -141,6 +159,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/forms/{form}/versions").get(forms::list_versions))
                 .service(resource("/forms/{form}/columns").get(forms::columns))
+                .service(
+                    resource("/forms/{form}/public")
+                        .get(public::get)
+                        .put(public::put)
+                        .delete(public::delete),
+                )
                 .service(resource("/files").post(files::upload))
                 .service(resource("/files/{id}").get(files::download))
                 .service(
@@ -155,6 +179,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .post(records::create),
                 )
                 .service(resource("/data/{form}/batch").post(records::batch))
+                .service(resource("/data/{form}/reassign").post(records::reassign))
                 .service(
                     resource("/data/{form}/{id}")
                         .get(records::get)
@@ -174,6 +199,7 @@ pub fn state(store: Store, config: ServerConfig) -> Result<web::Data<AppState>, 
         metrics: Metrics::new()?,
         openapi_base: openapi::base(),
         config,
+        public_limits: public::RateLimiter::default(),
     }))
 }
 
@@ -197,6 +223,10 @@ pub async fn run(
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             if let Err(e) = refresher.store.registry.refresh(&refresher.store.db).await {
                 tracing::warn!(error = %e, "refreshing form definitions failed");
+            }
+            // Roles changed by another process (or the command line) arrive here.
+            if let Err(e) = refresher.store.roles.reload(&refresher.store.db).await {
+                tracing::warn!(error = %e, "refreshing roles failed");
             }
             if tick % 5 == 0
                 && let Err(e) = refresher.store.maintain().await

@@ -8,7 +8,7 @@ use trellis_meta::record::{Mode, input_schema, output_schema};
 use trellis_store::FormEntry;
 use utoipa::OpenApi;
 
-use crate::routes::{bundles, forms, ops, users};
+use crate::routes::{audit, bundles, forms, ops, public, roles, users};
 
 /// The static part of the API.
 #[derive(OpenApi)]
@@ -16,7 +16,10 @@ use crate::routes::{bundles, forms, ops, users};
     info(title = "Trellis", description = "Self-hosted no-code platform: forms, records, rules, workflows and reports. Every form gets the record API below."),
     paths(
         users::login, users::logout, users::me, users::list_tokens, users::create_token, users::revoke_token,
-        users::list_users, users::create_user, users::get_user, users::patch_user, users::list_teams, users::create_team,
+        users::csrf, users::list_users, users::create_user, users::get_user, users::patch_user, users::reassign_user,
+        users::list_teams, users::create_team, users::get_team, users::patch_team,
+        roles::list, roles::create, roles::get, roles::put, roles::delete, audit::list,
+        public::get, public::put, public::delete, public::submit,
         forms::list, forms::create, forms::get, forms::put, forms::delete, forms::list_versions, forms::columns,
         bundles::list, bundles::install, bundles::export,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
@@ -116,6 +119,14 @@ pub fn document(base: &Value, forms: &[Arc<FormEntry>]) -> Value {
                     "properties": {"records": {"type": "array", "maxItems": 1000, "items": {"$ref": format!("#/components/schemas/{p}Input")}}}}}}},
                 "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {"type": "object", "properties": {"data": {"type": "array", "items": rec}}}}}},
                     "409": problem("Unique value taken"), "422": problem("Invalid values")}}
+        }));
+        paths.insert(format!("/api/v1/data/{n}/reassign"), json!({
+            "post": {"tags": tags, "summary": format!("Hand {label} records to another owner"), "operationId": format!("reassign_{n}"), "security": sec,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["to"],
+                    "properties": {"to": {"type": "string", "description": "The new owner's user id"},
+                        "ids": {"type": "array", "maxItems": 1000, "items": {"type": "string"}},
+                        "from": {"type": "string", "description": "Every record this user owns"}}}}}},
+                "responses": {"200": {"description": "{\"form\", \"to\", \"count\"}"}, "403": problem("Not permitted"), "404": problem("A record is not found")}}
         }));
         paths.insert(format!("/api/v1/data/{n}/{{id}}"), json!({
             "parameters": [id_param],

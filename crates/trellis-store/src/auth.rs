@@ -6,15 +6,18 @@ use chrono::{Duration, Utc};
 use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use trellis_query::value::{format_datetime, parse_datetime};
 
+use crate::admin_audit::{self, By, Event};
 use crate::db::Db;
+use crate::roles::Roles;
 use crate::entity::{team, team_member, token, user};
 use crate::error::StoreError;
 use crate::migrate::LOGIN_FAILURES;
@@ -36,6 +39,103 @@ pub struct Principal {
     /// The token used.
     #[serde(skip)]
     pub token_id: String,
+    /// Roles held.
+    pub roles: Vec<String>,
+    /// Everyone in the user's teams and the teams they manage (the user included).
+    #[serde(skip)]
+    pub team: Vec<String>,
+    /// Everyone below the user in the reporting line.
+    #[serde(skip)]
+    pub subordinates: Vec<String>,
+    /// The token only reads.
+    pub read_only: bool,
+    /// The token reaches only these forms.
+    pub forms: Option<Vec<String>>,
+}
+
+impl Principal {
+    /// The subject that permissions are resolved for.
+    pub fn subject(&self) -> trellis_access::Subject {
+        trellis_access::Subject {
+            user: self.id.clone(),
+            admin: self.is_admin,
+            team: self.team.clone(),
+            subordinates: self.subordinates.clone(),
+            read_only: self.read_only,
+            forms: self.forms.clone(),
+        }
+    }
+}
+
+/// Everyone in `user`'s teams and the teams they manage, managers included, `user` too.
+pub async fn teammates<C: ConnectionTrait>(c: &C, user: &str) -> Result<Vec<String>, StoreError> {
+    let mine: Vec<String> = team_member::Entity::find()
+        .filter(team_member::Column::UserId.eq(user))
+        .all(c)
+        .await?
+        .into_iter()
+        .map(|m| m.team)
+        .chain(
+            team::Entity::find()
+                .filter(team::Column::Manager.eq(user))
+                .all(c)
+                .await?
+                .into_iter()
+                .map(|t| t.name),
+        )
+        .collect();
+    let mut out = vec![user.to_owned()];
+    if mine.is_empty() {
+        return Ok(out);
+    }
+    for m in team_member::Entity::find()
+        .filter(team_member::Column::Team.is_in(mine.clone()))
+        .all(c)
+        .await?
+    {
+        out.push(m.user_id);
+    }
+    for t in team::Entity::find()
+        .filter(team::Column::Name.is_in(mine))
+        .all(c)
+        .await?
+    {
+        out.extend(t.manager);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Everyone below `user` in the reporting line, nearest first.
+pub async fn subordinates<C: ConnectionTrait>(
+    c: &C,
+    user: &str,
+) -> Result<Vec<String>, StoreError> {
+    let lines: Vec<(String, Option<String>)> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .column(user::Column::Manager)
+        .into_tuple()
+        .all(c)
+        .await?;
+    let mut out: Vec<String> = Vec::new();
+    let mut frontier = vec![user.to_owned()];
+    // Bounded by the number of users, so a cycle cannot loop forever.
+    while !frontier.is_empty() && out.len() < lines.len() {
+        let next: Vec<String> = lines
+            .iter()
+            .filter(|(id, m)| {
+                m.as_ref().is_some_and(|m| frontier.contains(m))
+                    && id != user
+                    && !out.contains(id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        out.extend(next.iter().cloned());
+        frontier = next;
+    }
+    Ok(out)
 }
 
 /// A user as the API shows it.
@@ -126,17 +226,68 @@ pub fn generate_password() -> String {
 /// Smallest password length.
 pub const MIN_PASSWORD: usize = 8;
 
-/// Create a user. The e-mail is stored in lower case and must be unique.
+/// A user to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    /// E-mail (stored in lower case, unique).
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+    /// Administrator?
+    pub is_admin: bool,
+    /// Manager's user id.
+    pub manager: Option<String>,
+    /// Team names.
+    pub teams: Vec<String>,
+    /// Role names.
+    pub roles: Vec<String>,
+}
+
+fn not_a_user(field: impl Into<String>, id: &str) -> StoreError {
+    StoreError::field(
+        field,
+        "not_found",
+        format!("no user with id {id:?}"),
+        format!("找不到用户 {id:?}"),
+    )
+}
+
+fn check_password_length(p: &str) -> Result<(), StoreError> {
+    if p.chars().count() < MIN_PASSWORD {
+        return Err(StoreError::field(
+            "password",
+            "min_length",
+            format!("at least {MIN_PASSWORD} characters"),
+            format!("至少 {MIN_PASSWORD} 个字符"),
+        ));
+    }
+    Ok(())
+}
+
+async fn check_teams<C: ConnectionTrait>(c: &C, teams: &[String]) -> Result<(), StoreError> {
+    for (i, t) in teams.iter().enumerate() {
+        if team::Entity::find_by_id(t.clone()).one(c).await?.is_none() {
+            return Err(StoreError::field(
+                format!("teams[{i}]"),
+                "not_found",
+                format!("no team named {t:?}"),
+                format!("找不到团队 {t:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Create a user with their teams and roles, in one transaction with its audit entry.
 pub async fn create_user(
     db: &Db,
-    email: &str,
-    name: &str,
-    password: &str,
-    is_admin: bool,
-    manager: Option<String>,
-    teams: &[String],
+    roles: &Roles,
+    new: &NewUser,
+    by: By<'_>,
 ) -> Result<user::Model, StoreError> {
-    let email = email.trim().to_lowercase();
+    let email = new.email.trim().to_lowercase();
     if !email.contains('@') || email.len() > 254 {
         return Err(StoreError::field(
             "email",
@@ -145,14 +296,7 @@ pub async fn create_user(
             "不是有效的电子邮件地址",
         ));
     }
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(StoreError::field(
-            "password",
-            "min_length",
-            format!("at least {MIN_PASSWORD} characters"),
-            format!("至少 {MIN_PASSWORD} 个字符"),
-        ));
-    }
+    check_password_length(&new.password)?;
     if user::Entity::find()
         .filter(user::Column::Email.eq(&email))
         .one(&db.writer)
@@ -163,45 +307,26 @@ pub async fn create_user(
             field: "email".into(),
         });
     }
-    let hash = hash_blocking(password).await?;
-    // The user and its memberships are one write; the manager and teams must exist.
+    let hash = hash_blocking(&new.password).await?;
     let txn = db.writer.begin().await?;
-    if let Some(m) = &manager
+    if let Some(m) = &new.manager
         && user::Entity::find_by_id(m.clone())
             .one(&txn)
             .await?
             .is_none()
     {
-        return Err(StoreError::field(
-            "manager",
-            "not_found",
-            format!("no user with id {m:?}"),
-            format!("找不到用户 {m:?}"),
-        ));
+        return Err(not_a_user("manager", m));
     }
-    for (i, t) in teams.iter().enumerate() {
-        if team::Entity::find_by_id(t.clone())
-            .one(&txn)
-            .await?
-            .is_none()
-        {
-            return Err(StoreError::field(
-                format!("teams[{i}]"),
-                "not_found",
-                format!("no team named {t:?}"),
-                format!("找不到团队 {t:?}"),
-            ));
-        }
-    }
+    check_teams(&txn, &new.teams).await?;
     let now = Utc::now();
     let m = user::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         email: Set(email),
-        name: Set(name.trim().to_owned()),
+        name: Set(new.name.trim().to_owned()),
         password_hash: Set(hash),
         active: Set(true),
-        is_admin: Set(is_admin),
-        manager: Set(manager),
+        is_admin: Set(new.is_admin),
+        manager: Set(new.manager.clone()),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -214,7 +339,10 @@ pub async fn create_user(
         },
         _ => StoreError::Db(e),
     })?;
-    for t in teams {
+    let mut teams = new.teams.clone();
+    teams.sort();
+    teams.dedup();
+    for t in &teams {
         team_member::ActiveModel {
             team: Set(t.clone()),
             user_id: Set(m.id.clone()),
@@ -222,6 +350,18 @@ pub async fn create_user(
         .insert(&txn)
         .await?;
     }
+    admin_audit::record(
+        &txn,
+        Event {
+            actor: by.actor,
+            action: "user.create",
+            target: Some(&m.id),
+            ip: by.ip,
+            detail: json!({"email": m.email, "is_admin": m.is_admin, "manager": m.manager, "teams": teams}),
+        },
+    )
+    .await?;
+    crate::roles::set_user_roles(&txn, roles, &m.id, &new.roles, by.actor, by.ip).await?;
     txn.commit().await?;
     Ok(m)
 }
@@ -268,7 +408,19 @@ pub async fn bootstrap_admin(
             (p.clone(), Some(p))
         }
     };
-    create_user(db, email, "Administrator", &pw, true, None, &[]).await?;
+    create_user(
+        db,
+        &Roles::default(),
+        &NewUser {
+            email: email.to_owned(),
+            name: "Administrator".into(),
+            password: pw,
+            is_admin: true,
+            ..NewUser::default()
+        },
+        By::default(),
+    )
+    .await?;
     Ok(Some((email.to_lowercase(), generated)))
 }
 
@@ -288,6 +440,17 @@ pub async fn login(
     ] {
         if let Some(oldest) = recent_failures(db, col, value, max, now).await? {
             let until = oldest + Duration::minutes(LOCKOUT_MINUTES);
+            admin_audit::record(
+                &db.writer,
+                Event {
+                    actor: None,
+                    action: "login.locked",
+                    target: Some(&email),
+                    ip: Some(ip),
+                    detail: json!({"by": col}),
+                },
+            )
+            .await?;
             return Err(StoreError::Locked {
                 retry_after: u64::try_from(std::cmp::max((until - now).num_seconds(), 1))
                     .unwrap_or(1),
@@ -303,9 +466,23 @@ pub async fn login(
             let secret = issue(
                 db,
                 &u.id,
-                "session",
-                None,
-                Some(now + Duration::days(SESSION_DAYS)),
+                &NewToken {
+                    kind: "session",
+                    expires_at: Some(now + Duration::days(SESSION_DAYS)),
+                    ..NewToken::default()
+                },
+                By::default(),
+            )
+            .await?;
+            admin_audit::record(
+                &db.writer,
+                Event {
+                    actor: Some(&u.id),
+                    action: "login",
+                    target: Some(&u.id),
+                    ip: Some(ip),
+                    detail: json!({"email": u.email}),
+                },
             )
             .await?;
             Ok((secret, u))
@@ -321,6 +498,17 @@ pub async fn login(
                 ])
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             db.writer.execute(&ins).await?;
+            admin_audit::record(
+                &db.writer,
+                Event {
+                    actor: None,
+                    action: "login.failed",
+                    target: Some(&email),
+                    ip: Some(ip),
+                    detail: json!({}),
+                },
+            )
+            .await?;
             Err(StoreError::BadCredentials)
         }
         Err(e) => Err(e),
@@ -396,6 +584,10 @@ pub struct TokenView {
     pub created_at: String,
     /// Expires.
     pub expires_at: Option<String>,
+    /// Only reads.
+    pub read_only: bool,
+    /// Only these forms.
+    pub forms: Option<Vec<String>>,
 }
 
 impl From<token::Model> for TokenView {
@@ -406,31 +598,67 @@ impl From<token::Model> for TokenView {
             kind: m.kind,
             created_at: m.created_at.to_rfc3339(),
             expires_at: m.expires_at.map(|d| d.to_rfc3339()),
+            read_only: m.read_only,
+            forms: m.forms.and_then(|f| serde_json::from_str(&f).ok()),
         }
     }
 }
 
-/// Issue a token for a user and return its secret (shown once).
+/// A token to issue.
+#[derive(Debug, Clone, Default)]
+pub struct NewToken<'a> {
+    /// `session` or `api`.
+    pub kind: &'a str,
+    /// A name for an API token.
+    pub name: Option<String>,
+    /// Expiry.
+    pub expires_at: Option<chrono::DateTime<Utc>>,
+    /// Only reads.
+    pub read_only: bool,
+    /// Only these forms.
+    pub forms: Option<Vec<String>>,
+}
+
+/// Issue a token for a user and return its secret (shown once). API tokens are recorded
+/// in the admin audit (sessions are, as logins).
 pub async fn issue(
     db: &Db,
     user_id: &str,
-    kind: &str,
-    name: Option<String>,
-    expires_at: Option<chrono::DateTime<Utc>>,
+    t: &NewToken<'_>,
+    by: By<'_>,
 ) -> Result<String, StoreError> {
     let secret = new_secret();
+    let id = uuid::Uuid::now_v7().to_string();
+    let txn = db.writer.begin().await?;
     token::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
+        id: Set(id.clone()),
         token_hash: Set(token_hash(&secret)),
         user_id: Set(user_id.to_owned()),
-        kind: Set(kind.to_owned()),
-        name: Set(name),
+        kind: Set(t.kind.to_owned()),
+        name: Set(t.name.clone()),
         created_at: Set(Utc::now()),
-        expires_at: Set(expires_at),
+        expires_at: Set(t.expires_at),
         revoked_at: Set(None),
+        read_only: Set(t.read_only),
+        forms: Set(t.forms.as_ref().map(|f| json!(f).to_string())),
     }
-    .insert(&db.writer)
+    .insert(&txn)
     .await?;
+    if t.kind != "session" {
+        admin_audit::record(
+            &txn,
+            Event {
+                actor: by.actor.or(Some(user_id)),
+                action: "token.create",
+                target: Some(&id),
+                ip: by.ip,
+                detail: json!({"user": user_id, "name": t.name, "read_only": t.read_only,
+                    "forms": t.forms, "expires_at": t.expires_at.map(|e| e.to_rfc3339())}),
+            },
+        )
+        .await?;
+    }
+    txn.commit().await?;
     Ok(secret)
 }
 
@@ -446,16 +674,39 @@ pub async fn list_tokens(db: &Db, user_id: &str) -> Result<Vec<token::Model>, St
 }
 
 /// Revoke a token of `user_id` (an administrator may pass None to revoke anyone's).
-pub async fn revoke(db: &Db, token_id: &str, user_id: Option<&str>) -> Result<(), StoreError> {
+pub async fn revoke(
+    db: &Db,
+    token_id: &str,
+    user_id: Option<&str>,
+    by: By<'_>,
+) -> Result<(), StoreError> {
+    let txn = db.writer.begin().await?;
     let t = token::Entity::find_by_id(token_id.to_owned())
-        .one(&db.writer)
+        .one(&txn)
         .await?;
     let Some(t) = t.filter(|t| user_id.is_none_or(|u| u == t.user_id)) else {
         return Err(StoreError::NotFound(format!("token {token_id}")));
     };
+    let (kind, owner) = (t.kind.clone(), t.user_id.clone());
     let mut a: token::ActiveModel = t.into();
     a.revoked_at = Set(Some(Utc::now()));
-    a.update(&db.writer).await?;
+    a.update(&txn).await?;
+    admin_audit::record(
+        &txn,
+        Event {
+            actor: by.actor,
+            action: if kind == "session" {
+                "logout"
+            } else {
+                "token.revoke"
+            },
+            target: Some(token_id),
+            ip: by.ip,
+            detail: json!({"user": owner, "kind": kind}),
+        },
+    )
+    .await?;
+    txn.commit().await?;
     Ok(())
 }
 
@@ -472,49 +723,99 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, St
     let u = user::Entity::find_by_id(t.user_id.clone())
         .one(&db.reader)
         .await?;
-    Ok(u.filter(|u| u.active).map(|u| Principal {
+    let Some(u) = u.filter(|u| u.active) else {
+        return Ok(None);
+    };
+    let forms = match &t.forms {
+        Some(f) => Some(serde_json::from_str::<Vec<String>>(f)?),
+        None => None,
+    };
+    Ok(Some(Principal {
+        roles: crate::roles::of_user(&db.reader, &u.id).await?,
+        team: teammates(&db.reader, &u.id).await?,
+        subordinates: subordinates(&db.reader, &u.id).await?,
         id: u.id,
         email: u.email,
         name: u.name,
         is_admin: u.is_admin,
         token_id: t.id,
+        read_only: t.read_only,
+        forms,
     }))
 }
 
-/// Change a user: name, active flag, manager, password.
+/// Changes to a user; what is None stays as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// Display name.
+    pub name: Option<String>,
+    /// Active flag.
+    pub active: Option<bool>,
+    /// Administrator flag.
+    pub is_admin: Option<bool>,
+    /// Manager (Some(None) clears it).
+    pub manager: Option<Option<String>>,
+    /// New password.
+    pub password: Option<String>,
+    /// Exactly these teams.
+    pub teams: Option<Vec<String>>,
+    /// Exactly these roles.
+    pub roles: Option<Vec<String>>,
+}
+
+/// Change a user in one transaction with its audit entries. A new password or a
+/// disabled account ends every session and token.
 pub async fn update_user(
     db: &Db,
+    roles: &Roles,
     id: &str,
-    name: Option<String>,
-    active: Option<bool>,
-    manager: Option<Option<String>>,
-    password: Option<String>,
+    p: UserPatch,
+    by: By<'_>,
 ) -> Result<user::Model, StoreError> {
+    let hash = match &p.password {
+        Some(pw) => {
+            check_password_length(pw)?;
+            Some(hash_blocking(pw).await?)
+        }
+        None => None,
+    };
+    let txn = db.writer.begin().await?;
     let u = user::Entity::find_by_id(id.to_owned())
-        .one(&db.writer)
+        .one(&txn)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
-    let mut a: user::ActiveModel = u.into();
-    if let Some(n) = name {
-        a.name = Set(n);
-    }
-    if let Some(x) = active {
-        a.active = Set(x);
-    }
-    if let Some(m) = manager {
-        a.manager = Set(m);
-    }
-    if let Some(p) = password {
-        if p.chars().count() < MIN_PASSWORD {
+    if let Some(Some(m)) = &p.manager {
+        if user::Entity::find_by_id(m.clone()).one(&txn).await?.is_none() {
+            return Err(not_a_user("manager", m));
+        }
+        // The reporting line is a tree: the new manager may not report to this user.
+        if m == id || subordinates(&txn, id).await?.contains(m) {
             return Err(StoreError::field(
-                "password",
-                "min_length",
-                format!("at least {MIN_PASSWORD} characters"),
-                format!("至少 {MIN_PASSWORD} 个字符"),
+                "manager",
+                "cycle",
+                "the manager reports to this user: the reporting line would be a loop",
+                "该经理是此用户的下属，汇报关系会形成循环",
             ));
         }
-        a.password_hash = Set(hash_blocking(&p).await?);
-        // A new password ends every session and token issued under the old one.
+    }
+    let before = json!({"name": u.name, "active": u.active, "is_admin": u.is_admin, "manager": u.manager});
+    let mut a: user::ActiveModel = u.into();
+    if let Some(n) = p.name {
+        a.name = Set(n);
+    }
+    if let Some(x) = p.active {
+        a.active = Set(x);
+    }
+    if let Some(x) = p.is_admin {
+        a.is_admin = Set(x);
+    }
+    if let Some(m) = p.manager {
+        a.manager = Set(m);
+    }
+    if let Some(h) = hash {
+        a.password_hash = Set(h);
+    }
+    if p.password.is_some() || p.active == Some(false) {
         token::Entity::update_many()
             .col_expr(
                 token::Column::RevokedAt,
@@ -522,11 +823,70 @@ pub async fn update_user(
             )
             .filter(token::Column::UserId.eq(id))
             .filter(token::Column::RevokedAt.is_null())
-            .exec(&db.writer)
+            .exec(&txn)
             .await?;
     }
     a.updated_at = Set(Utc::now());
-    Ok(a.update(&db.writer).await?)
+    let m = a.update(&txn).await?;
+    let after = json!({"name": m.name, "active": m.active, "is_admin": m.is_admin, "manager": m.manager});
+    if before != after || p.password.is_some() {
+        admin_audit::record(
+            &txn,
+            Event {
+                actor: by.actor,
+                action: "user.update",
+                target: Some(id),
+                ip: by.ip,
+                detail: json!({"before": before, "after": after, "password_changed": p.password.is_some()}),
+            },
+        )
+        .await?;
+    }
+    if let Some(teams) = p.teams {
+        check_teams(&txn, &teams).await?;
+        let was: Vec<String> = team_member::Entity::find()
+            .filter(team_member::Column::UserId.eq(id))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|t| t.team)
+            .collect();
+        let mut teams = teams;
+        teams.sort();
+        teams.dedup();
+        let mut was_sorted = was.clone();
+        was_sorted.sort();
+        if was_sorted != teams {
+            team_member::Entity::delete_many()
+                .filter(team_member::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?;
+            for t in &teams {
+                team_member::ActiveModel {
+                    team: Set(t.clone()),
+                    user_id: Set(id.to_owned()),
+                }
+                .insert(&txn)
+                .await?;
+            }
+            admin_audit::record(
+                &txn,
+                Event {
+                    actor: by.actor,
+                    action: "user.teams",
+                    target: Some(id),
+                    ip: by.ip,
+                    detail: json!({"before": was_sorted, "after": teams}),
+                },
+            )
+            .await?;
+        }
+    }
+    if let Some(r) = p.roles {
+        crate::roles::set_user_roles(&txn, roles, id, &r, by.actor, by.ip).await?;
+    }
+    txn.commit().await?;
+    Ok(m)
 }
 
 /// Create a team with its members.
@@ -536,7 +896,16 @@ pub async fn create_team(
     label: serde_json::Value,
     manager: Option<String>,
     members: &[String],
+    by: By<'_>,
 ) -> Result<(), StoreError> {
+    if !name_ok(name) {
+        return Err(StoreError::field(
+            "name",
+            "invalid_name",
+            "a team name is lower-case letters, digits and _, starting with a letter",
+            "团队名称只能包含小写字母、数字和下划线，并以字母开头",
+        ));
+    }
     let txn = db.writer.begin().await?;
     if team::Entity::find_by_id(name.to_owned())
         .one(&txn)
@@ -570,7 +939,7 @@ pub async fn create_team(
     team::ActiveModel {
         name: Set(name.to_owned()),
         label: Set(label),
-        manager: Set(manager),
+        manager: Set(manager.clone()),
         created_at: Set(Utc::now()),
     }
     .insert(&txn)
@@ -584,6 +953,98 @@ pub async fn create_team(
         .insert(&txn)
         .await?;
     }
+    admin_audit::record(
+        &txn,
+        Event {
+            actor: by.actor,
+            action: "team.create",
+            target: Some(name),
+            ip: by.ip,
+            detail: json!({"manager": manager, "members": members}),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+fn name_ok(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Change a team: label, manager (Some(None) clears it), exactly these members.
+pub async fn update_team(
+    db: &Db,
+    name: &str,
+    label: Option<serde_json::Value>,
+    manager: Option<Option<String>>,
+    members: Option<Vec<String>>,
+    by: By<'_>,
+) -> Result<(), StoreError> {
+    let txn = db.writer.begin().await?;
+    let t = team::Entity::find_by_id(name.to_owned())
+        .one(&txn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("team {name}")))?;
+    if let Some(Some(m)) = &manager
+        && user::Entity::find_by_id(m.clone()).one(&txn).await?.is_none()
+    {
+        return Err(not_a_user("manager", m));
+    }
+    let was: Vec<String> = team_member::Entity::find()
+        .filter(team_member::Column::Team.eq(name))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    let before = json!({"label": t.label, "manager": t.manager, "members": was});
+    let mut a: team::ActiveModel = t.into();
+    if let Some(l) = label {
+        a.label = Set(l);
+    }
+    if let Some(m) = manager {
+        a.manager = Set(m);
+    }
+    let t = a.update(&txn).await?;
+    let mut now_members = was.clone();
+    if let Some(ms) = members {
+        for (i, m) in ms.iter().enumerate() {
+            if user::Entity::find_by_id(m.clone()).one(&txn).await?.is_none() {
+                return Err(not_a_user(format!("members[{i}]"), m));
+            }
+        }
+        team_member::Entity::delete_many()
+            .filter(team_member::Column::Team.eq(name))
+            .exec(&txn)
+            .await?;
+        let mut ms = ms;
+        ms.sort();
+        ms.dedup();
+        for m in &ms {
+            team_member::ActiveModel {
+                team: Set(name.to_owned()),
+                user_id: Set(m.clone()),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        now_members = ms;
+    }
+    admin_audit::record(
+        &txn,
+        Event {
+            actor: by.actor,
+            action: "team.update",
+            target: Some(name),
+            ip: by.ip,
+            detail: json!({"before": before, "after": {"label": t.label, "manager": t.manager, "members": now_members}}),
+        },
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }

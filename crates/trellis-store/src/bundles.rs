@@ -11,7 +11,8 @@ use trellis_meta::bundle::{Bundle, check_bundle, parse_version};
 use crate::db::Db;
 use crate::entity::bundle as bundle_e;
 use crate::error::StoreError;
-use crate::forms::{FormEntry, Registry, insert_form};
+use crate::forms::{FormEntry, Registry, Snapshot, initial_columns, insert_form};
+use crate::roles::{Roles, check_filters, save as save_role};
 use crate::plan::{Plan, apply, make_plan, save_definition};
 use crate::records::{Actor, write_audit};
 
@@ -27,6 +28,15 @@ pub struct FormChange {
     pub plan: Option<Plan>,
 }
 
+/// What installing did (or would do) to one role.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleChange {
+    /// Role.
+    pub role: String,
+    /// `create`, `update` or `unchanged`.
+    pub action: &'static str,
+}
+
 /// The outcome of an install.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstallReport {
@@ -38,6 +48,8 @@ pub struct InstallReport {
     pub version: String,
     /// Per form.
     pub forms: Vec<FormChange>,
+    /// Per role: `create`, `update` or `unchanged`.
+    pub roles: Vec<RoleChange>,
     /// Whether anything changed.
     pub changed: bool,
     /// Whether it was applied (false on a dry run).
@@ -48,14 +60,60 @@ pub struct InstallReport {
 pub async fn install(
     db: &Db,
     registry: &Registry,
+    roles: &Roles,
     doc: &Value,
     dry_run: bool,
     actor: &Actor,
 ) -> Result<InstallReport, StoreError> {
     let _changing = registry.change.write().await;
     let snapshot = registry.snapshot();
-    let bundle =
-        check_bundle(doc, &|n| snapshot.0.contains_key(n)).map_err(StoreError::Definition)?;
+    let bundle = check_bundle(doc, &|n| {
+        snapshot
+            .0
+            .get(n)
+            .map(|e| e.form.fields.iter().map(|f| f.name.clone()).collect())
+    })
+    .map_err(StoreError::Definition)?;
+    // Role filters are checked against the forms as the bundle leaves them.
+    let mut after = (*snapshot.0).clone();
+    for f in &bundle.forms {
+        after.insert(
+            f.name.clone(),
+            Arc::new(FormEntry::new(
+                f.clone(),
+                0,
+                initial_columns(f),
+                None,
+                0,
+            )?),
+        );
+    }
+    let after = Snapshot(Arc::new(after));
+    let role_errs: Vec<_> = bundle
+        .roles
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| check_filters(r, &after, &format!("roles[{i}]")))
+        .collect();
+    if !role_errs.is_empty() {
+        return Err(StoreError::Definition(role_errs));
+    }
+    for r in &bundle.roles {
+        if let Some(e) = roles.get(&r.name)
+            && e.bundle.as_deref().is_some_and(|b| b != bundle.name)
+        {
+            return Err(StoreError::Conflict {
+                field: format!("roles.{}", r.name),
+                code: "role_owned",
+                message: format!(
+                    "the role {:?} belongs to the bundle {:?}",
+                    r.name,
+                    e.bundle.as_deref().unwrap_or_default()
+                ),
+                rows: vec![],
+            });
+        }
+    }
     let installed = bundle_e::Entity::find_by_id(bundle.name.clone())
         .one(&db.writer)
         .await?;
@@ -178,10 +236,31 @@ pub async fn install(
         txn.rollback().await?;
         return Err(StoreError::Lossy(blockers));
     }
+    let mut role_changes = Vec::new();
+    for (i, r) in bundle.roles.iter().enumerate() {
+        let current = roles.get(&r.name);
+        let same = current.as_ref().is_some_and(|e| {
+            *e.role == *r && e.bundle.as_deref() == Some(bundle.name.as_str()) && e.position == i as i64
+        });
+        role_changes.push(RoleChange {
+            role: r.name.clone(),
+            action: match (&current, same) {
+                (_, true) => "unchanged",
+                (None, _) => "create",
+                (Some(_), _) => "update",
+            },
+        });
+        if !dry_run && !same {
+            save_role(&txn, r, Some(&bundle.name), i as i64, actor.user.as_deref(), None)
+                .await?;
+        }
+    }
     let manifest_changed = installed
         .as_ref()
         .is_none_or(|i| i.manifest != manifest || i.version != bundle.version);
-    let changed = manifest_changed || changes.iter().any(|c| c.action != "unchanged");
+    let changed = manifest_changed
+        || changes.iter().any(|c| c.action != "unchanged")
+        || role_changes.iter().any(|c| c.action != "unchanged");
     if dry_run || !changed {
         txn.rollback().await?;
     } else {
@@ -211,12 +290,14 @@ pub async fn install(
         for e in entries {
             registry.put(e);
         }
+        roles.reload(db).await?;
     }
     Ok(InstallReport {
         bundle: bundle.name,
         from_version: installed.map(|i| i.version),
         version: bundle.version,
         forms: changes,
+        roles: role_changes,
         changed,
         applied: !dry_run && changed,
     })
@@ -231,7 +312,12 @@ pub async fn list(db: &Db) -> Result<Vec<bundle_e::Model>, StoreError> {
 }
 
 /// Export an installed bundle as an installable document.
-pub async fn export(db: &Db, registry: &Registry, name: &str) -> Result<Bundle, StoreError> {
+pub async fn export(
+    db: &Db,
+    registry: &Registry,
+    roles: &Roles,
+    name: &str,
+) -> Result<Bundle, StoreError> {
     let m = bundle_e::Entity::find_by_id(name.to_owned())
         .one(&db.reader)
         .await?
@@ -243,5 +329,11 @@ pub async fn export(db: &Db, registry: &Registry, name: &str) -> Result<Bundle, 
         .filter(|e| e.bundle.as_deref() == Some(name))
         .collect();
     b.forms = forms.iter().map(|e| e.form.clone()).collect();
+    b.roles = roles
+        .list()
+        .into_iter()
+        .filter(|e| e.bundle.as_deref() == Some(name))
+        .map(|e| (*e.role).clone())
+        .collect();
     Ok(b)
 }

@@ -64,6 +64,10 @@ pub mod token {
         pub expires_at: Option<DateTimeUtc>,
         /// Revocation time, if revoked.
         pub revoked_at: Option<DateTimeUtc>,
+        /// The token only reads (migration 4).
+        pub read_only: bool,
+        /// JSON list of the forms the token reaches; none: all the user's (migration 4).
+        pub forms: Option<String>,
     }
 
     /// No relations are navigated through sea-orm.

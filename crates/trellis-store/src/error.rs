@@ -71,6 +71,16 @@ pub enum StoreError {
     /// A schema change would lose data.
     #[error("the change would lose data in {} field(s)", .0.len())]
     Lossy(Vec<crate::plan::Blocker>),
+    /// The caller may not do this (to this field, when named).
+    #[error("{message}")]
+    Forbidden {
+        /// Field path, or empty.
+        field: String,
+        /// Stable code, e.g. `read_only`.
+        code: &'static str,
+        /// Human message.
+        message: String,
+    },
     /// Login failed.
     #[error("wrong e-mail or password")]
     BadCredentials,
@@ -89,6 +99,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The caller may not do this.
+    pub fn forbidden(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+
     /// A validation error on one field.
     pub fn field(
         field: impl Into<String>,

@@ -2,6 +2,8 @@
 //! tables, online schema change, records with their audit history, users and tokens,
 //! bundles. Knows nothing of HTTP.
 
+pub mod access;
+pub mod admin_audit;
 pub mod auth;
 pub mod bundles;
 pub mod db;
@@ -17,7 +19,10 @@ mod migrate_v1;
 #[allow(dead_code)]
 mod migrate_v2;
 pub mod plan;
+pub mod public;
+pub mod reassign;
 pub mod records;
+pub mod roles;
 mod row;
 pub mod seed;
 pub mod stats;
@@ -37,6 +42,8 @@ pub struct Store {
     pub db: Arc<Db>,
     /// Form definitions, cached.
     pub registry: Arc<Registry>,
+    /// Role definitions, cached.
+    pub roles: Arc<roles::Roles>,
     /// Group commit of single creates.
     pub(crate) group: Option<group::GroupWriter>,
     /// Rows written since tables were last analyzed.
@@ -49,6 +56,7 @@ impl Store {
         let db = Db::connect(opts).await?;
         migrate::run(&db).await?;
         let registry = Arc::new(Registry::load(&db).await?);
+        let roles = Arc::new(roles::Roles::load(&db).await?);
         let db = Arc::new(db);
         let stats = Arc::new(stats::Stats::default());
         // Both backends: on SQLite there is one writer anyway; on PostgreSQL a shared
@@ -61,6 +69,7 @@ impl Store {
         Ok(Self {
             db,
             registry,
+            roles,
             group,
             stats,
         })

@@ -23,7 +23,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, "system tables"),
     (2, "uploaded files"),
     (3, "login failures"),
+    (4, "roles, admin audit, public forms, narrower tokens"),
 ];
+
+/// Role definitions.
+pub const ROLES: &str = "trellis_roles";
+/// Which user holds which role.
+pub const USER_ROLES: &str = "trellis_user_roles";
+/// Logins, permission changes, tokens, ownership transfers.
+pub const ADMIN_AUDIT: &str = "trellis_admin_audit";
+/// Forms open to anonymous submission.
+pub const PUBLIC_FORMS: &str = "trellis_public_forms";
 
 /// Failed logins, for lockout (and, later, the admin audit).
 pub const LOGIN_FAILURES: &str = "trellis_login_failures";
@@ -46,6 +56,83 @@ pub fn latest() -> i64 {
 async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
     let backend = txn.get_database_backend();
     let schema = Schema::new(backend);
+    if n == 4 {
+        txn.execute(
+            Table::create()
+                .table(ROLES)
+                .col(ColumnDef::new("name").text().not_null().primary_key())
+                .col(ColumnDef::new("definition").text().not_null())
+                .col(ColumnDef::new("bundle").text())
+                .col(ColumnDef::new("position").big_integer().not_null())
+                .col(ColumnDef::new("updated_at").text().not_null()),
+        )
+        .await?;
+        txn.execute(
+            Table::create()
+                .table(USER_ROLES)
+                .col(ColumnDef::new("user_id").text().not_null())
+                .col(ColumnDef::new("role").text().not_null())
+                .primary_key(Index::create().col("user_id").col("role")),
+        )
+        .await?;
+        txn.execute(
+            Index::create()
+                .name("ix_user_roles_role")
+                .table(USER_ROLES)
+                .col("role"),
+        )
+        .await?;
+        txn.execute(
+            Table::create()
+                .table(ADMIN_AUDIT)
+                .col(serial_id())
+                .col(ColumnDef::new("at").text().not_null())
+                .col(ColumnDef::new("actor").text())
+                .col(ColumnDef::new("action").text().not_null())
+                .col(ColumnDef::new("target").text())
+                .col(ColumnDef::new("ip").text())
+                .col(ColumnDef::new("detail").text().not_null()),
+        )
+        .await?;
+        for (name, col) in [
+            ("ix_admin_audit_action", "action"),
+            ("ix_admin_audit_actor", "actor"),
+            ("ix_admin_audit_target", "target"),
+        ] {
+            txn.execute(
+                Index::create()
+                    .name(name)
+                    .table(ADMIN_AUDIT)
+                    .col(col)
+                    .col("id"),
+            )
+            .await?;
+        }
+        txn.execute(
+            Table::create()
+                .table(PUBLIC_FORMS)
+                .col(ColumnDef::new("form").text().not_null().primary_key())
+                .col(ColumnDef::new("public_key").text().not_null().unique_key())
+                .col(ColumnDef::new("settings").text().not_null())
+                .col(ColumnDef::new("updated_at").text().not_null()),
+        )
+        .await?;
+        txn.execute(
+            Table::alter().table("trellis_tokens").add_column(
+                ColumnDef::new("read_only")
+                    .boolean()
+                    .not_null()
+                    .default(false),
+            ),
+        )
+        .await?;
+        txn.execute(
+            Table::alter()
+                .table("trellis_tokens")
+                .add_column(ColumnDef::new("forms").text()),
+        )
+        .await?;
+    }
     if n == 3 {
         txn.execute(
             Table::create()

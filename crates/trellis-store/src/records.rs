@@ -18,6 +18,9 @@ use trellis_query::value::{format_datetime, parse_datetime, to_sql};
 use trellis_query::{Cursor, Dialect, Filter, FilterError, Sort, ValueKind, cursor};
 
 use crate::Store;
+use crate::access;
+use trellis_access::Permissions;
+use trellis_meta::role::Action;
 use crate::error::{BlockingRow, StoreError};
 use crate::forms::{FormEntry, SYSTEM, Snapshot, field_kind};
 use crate::migrate::{AUDIT, SEQUENCES};
@@ -148,6 +151,17 @@ impl Projection {
         fields: Option<&[String]>,
         extra: &[String],
     ) -> Result<Self, StoreError> {
+        Self::seen_by(entry, fields, extra, &Permissions::system())
+    }
+
+    /// The columns a reader may see: hidden fields are neither read nor accepted in `fields`.
+    fn seen_by(
+        entry: &FormEntry,
+        fields: Option<&[String]>,
+        extra: &[String],
+        perms: &Permissions,
+    ) -> Result<Self, StoreError> {
+        let form = entry.form.name.as_str();
         let mut cols = Vec::new();
         let want = |name: &str| {
             // id and version always: they make the cursor and the ETag.
@@ -161,7 +175,7 @@ impl Projection {
         }
         if let Some(fs) = fields {
             for (i, f) in fs.iter().enumerate() {
-                if entry.column(f).is_none() {
+                if entry.column(f).is_none() || !access::visible(perms, form, f) {
                     return Err(FilterError::new(
                         format!("fields[{i}]"),
                         "unknown_field",
@@ -173,6 +187,7 @@ impl Projection {
         }
         for f in &entry.form.fields {
             if want(&f.name)
+                && access::visible(perms, form, &f.name)
                 && let Some((c, k)) = entry.column(&f.name)
             {
                 cols.push((f.name.clone(), c.to_owned(), k));
@@ -250,14 +265,18 @@ impl Store {
         form: &str,
         input: Map<String, Value>,
         actor: &Actor,
+        perms: &Permissions,
     ) -> Result<Map<String, Value>, StoreError> {
         if let Some(g) = &self.group {
             // Validate here, in parallel on the caller's task; the writer only writes.
-            let entry = self.registry.get(form)?;
+            let snap = self.registry.snapshot();
+            let entry = snap.get(form)?;
+            access::check_fields(perms, form, sent(&input), "")?;
             let values = entry
                 .validator
                 .prepare(input, Mode::Create, now_micros())
                 .map_err(StoreError::Validation)?;
+            access::check_create(perms, &snap, form, &values, "")?;
             let (reply, rx) = tokio::sync::oneshot::channel();
             g.submit(crate::group::Job {
                 form: form.to_owned(),
@@ -266,11 +285,15 @@ impl Store {
                 reply,
             })
             .await?;
-            return rx
+            let mut rec = rx
                 .await
-                .map_err(|_| StoreError::Unavailable("the writer dropped the create".into()))?;
+                .map_err(|_| StoreError::Unavailable("the writer dropped the create".into()))??;
+            access::redact(perms, form, &mut rec);
+            return Ok(rec);
         }
-        let mut out = self.create_batch(form, vec![input], actor, false).await?;
+        let mut out = self
+            .create_batch(form, vec![input], actor, false, perms)
+            .await?;
         out.pop()
             .ok_or_else(|| StoreError::Corrupt("no record created".into()))
     }
@@ -282,6 +305,7 @@ impl Store {
         inputs: Vec<Map<String, Value>>,
         actor: &Actor,
         batch: bool,
+        perms: &Permissions,
     ) -> Result<Vec<Map<String, Value>>, StoreError> {
         let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
@@ -297,8 +321,12 @@ impl Store {
         let mut prepared = Vec::with_capacity(inputs.len());
         let mut errors = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
+            access::check_fields(perms, form, sent(&input), &prefix(i))?;
             match entry.validator.prepare(input, Mode::Create, now) {
-                Ok(v) => prepared.push(v),
+                Ok(v) => {
+                    access::check_create(perms, &snap, form, &v, &prefix(i))?;
+                    prepared.push(v)
+                }
                 Err(es) => errors.extend(es.into_iter().map(|mut e| {
                     e.field = format!("{}{}", prefix(i), e.field);
                     e
@@ -310,7 +338,7 @@ impl Store {
         }
         check_unique_within(&entry, &prepared, batch)?;
         let txn = self.db.writer.begin().await?;
-        let records = insert_records(
+        let mut records = insert_records(
             &txn,
             self.db.dialect,
             &snap,
@@ -322,6 +350,9 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
+        for r in &mut records {
+            access::redact(perms, form, r);
+        }
         // The records are committed: a failed ANALYZE must not turn that into an error.
         if let Err(e) = self
             .stats
@@ -339,10 +370,12 @@ impl Store {
         form: &str,
         id: &str,
         fields: Option<&[String]>,
-        scope: Option<&Filter>,
+        perms: &Permissions,
     ) -> Result<Map<String, Value>, StoreError> {
-        let entry = self.registry.get(form)?;
-        let proj = Projection::new(&entry, fields, &[])?;
+        let snap = self.registry.snapshot();
+        let entry = snap.get(form)?;
+        let scope = access::rows(perms, &snap, form, Action::Read)?;
+        let proj = Projection::seen_by(&entry, fields, &[], perms)?;
         let mut s = proj.select(&entry.table);
         s.and_where(col(&entry.table, "id").eq(id));
         if let Some(f) = scope {
@@ -358,18 +391,23 @@ impl Store {
         }
     }
 
-    /// A page of records. `scope` narrows what the caller may see.
+    /// A page of records: only rows the caller may read, only fields they may see.
     pub async fn list(
         &self,
         form: &str,
         q: &ListQuery,
-        scope: Option<Filter>,
+        perms: &Permissions,
     ) -> Result<Page, StoreError> {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let dialect = self.db.dialect;
+        let scope = access::rows(perms, &snap, form, Action::Read)?;
+        let seen = access::Visible {
+            snap: &snap,
+            perms,
+        };
         let mut filter = match &q.filter {
-            Some(f) => Filter::parse(form, f, &snap, Utc::now()).map_err(|mut e| {
+            Some(f) => Filter::parse(form, f, &seen, Utc::now()).map_err(|mut e| {
                 e.path = match e.path.as_str() {
                     "" => "filter".to_owned(),
                     p if p.starts_with('[') => format!("filter{p}"),
@@ -382,11 +420,11 @@ impl Store {
         if let Some(s) = scope {
             filter = filter.and(s);
         }
-        let sort = Sort::parse(form, q.sort.as_deref().unwrap_or(""), &snap)?;
+        let sort = Sort::parse(form, q.sort.as_deref().unwrap_or(""), &seen)?;
         // Sort keys feed the cursor and relation fields feed expand, even when not asked for.
         let mut extra: Vec<String> = sort.keys.iter().map(|k| k.field.clone()).collect();
         extra.extend(q.expand.iter().cloned());
-        let proj = Projection::new(&entry, q.fields.as_deref(), &extra)?;
+        let proj = Projection::seen_by(&entry, q.fields.as_deref(), &extra, perms)?;
         let limit = q.limit.clamp(1, MAX_LIMIT);
         let mut s = proj.select(&entry.table);
         let cond = filter.to_condition(dialect);
@@ -422,7 +460,8 @@ impl Store {
             None
         };
         if !q.expand.is_empty() {
-            self.expand(&snap, &entry, &mut data, &q.expand).await?;
+            self.expand(&snap, &entry, &mut data, &q.expand, perms)
+                .await?;
         }
         if let Some(fs) = &q.fields {
             for r in &mut data {
@@ -443,9 +482,15 @@ impl Store {
         entry: &FormEntry,
         data: &mut [Map<String, Value>],
         fields: &[String],
+        perms: &Permissions,
     ) -> Result<(), StoreError> {
         for (i, name) in fields.iter().enumerate() {
-            let Some(target) = entry.form.field(name).and_then(|f| f.target.clone()) else {
+            let target = entry
+                .form
+                .field(name)
+                .filter(|_| access::visible(perms, &entry.form.name, name))
+                .and_then(|f| f.target.clone());
+            let Some(target) = target else {
                 return Err(FilterError::new(
                     format!("expand[{i}]"),
                     "not_a_relation",
@@ -461,10 +506,19 @@ impl Store {
                 .into_iter()
                 .collect();
             let mut found: HashMap<String, Map<String, Value>> = HashMap::new();
-            let proj = Projection::new(&te, None, &[])?;
-            for chunk in ids.chunks(500) {
+            // Records the caller may not read expand to null, like missing ones.
+            let scope = match access::rows(perms, snap, &target, Action::Read) {
+                Ok(s) => Some(s),
+                Err(StoreError::Forbidden { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            let proj = Projection::seen_by(&te, None, &[], perms)?;
+            for chunk in ids.chunks(500).filter(|_| scope.is_some()) {
                 let mut s = proj.select(&te.table);
                 s.and_where(col(&te.table, "id").is_in(chunk.iter().cloned()));
+                if let Some(Some(f)) = &scope {
+                    s.cond_where(f.to_condition(self.db.dialect));
+                }
                 for r in self.db.reader.query_all(&s).await? {
                     let m = proj.read(&r, self.db.dialect)?;
                     if let Some(id) = m.get("id").and_then(Value::as_str) {
@@ -499,11 +553,12 @@ impl Store {
         patch: Map<String, Value>,
         if_match: Option<i64>,
         actor: &Actor,
-        scope: Option<&Filter>,
+        perms: &Permissions,
     ) -> Result<Map<String, Value>, StoreError> {
         let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
+        let scope = access::rows(perms, &snap, form, Action::Update)?;
         let dialect = self.db.dialect;
         let now = now_micros();
         let values = entry
@@ -514,7 +569,13 @@ impl Store {
         let mut one = [values];
         crate::files::resolve(&txn, &entry.form.fields, &mut one, &|_| String::new()).await?;
         let [values] = one;
-        let current = read_for_update(&txn, dialect, &entry, id, scope).await?;
+        let current = match read_for_update(&txn, dialect, &entry, id, scope.as_ref()).await {
+            Err(StoreError::RecordNotFound { .. }) if scope.is_some() => {
+                drop(txn);
+                return Err(self.out_of_scope(form, id, perms, Action::Update).await);
+            }
+            r => r?,
+        };
         let version = current.get("version").and_then(Value::as_i64).unwrap_or(0);
         if let Some(v) = if_match
             && v != version
@@ -544,7 +605,19 @@ impl Store {
         }
         if changes.is_empty() {
             txn.rollback().await?;
+            let mut current = current;
+            access::redact(perms, form, &mut current);
             return Ok(current);
+        }
+        access::check_fields(perms, form, changed.keys(), "")?;
+        if let Some(o) = changed.get("owner").and_then(Value::as_str)
+            && !perms.may_own(form, Action::Update, o)
+        {
+            return Err(StoreError::forbidden(
+                "owner",
+                "owner_out_of_scope",
+                "you may not hand the record to this owner",
+            ));
         }
         // Only what changed: an old reference must not block an unrelated edit.
         check_refs(&txn, &snap, &entry, std::slice::from_ref(&changed), false).await?;
@@ -570,7 +643,27 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
+        access::redact(perms, form, &mut merged);
         Ok(merged)
+    }
+
+    /// The error for a record the action's scope does not reach: 403 when the caller may
+    /// read it, else 404 (never confirm that a record exists).
+    async fn out_of_scope(
+        &self,
+        form: &str,
+        id: &str,
+        perms: &Permissions,
+        action: Action,
+    ) -> StoreError {
+        match self.get(form, id, Some(&["id".to_owned()]), perms).await {
+            Ok(_) => StoreError::forbidden(
+                "",
+                "not_permitted",
+                format!("you may not {} this {form} record", action.as_str()),
+            ),
+            Err(e) => e,
+        }
     }
 
     /// Delete a record, applying the on-delete policy of every relation that points at it.
@@ -580,13 +673,22 @@ impl Store {
         id: &str,
         if_match: Option<i64>,
         actor: &Actor,
-        scope: Option<&Filter>,
+        perms: &Permissions,
     ) -> Result<(), StoreError> {
         let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
+        let scope = access::rows(perms, &snap, form, Action::Delete)?;
         let txn = self.db.writer.begin().await?;
-        let current = read_for_update(&txn, self.db.dialect, &entry, id, scope).await?;
+        let current = match read_for_update(&txn, self.db.dialect, &entry, id, scope.as_ref())
+            .await
+        {
+            Err(StoreError::RecordNotFound { .. }) if scope.is_some() => {
+                drop(txn);
+                return Err(self.out_of_scope(form, id, perms, Action::Delete).await);
+            }
+            r => r?,
+        };
         let version = current.get("version").and_then(Value::as_i64).unwrap_or(0);
         if let Some(v) = if_match
             && v != version
@@ -608,17 +710,18 @@ impl Store {
         Ok(())
     }
 
-    /// The audit history of a record, oldest first.
-    /// With a scope, the record must exist and be in it.
+    /// The audit history of a record, oldest first, with only the fields the caller may
+    /// see. Limited to some rows, the caller sees the history of records they can read.
     pub async fn history(
         &self,
         form: &str,
         id: &str,
-        scope: Option<&Filter>,
+        perms: &Permissions,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.registry.get(form)?;
-        if scope.is_some() {
-            self.get(form, id, Some(&["id".to_owned()]), scope).await?;
+        let snap = self.registry.snapshot();
+        snap.get(form)?;
+        if access::rows(perms, &snap, form, Action::Read)?.is_some() {
+            self.get(form, id, Some(&["id".to_owned()]), perms).await?;
         }
         let mut s = Query::select();
         s.columns(["id", "version", "action", "actor", "at", "changes"].map(Alias::new))
@@ -633,22 +736,37 @@ impl Store {
                 id: id.to_owned(),
             });
         }
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    id: r.try_get_by_index(0)?,
-                    version: r.try_get_by_index(1)?,
-                    action: r.try_get_by_index(2)?,
-                    actor: r.try_get_by_index(3)?,
-                    at: r.try_get_by_index(4)?,
-                    changes: expand_changes(
-                        &r.try_get_by_index::<String>(2)?,
-                        serde_json::from_str(&r.try_get_by_index::<String>(5)?)?,
-                    ),
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let action: String = r.try_get_by_index(2)?;
+            let mut changes = expand_changes(
+                &action,
+                serde_json::from_str(&r.try_get_by_index::<String>(5)?)?,
+            );
+            if let Value::Object(m) = &mut changes {
+                let before = m.len();
+                m.retain(|k, _| access::visible(perms, form, k));
+                // An update of hidden fields only is not the caller's business.
+                if m.is_empty() && before > 0 && action == "update" {
+                    continue;
+                }
+            }
+            out.push(AuditEntry {
+                id: r.try_get_by_index(0)?,
+                version: r.try_get_by_index(1)?,
+                action,
+                actor: r.try_get_by_index(3)?,
+                at: r.try_get_by_index(4)?,
+                changes,
+            });
+        }
+        Ok(out)
     }
+}
+
+/// The keys a client sent with a value (null means "not set" on create).
+fn sent(input: &Map<String, Value>) -> impl Iterator<Item = &String> {
+    input.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k)
 }
 
 /// A create entry stores only the values it set (the audit log is the biggest table);

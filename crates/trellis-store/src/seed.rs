@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use trellis_meta::form::{Field, FieldType};
 
 use crate::Store;
+use crate::admin_audit::By;
 use crate::auth;
 use crate::error::StoreError;
 use crate::records::Actor;
@@ -95,7 +96,28 @@ pub async fn load(store: &Store, seed: &Value, actor: &Actor) -> Result<SeedRepo
             .and_then(Value::as_str)
             .unwrap_or("demo-pass-2026");
         let is_admin = u.get("admin").and_then(Value::as_bool).unwrap_or(false);
-        let m = auth::create_user(db, &email, name, pw, is_admin, None, &[]).await?;
+        let roles: Vec<String> = u
+            .get("roles")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        let m = auth::create_user(
+            db,
+            &store.roles,
+            &auth::NewUser {
+                email: email.clone(),
+                name: name.to_owned(),
+                password: pw.to_owned(),
+                is_admin,
+                roles,
+                ..auth::NewUser::default()
+            },
+            By::default(),
+        )
+        .await?;
         users.insert(email, m.id);
         report.users += 1;
     }
@@ -111,7 +133,17 @@ pub async fn load(store: &Store, seed: &Value, actor: &Actor) -> Result<SeedRepo
                 .and_then(Value::as_str)
                 .and_then(|m| users.get(&m.to_lowercase())),
         ) {
-            auth::update_user(db, id, None, None, Some(Some(mgr.clone())), None).await?;
+            auth::update_user(
+                db,
+                &store.roles,
+                id,
+                auth::UserPatch {
+                    manager: Some(Some(mgr.clone())),
+                    ..auth::UserPatch::default()
+                },
+                By::default(),
+            )
+            .await?;
         }
     }
     let existing: Vec<String> = auth::list_teams(db)
@@ -154,6 +186,7 @@ pub async fn load(store: &Store, seed: &Value, actor: &Actor) -> Result<SeedRepo
             t.get("label").cloned().unwrap_or(Value::Null),
             manager,
             &members,
+            By::default(),
         )
         .await?;
         report.teams += 1;
@@ -174,7 +207,10 @@ pub async fn load(store: &Store, seed: &Value, actor: &Actor) -> Result<SeedRepo
                     m.insert("owner".into(), Value::String(o.clone()));
                 }
                 resolve(&entry.form.fields, &mut m, &refs, &users)?;
-                let created = store.create(form, m, actor).await.map_err(|e| match e {
+                let created = store
+                    .create(form, m, actor, &trellis_access::Permissions::system())
+                    .await
+                    .map_err(|e| match e {
                     StoreError::Validation(mut errs) => {
                         for x in &mut errs {
                             x.field = format!("records.{form}[{n}].{}", x.field);

@@ -47,6 +47,7 @@ pub async fn install(
     let report = bundles::install(
         &state.store.db,
         &state.store.registry,
+        &state.store.roles,
         &doc,
         q.dry_run,
         &actor,
@@ -60,10 +61,17 @@ pub async fn install(
     responses((status = 200, description = "The bundle"), (status = 404, description = "Not installed")))]
 pub async fn export(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let b = bundles::export(&state.store.db, &state.store.registry, &path).await?;
+    access::inspect(&caller)?;
+    let b = bundles::export(
+        &state.store.db,
+        &state.store.registry,
+        &state.store.roles,
+        &path,
+    )
+    .await?;
     let text = serde_json::to_string_pretty(&b).map_err(trellis_store::StoreError::from)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")

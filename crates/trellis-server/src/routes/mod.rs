@@ -1,10 +1,13 @@
 //! HTTP routes, one module per surface.
 
+pub mod audit;
 pub mod bundles;
 pub mod files;
 pub mod forms;
 pub mod ops;
+pub mod public;
 pub mod records;
+pub mod roles;
 pub mod users;
 
 use actix_web::web;

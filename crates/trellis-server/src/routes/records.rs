@@ -5,10 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use trellis_store::ListQuery;
+use trellis_store::reassign::Selection;
 
 use crate::AppState;
-use crate::access::{self, Action};
-use crate::auth::Caller;
+use crate::auth::{Caller, client_ip};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::routes::{parse_json, parse_object, read_body};
 
@@ -73,7 +73,6 @@ pub async fn list(
 ) -> ApiResult<HttpResponse> {
     let form = path.into_inner();
     state.store.registry.get(&form)?;
-    let scope = access::records(&caller, &form, Action::Read)?;
     let filter = match &q.filter {
         Some(f) if !f.trim().is_empty() => Some(serde_json::from_str::<Value>(f).map_err(|e| {
             ApiError::field(
@@ -103,7 +102,7 @@ pub async fn list(
         expand: split_list(&q.expand).unwrap_or_default(),
         count: q.count.unwrap_or(false),
     };
-    let page = state.store.list(&form, &lq, scope).await?;
+    let page = state.store.list(&form, &lq, caller.perms()).await?;
     let mut body = json!({"data": page.data, "next_cursor": page.next_cursor});
     if let Some(t) = page.total {
         body["total"] = json!(t);
@@ -123,10 +122,12 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let form = path.into_inner();
     state.store.registry.get(&form)?;
-    access::records(&caller, &form, Action::Create)?;
     let body = read_body(&req, payload, state.config.max_body_bytes).await?;
     let input = parse_object(&body)?;
-    let rec = state.store.create(&form, input, &caller.actor()).await?;
+    let rec = state
+        .store
+        .create(&form, input, &caller.actor(), caller.perms())
+        .await?;
     let id = rec
         .get("id")
         .and_then(Value::as_str)
@@ -149,7 +150,6 @@ pub async fn batch(
 ) -> ApiResult<HttpResponse> {
     let form = path.into_inner();
     state.store.registry.get(&form)?;
-    access::records(&caller, &form, Action::Create)?;
     let body = read_body(&req, payload, state.config.max_body_bytes).await?;
     let doc = parse_json(&body)?;
     let Some(Value::Array(items)) = doc.get("records") else {
@@ -187,7 +187,7 @@ pub async fn batch(
     }
     let recs = state
         .store
-        .create_batch(&form, inputs, &caller.actor(), true)
+        .create_batch(&form, inputs, &caller.actor(), true, caller.perms())
         .await?;
     Ok(HttpResponse::Created()
         .content_type("application/json")
@@ -203,7 +203,6 @@ pub async fn get(
     q: web::Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let (form, id) = path.into_inner();
-    let scope = access::records(&caller, &form, Action::Read)?;
     let fields = split_list(&q.fields);
     let expand = split_list(&q.expand);
     // Relation fields to expand are read even when `fields` leaves them out.
@@ -212,7 +211,7 @@ pub async fn get(
         .map(|f| f.iter().chain(expand.iter().flatten()).cloned().collect());
     let mut rec = state
         .store
-        .get(&form, &id, read.as_deref(), scope.as_ref())
+        .get(&form, &id, read.as_deref(), caller.perms())
         .await?;
     let tag = etag(&rec);
     if req
@@ -229,7 +228,10 @@ pub async fn get(
         let snap = state.store.registry.snapshot();
         let entry = snap.get(&form)?;
         let mut one = [rec];
-        state.store.expand(&snap, &entry, &mut one, ex).await?;
+        state
+            .store
+            .expand(&snap, &entry, &mut one, ex, caller.perms())
+            .await?;
         let [r] = one;
         rec = r;
     }
@@ -254,13 +256,12 @@ pub async fn patch(
 ) -> ApiResult<HttpResponse> {
     let (form, id) = path.into_inner();
     state.store.registry.get(&form)?;
-    let scope = access::records(&caller, &form, Action::Update)?;
     let expected = if_match(&req)?;
     let body = read_body(&req, payload, state.config.max_body_bytes).await?;
     let input = parse_object(&body)?;
     let rec = state
         .store
-        .update(&form, &id, input, expected, &caller.actor(), scope.as_ref())
+        .update(&form, &id, input, expected, &caller.actor(), caller.perms())
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag(&rec)))
@@ -276,11 +277,10 @@ pub async fn delete(
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     let (form, id) = path.into_inner();
-    let scope = access::records(&caller, &form, Action::Delete)?;
     let expected = if_match(&req)?;
     state
         .store
-        .delete(&form, &id, expected, &caller.actor(), scope.as_ref())
+        .delete(&form, &id, expected, &caller.actor(), caller.perms())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -292,7 +292,74 @@ pub async fn history(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (form, id) = path.into_inner();
-    let scope = access::records(&caller, &form, Action::Read)?;
-    let h = state.store.history(&form, &id, scope.as_ref()).await?;
+    let h = state.store.history(&form, &id, caller.perms()).await?;
     Ok(HttpResponse::Ok().json(json!({"data": h})))
+}
+
+/// `POST /api/v1/data/{form}/reassign`: `{"ids": [...], "to"}` or `{"from", "to"}`.
+pub async fn reassign(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let form = path.into_inner();
+    state.store.registry.get(&form)?;
+    let doc = parse_object(&read_body(&req, payload, state.config.max_body_bytes).await?)?;
+    let to = doc.get("to").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::field(
+            Code::Validation,
+            "to",
+            "required",
+            "name the user who receives the records",
+        )
+    })?;
+    let sel = match (doc.get("ids"), doc.get("from")) {
+        (Some(Value::Array(ids)), None) => {
+            if ids.is_empty() || ids.len() > trellis_store::records::MAX_BATCH {
+                return Err(ApiError::field(
+                    Code::Validation,
+                    "ids",
+                    "count",
+                    format!("1 to {} ids", trellis_store::records::MAX_BATCH),
+                ));
+            }
+            let mut v = Vec::with_capacity(ids.len());
+            for (i, id) in ids.iter().enumerate() {
+                v.push(id.as_str().map(str::to_owned).ok_or_else(|| {
+                    ApiError::field(
+                        Code::Validation,
+                        &format!("ids[{i}]"),
+                        "type",
+                        "ids are strings",
+                    )
+                })?);
+            }
+            Selection::Ids(v)
+        }
+        (None, Some(Value::String(from))) => Selection::OwnedBy(from.clone()),
+        _ => {
+            return Err(ApiError::field(
+                Code::Validation,
+                "ids",
+                "required",
+                "send either {\"ids\": [...], \"to\"} or {\"from\", \"to\"}",
+            ));
+        }
+    };
+    let ip = client_ip(&req);
+    let out = state
+        .store
+        .reassign(
+            std::slice::from_ref(&form),
+            &sel,
+            to,
+            &caller.actor(),
+            caller.perms(),
+            Some(&ip),
+        )
+        .await?;
+    let count: u64 = out.iter().map(|r| r.count).sum();
+    Ok(HttpResponse::Ok().json(json!({"form": form, "to": to, "count": count})))
 }
