@@ -253,7 +253,7 @@ fn init_logging(format: &str) {
     }
 }
 
-/// Read a bundle from a JSON file or a folder (`bundle.json` plus `forms/*.json`).
+/// Read a bundle from a JSON file or a folder (`bundle.json`, `forms/*.json`, `roles/*.json`).
 pub fn read_bundle(path: &Path) -> Result<Value> {
     if path.is_file() {
         let text =
@@ -265,25 +265,29 @@ pub fn read_bundle(path: &Path) -> Result<Value> {
         .with_context(|| format!("reading {}", manifest.display()))?;
     let mut doc: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path.join("forms"))
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    let mut forms = Vec::new();
-    for f in files {
-        let text =
-            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-        forms.push(
-            serde_json::from_str::<Value>(&text)
-                .with_context(|| format!("parsing {}", f.display()))?,
-        );
+    for sub in ["forms", "roles"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path.join(sub))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let mut items = Vec::new();
+        for f in files {
+            let text =
+                std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            items.push(
+                serde_json::from_str::<Value>(&text)
+                    .with_context(|| format!("parsing {}", f.display()))?,
+            );
+        }
+        if sub == "forms" || !items.is_empty() {
+            doc[sub] = Value::Array(items);
+        }
     }
-    doc["forms"] = Value::Array(forms);
     Ok(doc)
 }
 

@@ -5,8 +5,10 @@
 
 mod harness;
 
+mod access;
 mod bundles;
 mod cli;
 mod forms;
 mod ops;
+mod people;
 mod records;

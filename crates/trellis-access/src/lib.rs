@@ -15,6 +15,10 @@ const IN_CHUNK: usize = 1000;
 
 /// The string in role filters that stands for the user's id.
 pub const ME: &str = "$me";
+/// Stands for the ids of everyone in the user's teams (a list, for `$in`).
+pub const TEAM: &str = "$team";
+/// Stands for the user and everyone below them (a list, for `$in`).
+pub const SUBORDINATES: &str = "$subordinates";
 
 /// A user as far as permissions go.
 #[derive(Debug, Clone, Default)]
@@ -52,14 +56,25 @@ pub struct Permissions {
     admin: bool,
 }
 
-/// Replace `"$me"` anywhere in a filter with the user's id.
-pub fn bind_me(filter: &Value, me: &str) -> Value {
+/// Replace the placeholders of a role filter: `"$me"` with the user's id, `"$team"` and
+/// `"$subordinates"` with lists of ids.
+pub fn bind(filter: &Value, me: &str, team: &[String], subordinates: &[String]) -> Value {
     match filter {
         Value::String(s) if s == ME => Value::String(me.to_owned()),
-        Value::Array(a) => Value::Array(a.iter().map(|v| bind_me(v, me)).collect()),
+        Value::String(s) if s == TEAM => json!(team),
+        Value::String(s) if s == SUBORDINATES => {
+            let mut v = vec![me.to_owned()];
+            v.extend(subordinates.iter().cloned());
+            json!(v)
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|v| bind(v, me, team, subordinates))
+                .collect(),
+        ),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, v)| (k.clone(), bind_me(v, me)))
+                .map(|(k, v)| (k.clone(), bind(v, me, team, subordinates)))
                 .collect::<Map<_, _>>(),
         ),
         v => v.clone(),
@@ -99,6 +114,11 @@ impl Permissions {
             },
             Vec::new(),
         )
+    }
+
+    fn bind(&self, f: &Value) -> Value {
+        let team = self.owners(Scope::Team).unwrap_or_default();
+        bind(f, &self.subject.user, &team, &self.subject.subordinates)
     }
 
     /// The user id.
@@ -183,7 +203,7 @@ impl Permissions {
             let Some(scope) = g.scope(action) else {
                 continue;
             };
-            let filter = g.filter.as_ref().map(|f| bind_me(f, &self.subject.user));
+            let filter = g.filter.as_ref().map(|f| self.bind(f));
             let owner = self.owners(scope).map(|ids| owner_in(&ids));
             match (owner, filter) {
                 (None, None) => return Rows::All,
@@ -256,7 +276,7 @@ impl Permissions {
                         .is_none_or(|ids| ids.iter().any(|i| i == owner))
                 })
             })
-            .map(|g| g.filter.as_ref().map(|f| bind_me(f, &self.subject.user)))
+            .map(|g| g.filter.as_ref().map(|f| self.bind(f)))
             .collect()
     }
 

@@ -113,6 +113,33 @@ pub fn check_fields<'a>(
     Ok(())
 }
 
+/// Before validation: may the caller create records of the form, for the owner named in
+/// the input (if any)? So a refusal comes before any complaint about the values.
+pub fn check_may_create(
+    perms: &Permissions,
+    form: &str,
+    input: &Map<String, Value>,
+    prefix: &str,
+) -> Result<(), StoreError> {
+    if !perms.may(form, Action::Create) {
+        return Err(StoreError::forbidden(
+            "",
+            "not_permitted",
+            format!("you may not create {form} records"),
+        ));
+    }
+    if let Some(o) = input.get("owner").and_then(Value::as_str)
+        && !perms.may_own(form, Action::Create, o)
+    {
+        return Err(StoreError::forbidden(
+            format!("{prefix}owner"),
+            "owner_out_of_scope",
+            format!("you may not create {form} records for this owner"),
+        ));
+    }
+    check_fields(perms, form, input.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k), prefix)
+}
+
 /// May a new record (its validated values, `owner` resolved) be created by the caller?
 pub fn check_create(
     perms: &Permissions,

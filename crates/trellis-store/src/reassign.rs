@@ -47,6 +47,10 @@ impl Store {
         let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let dialect = self.db.dialect;
+        // Permission first: a caller who may not change these records learns nothing more.
+        for form in forms {
+            access::rows(perms, &snap, form, Action::Update)?;
+        }
         let active = crate::auth::get_user(&self.db, to)
             .await
             .ok()

@@ -271,7 +271,7 @@ impl Store {
             // Validate here, in parallel on the caller's task; the writer only writes.
             let snap = self.registry.snapshot();
             let entry = snap.get(form)?;
-            access::check_fields(perms, form, sent(&input), "")?;
+            access::check_may_create(perms, form, &input, "")?;
             let values = entry
                 .validator
                 .prepare(input, Mode::Create, now_micros())
@@ -321,7 +321,7 @@ impl Store {
         let mut prepared = Vec::with_capacity(inputs.len());
         let mut errors = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
-            access::check_fields(perms, form, sent(&input), &prefix(i))?;
+            access::check_may_create(perms, form, &input, &prefix(i))?;
             match entry.validator.prepare(input, Mode::Create, now) {
                 Ok(v) => {
                     access::check_create(perms, &snap, form, &v, &prefix(i))?;
@@ -762,11 +762,6 @@ impl Store {
         }
         Ok(out)
     }
-}
-
-/// The keys a client sent with a value (null means "not set" on create).
-fn sent(input: &Map<String, Value>) -> impl Iterator<Item = &String> {
-    input.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k)
 }
 
 /// A create entry stores only the values it set (the audit log is the biggest table);

@@ -125,7 +125,8 @@ pub fn check_filters(role: &Role, snap: &Snapshot, prefix: &str) -> Vec<MetaErro
             ));
             continue;
         }
-        let bound = trellis_access::bind_me(f, "$me-check");
+        let stand_in = ["$me-check".to_owned()];
+        let bound = trellis_access::bind(f, "$me-check", &stand_in, &stand_in);
         if let Err(e) = Filter::parse(form, &bound, snap, Utc::now()) {
             errs.push(MetaError::new(
                 if e.path.is_empty() {

@@ -28,6 +28,7 @@ pub async fn upload(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    crate::access::writes(&caller)?;
     let body = read_body(&req, payload, state.config.max_upload_bytes).await?;
     if body.is_empty() {
         return Err(ApiError::field(

@@ -127,6 +127,7 @@ pub async fn logout(
     caller: Caller,
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
+    access::writes(&caller)?;
     let ip = client_ip(&req);
     auth::revoke(
         &state.store.db,
@@ -219,6 +220,7 @@ pub async fn create_token(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    access::writes(&caller)?;
     let body = read_body(&req, payload, 64 << 10).await?;
     let doc = if body.is_empty() {
         Map::new()
@@ -240,8 +242,8 @@ pub async fn create_token(
             }
         },
     };
-    // A token made with a narrowed token is narrowed at least as much.
-    let read_only = bool_field(&doc, "read_only")?.unwrap_or(false) || caller.0.read_only;
+    // A token made with a token limited to forms is limited at least as much.
+    let read_only = bool_field(&doc, "read_only")?.unwrap_or(false);
     let mut forms = str_list(&doc, "forms")?;
     if let Some(fs) = &forms {
         for (i, f) in fs.iter().enumerate() {
@@ -291,12 +293,7 @@ pub async fn revoke_token(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
-    if caller.0.read_only {
-        return Err(ApiError::new(
-            Code::Forbidden,
-            "a read-only token cannot revoke tokens",
-        ));
-    }
+    access::writes(&caller)?;
     let owner = if caller.perms().may_administer() {
         None
     } else {
