@@ -21,6 +21,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# The filtered list as an administrator and as a sales rep with `own` scope.
+bench-scope n="100000":
+    bash bench/scope.sh {{n}}
+
 # Side-by-side benchmark with PocketBase (../shared/bench): SQLite, then PostgreSQL.
 bench n="100000":
     bash bench/run.sh {{n}}
