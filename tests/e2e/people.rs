@@ -399,3 +399,54 @@ async fn the_admin_audit_records_who_did_what() {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn files_are_as_private_as_the_records_that_hold_them() {
+    let app = TestApp::spawn().await;
+    app.form(json!({"name": "contract", "label": {"en": "Contract"}, "fields": [
+        {"name": "title", "type": "text"},
+        {"name": "scan", "type": "attachment"},
+        {"name": "extras", "type": "attachment", "multiple": true},
+        {"name": "secret_scan", "type": "attachment"}]}))
+    .await;
+    let (st, _) = app
+        .post("/api/v1/roles", json!({"name": "clerk", "label": {"en": "Clerk"}, "forms": {
+            "contract": {"read": "own", "create": "own", "fields": {"secret_scan": "hidden"}}}}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let a = user(&app, "a@x.com", json!({"roles": ["clerk"]})).await;
+    user(&app, "b@x.com", json!({"roles": ["clerk"]})).await;
+    let ta = app.login("a@x.com", "pass-word-1").await;
+    let tb = app.login("b@x.com", "pass-word-1").await;
+    let upload = |bytes: &'static [u8]| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(app.url("/api/v1/files?name=f.pdf"))
+                .bearer_auth(&app.token)
+                .header("content-type", "application/pdf")
+                .body(bytes)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (one, many, secret) = (upload(b"one").await, upload(b"two").await, upload(b"three").await);
+    app.create("contract", json!({"title": "A's", "owner": a, "scan": {"id": one},
+        "extras": [{"id": many}], "secret_scan": {"id": secret}}))
+    .await;
+    let get = |token: &str, id: &str| {
+        let (app, token, path) = (&app, token.to_owned(), format!("/api/v1/files/{id}"));
+        async move { app.call_as(Some(&token), Method::GET, &path, None).await.0 }
+    };
+    assert_eq!(get(&ta, &one).await, StatusCode::OK);
+    assert_eq!(get(&ta, &many).await, StatusCode::OK);
+    assert_eq!(get(&ta, &secret).await, StatusCode::NOT_FOUND, "a hidden field's file");
+    for f in [&one, &many, &secret] {
+        assert_eq!(get(&tb, f).await, StatusCode::NOT_FOUND, "another's record");
+    }
+    assert_eq!(get(&app.token, &secret).await, StatusCode::OK);
+}

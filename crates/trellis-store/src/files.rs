@@ -27,6 +27,9 @@ pub struct FileMeta {
     pub size: i64,
     /// MIME type.
     pub content_type: String,
+    /// Who uploaded it.
+    #[serde(skip)]
+    pub uploaded_by: Option<String>,
 }
 
 impl From<file::Model> for FileMeta {
@@ -36,6 +39,7 @@ impl From<file::Model> for FileMeta {
             name: m.name,
             size: m.size,
             content_type: m.content_type,
+            uploaded_by: m.created_by,
         }
     }
 }
@@ -249,5 +253,72 @@ mod tests {
         assert_eq!(clean_name("../../etc/passwd"), "etcpasswd");
         assert_eq!(clean_name("  "), "file");
         assert_eq!(clean_name("合同.pdf"), "合同.pdf");
+    }
+}
+
+impl crate::Store {
+    /// May the caller download a file? Its uploader and administrators may; anyone else
+    /// only when an attachment field they can see, on a record they can read, holds it.
+    pub async fn may_download(
+        &self,
+        perms: &trellis_access::Permissions,
+        id: &str,
+        uploaded_by: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        use sea_orm::sea_query::{Alias, Expr, Query};
+        use trellis_meta::role::Action;
+        if perms.may_inspect() || uploaded_by.is_some_and(|u| u == perms.user()) {
+            return Ok(true);
+        }
+        let snap = self.registry.snapshot();
+        let dialect = self.db.dialect;
+        for entry in snap.0.values() {
+            let form = entry.form.name.as_str();
+            let Ok(scope) = crate::access::rows(perms, &snap, form, Action::Read) else {
+                continue;
+            };
+            for f in entry
+                .form
+                .fields
+                .iter()
+                .filter(|f| f.kind == FieldType::Attachment)
+                .filter(|f| crate::access::visible(perms, form, &f.name))
+            {
+                let Some((column, _)) = entry.column(&f.name) else {
+                    continue;
+                };
+                let (t, c) = (crate::forms::q(&entry.table), crate::forms::q(column));
+                // One file ({"id": …}) or several ([{"id": …}, …]).
+                let holds = match dialect {
+                    trellis_query::Dialect::Postgres => Expr::cust_with_values(
+                        format!("({t}.{c} @> $1 OR {t}.{c} @> $2)"),
+                        [
+                            sea_orm::Value::Json(Some(Box::new(json!({ "id": id })))),
+                            sea_orm::Value::Json(Some(Box::new(json!([{ "id": id }])))),
+                        ],
+                    ),
+                    trellis_query::Dialect::Sqlite => Expr::cust_with_values(
+                        format!(
+                            "(json_extract({t}.{c}, '$.id') = ? OR EXISTS (SELECT 1 FROM json_each(\
+                             CASE WHEN json_type({t}.{c}) = 'array' THEN {t}.{c} ELSE '[]' END) AS je \
+                             WHERE json_extract(je.value, '$.id') = ?))"
+                        ),
+                        [sea_orm::Value::from(id), sea_orm::Value::from(id)],
+                    ),
+                };
+                let mut s = Query::select();
+                s.expr(Expr::col((Alias::new(&entry.table), Alias::new("id"))))
+                    .from(Alias::new(&entry.table))
+                    .and_where(holds)
+                    .limit(1);
+                if let Some(flt) = &scope {
+                    s.cond_where(flt.to_condition(dialect));
+                }
+                if self.db.reader.query_one(&s).await?.is_some() {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }

@@ -671,3 +671,34 @@ fn and_combines_in_sql() {
         "{text}"
     );
 }
+
+/// The test catalog, where the rows of customers a relation path may see are scoped.
+struct Scoped;
+
+impl Catalog for Scoped {
+    fn field(&self, form: &str, name: &str) -> Option<crate::FieldInfo> {
+        catalog().field(form, name)
+    }
+
+    fn table(&self, form: &str) -> Option<String> {
+        catalog().table(form)
+    }
+
+    fn row_scope(&self, form: &str) -> Option<Filter> {
+        (form == "customer")
+            .then(|| Filter::parse("customer", &json!({"owner": "u1"}), &catalog(), now()).ok())
+            .flatten()
+    }
+}
+
+#[test]
+fn relation_paths_see_only_the_scoped_rows() {
+    let f = Filter::parse("deal", &json!({"customer.industry": "it"}), &Scoped, now()).unwrap();
+    let (text, v) = sql(&f, Dialect::Sqlite);
+    let w = text.split_once(" WHERE ").map(|(_, w)| w.to_owned()).unwrap();
+    assert_eq!(
+        w,
+        r#""t_deal"."c_customer" IN (SELECT "t_customer"."id" FROM "t_customer" WHERE "t_customer"."c_industry" = ? AND "t_customer"."owner" = ?)"#
+    );
+    assert_eq!(v, vec![s("it"), s("u1")]);
+}

@@ -57,15 +57,23 @@ pub async fn upload(
     Ok(HttpResponse::Created().json(meta))
 }
 
-/// Download a file.
+/// Download a file: its uploader, administrators, and whoever may read a record that holds it.
 #[utoipa::path(get, path = "/api/v1/files/{id}", tag = "files", security(("bearer" = [])), params(("id" = String, Path, description = "File id")),
     responses((status = 200, description = "The bytes"), (status = 404, description = "No such file")))]
 pub async fn download(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let (meta, p) = files::open(&state.store.db, &state.config.files_dir, &path).await?;
+    // A file is as private as the records that hold it: do not confirm it exists.
+    if !state
+        .store
+        .may_download(caller.perms(), &meta.id, meta.uploaded_by.as_deref())
+        .await?
+    {
+        return Err(ApiError::new(Code::NotFound, "file not found"));
+    }
     let bytes = tokio::fs::read(&p)
         .await
         .map_err(|_| ApiError::new(Code::NotFound, "the file's content is missing"))?;
