@@ -330,9 +330,16 @@ async fn install_demo(store: &Store) -> Result<()> {
         .find(|u| u.is_admin)
         .map(|u| u.id);
     let actor = Actor { user: admin };
-    bundles::install(&store.db, &store.registry, &store.roles, &doc, false, &actor)
-        .await
-        .map_err(|e| anyhow::anyhow!("installing the demo bundle: {e:?}"))?;
+    bundles::install(
+        &store.db,
+        &store.registry,
+        &store.roles,
+        &doc,
+        false,
+        &actor,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("installing the demo bundle: {e:?}"))?;
     let seed: Value = serde_json::from_str(DEMO_SEED).context("the embedded demo data")?;
     let report = trellis_store::seed::load(store, &seed, &actor)
         .await

@@ -32,7 +32,13 @@ impl Crm {
             .iter()
             .map(|u| {
                 (
-                    u["email"].as_str().unwrap().split('@').next().unwrap().to_owned(),
+                    u["email"]
+                        .as_str()
+                        .unwrap()
+                        .split('@')
+                        .next()
+                        .unwrap()
+                        .to_owned(),
                     u["id"].as_str().unwrap().to_owned(),
                 )
             })
@@ -134,7 +140,13 @@ async fn sales_reps_see_and_change_only_their_own_records() {
     assert_eq!(mine.len() as u64, admin_count);
     assert_eq!(crm.count("wangfang", "lead", json!({})).await, admin_count);
     // Another rep's lead: not found, whichever way it is asked for.
-    let theirs = crm.all("admin", "lead", &format!("filter={}", urlencode(&json!({"owner": other}).to_string()))).await;
+    let theirs = crm
+        .all(
+            "admin",
+            "lead",
+            &format!("filter={}", urlencode(&json!({"owner": other}).to_string())),
+        )
+        .await;
     let tid = theirs[0]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/data/lead/{tid}");
     let (st, body) = crm.get("wangfang", &path).await;
@@ -167,7 +179,10 @@ async fn sales_reps_see_and_change_only_their_own_records() {
     let (st, got) = crm
         .get(
             "wangfang",
-            &format!("/api/v1/data/followup/{}?expand=lead", fu.1["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/data/followup/{}?expand=lead",
+                fu.1["id"].as_str().unwrap()
+            ),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{got}");
@@ -178,8 +193,12 @@ async fn sales_reps_see_and_change_only_their_own_records() {
     assert_eq!(row["expand"]["lead"], Value::Null);
     // Nor can a relation path probe it.
     assert_eq!(
-        crm.count("wangfang", "followup", json!({"lead.company": theirs[0]["company"]}))
-            .await,
+        crm.count(
+            "wangfang",
+            "followup",
+            json!({"lead.company": theirs[0]["company"]})
+        )
+        .await,
         0
     );
     // Creating for someone else, or a batch that does, is refused; for oneself it works.
@@ -192,7 +211,10 @@ async fn sales_reps_see_and_change_only_their_own_records() {
         )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(errors(&body), vec![("owner".to_owned(), "owner_out_of_scope".to_owned())]);
+    assert_eq!(
+        errors(&body),
+        vec![("owner".to_owned(), "owner_out_of_scope".to_owned())]
+    );
     let (st, body) = crm
         .call(
             "wangfang",
@@ -219,14 +241,27 @@ async fn sales_reps_see_and_change_only_their_own_records() {
         .call("wangfang", Method::PATCH, &own, Some(json!({"score": 99})))
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(errors(&body), vec![("score".to_owned(), "read_only".to_owned())]);
+    assert_eq!(
+        errors(&body),
+        vec![("score".to_owned(), "read_only".to_owned())]
+    );
     let (st, body) = crm
-        .call("wangfang", Method::PATCH, &own, Some(json!({"status": "contacted"})))
+        .call(
+            "wangfang",
+            Method::PATCH,
+            &own,
+            Some(json!({"status": "contacted"})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     // A rep cannot give their lead away.
     let (st, _) = crm
-        .call("wangfang", Method::PATCH, &own, Some(json!({"owner": other})))
+        .call(
+            "wangfang",
+            Method::PATCH,
+            &own,
+            Some(json!({"owner": other})),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
@@ -240,28 +275,54 @@ async fn managers_see_their_team_and_the_director_sees_everything() {
         .collect();
     let total = crm.count("admin", "lead", json!({})).await;
     let team = crm.all("chenjing", "lead", "").await;
-    assert!(Crm::owners(&team).is_subset(&east), "{:?}", Crm::owners(&team));
+    assert!(
+        Crm::owners(&team).is_subset(&east),
+        "{:?}",
+        Crm::owners(&team)
+    );
     let east_list: Vec<&str> = east.iter().map(String::as_str).collect();
     assert_eq!(
         team.len() as u64,
-        crm.count("admin", "lead", json!({"owner": {"$in": east_list}})).await
+        crm.count("admin", "lead", json!({"owner": {"$in": east_list}}))
+            .await
     );
     assert!((team.len() as u64) < total);
     // A north lead is out of the east manager's reach.
     let north = crm
-        .all("admin", "lead", &format!("filter={}", urlencode(&json!({"owner": crm.id("wanglei")}).to_string())))
+        .all(
+            "admin",
+            "lead",
+            &format!(
+                "filter={}",
+                urlencode(&json!({"owner": crm.id("wanglei")}).to_string())
+            ),
+        )
         .await;
     let (st, _) = crm
-        .get("chenjing", &format!("/api/v1/data/lead/{}", north[0]["id"].as_str().unwrap()))
+        .get(
+            "chenjing",
+            &format!("/api/v1/data/lead/{}", north[0]["id"].as_str().unwrap()),
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     // The director sees every lead and every customer's registered capital.
     assert_eq!(crm.count("zhaojianguo", "lead", json!({})).await, total);
     let customers = crm.all("zhaojianguo", "customer", "").await;
-    assert!(customers.iter().all(|c| c.get("registered_capital").is_some()));
+    assert!(
+        customers
+            .iter()
+            .all(|c| c.get("registered_capital").is_some())
+    );
     // The manager may hand a team member's lead to another; the rep may not.
     let lead = crm
-        .all("admin", "lead", &format!("filter={}", urlencode(&json!({"owner": crm.id("wangfang")}).to_string())))
+        .all(
+            "admin",
+            "lead",
+            &format!(
+                "filter={}",
+                urlencode(&json!({"owner": crm.id("wangfang")}).to_string())
+            ),
+        )
         .await[0]["id"]
         .as_str()
         .unwrap()
@@ -290,10 +351,15 @@ async fn managers_see_their_team_and_the_director_sees_everything() {
         .await;
     assert_eq!(st, StatusCode::OK, "{h}");
     let last = h["data"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["changes"]["owner"]["before"], json!(crm.id("wangfang")));
+    assert_eq!(
+        last["changes"]["owner"]["before"],
+        json!(crm.id("wangfang"))
+    );
     assert_eq!(last["changes"]["owner"]["after"], json!(crm.id("zhangmin")));
     assert_eq!(last["actor"], json!(crm.id("chenjing")));
-    let (st, _) = crm.get("wangfang", &format!("/api/v1/data/lead/{lead}")).await;
+    let (st, _) = crm
+        .get("wangfang", &format!("/api/v1/data/lead/{lead}"))
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "the old owner no longer sees it");
 }
 
@@ -306,7 +372,15 @@ async fn warehouse_sees_orders_to_ship_with_status_and_lines_only() {
         .await;
     assert!(pending > 0);
     assert_eq!(orders.len() as u64, pending);
-    let system: HashSet<&str> = ["id", "version", "created_at", "updated_at", "created_by", "owner"].into();
+    let system: HashSet<&str> = [
+        "id",
+        "version",
+        "created_at",
+        "updated_at",
+        "created_by",
+        "owner",
+    ]
+    .into();
     for o in &orders {
         assert_eq!(o["status"], "pending_shipment");
         let keys: HashSet<&str> = o.as_object().unwrap().keys().map(String::as_str).collect();
@@ -314,10 +388,20 @@ async fn warehouse_sees_orders_to_ship_with_status_and_lines_only() {
         assert_eq!(extra, HashSet::from(["status", "lines"]), "{o}");
     }
     let other = crm
-        .all("admin", "order", &format!("filter={}", urlencode(&json!({"status": "completed"}).to_string())))
+        .all(
+            "admin",
+            "order",
+            &format!(
+                "filter={}",
+                urlencode(&json!({"status": "completed"}).to_string())
+            ),
+        )
         .await;
     let (st, _) = crm
-        .get("hejun", &format!("/api/v1/data/order/{}", other[0]["id"].as_str().unwrap()))
+        .get(
+            "hejun",
+            &format!("/api/v1/data/order/{}", other[0]["id"].as_str().unwrap()),
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let path = format!("/api/v1/data/order/{}", orders[0]["id"].as_str().unwrap());
@@ -325,15 +409,29 @@ async fn warehouse_sees_orders_to_ship_with_status_and_lines_only() {
         .call("hejun", Method::PATCH, &path, Some(json!({"lines": []})))
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(errors(&body), vec![("lines".to_owned(), "read_only".to_owned())]);
+    assert_eq!(
+        errors(&body),
+        vec![("lines".to_owned(), "read_only".to_owned())]
+    );
     let (st, body) = crm
-        .call("hejun", Method::PATCH, &path, Some(json!({"status": "shipped"})))
+        .call(
+            "hejun",
+            Method::PATCH,
+            &path,
+            Some(json!({"status": "shipped"})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    assert!(body.get("total").is_none() && body.get("customer").is_none(), "{body}");
+    assert!(
+        body.get("total").is_none() && body.get("customer").is_none(),
+        "{body}"
+    );
     // Hidden fields are not there to filter, sort, select or expand on.
     for q in [
-        format!("filter={}", urlencode(&json!({"discount_pct": {"$gt": 0}}).to_string())),
+        format!(
+            "filter={}",
+            urlencode(&json!({"discount_pct": {"$gt": 0}}).to_string())
+        ),
         "sort=-date".to_owned(),
         "fields=customer".to_owned(),
         "expand=customer".to_owned(),
@@ -349,16 +447,27 @@ async fn warehouse_sees_orders_to_ship_with_status_and_lines_only() {
 async fn finance_reads_everything_changes_orders_and_deletes_nothing() {
     let crm = Crm::start().await;
     let orders = crm.all("zhengxiuying", "order", "").await;
-    assert_eq!(orders.len() as u64, crm.count("admin", "order", json!({})).await);
+    assert_eq!(
+        orders.len() as u64,
+        crm.count("admin", "order", json!({})).await
+    );
     let path = format!("/api/v1/data/order/{}", orders[0]["id"].as_str().unwrap());
     let (st, body) = crm
-        .call("zhengxiuying", Method::PATCH, &path, Some(json!({"invoice_title": "ACME Ltd"})))
+        .call(
+            "zhengxiuying",
+            Method::PATCH,
+            &path,
+            Some(json!({"invoice_title": "ACME Ltd"})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (st, body) = crm.call("zhengxiuying", Method::DELETE, &path, None).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
     let leads = crm.all("zhengxiuying", "lead", "").await;
-    assert_eq!(leads.len() as u64, crm.count("admin", "lead", json!({})).await);
+    assert_eq!(
+        leads.len() as u64,
+        crm.count("admin", "lead", json!({})).await
+    );
     let (st, _) = crm
         .call(
             "zhengxiuying",
@@ -367,7 +476,11 @@ async fn finance_reads_everything_changes_orders_and_deletes_nothing() {
             Some(json!({"status": "lost"})),
         )
         .await;
-    assert_eq!(st, StatusCode::FORBIDDEN, "read-only outside orders, payments, contracts");
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "read-only outside orders, payments, contracts"
+    );
 }
 
 #[tokio::test]
@@ -379,15 +492,22 @@ async fn a_hidden_field_never_appears() {
             "admin",
             Method::POST,
             "/api/v1/data/customer",
-            Some(json!({"name": "Secretive Ltd", "type": "company", "registered_capital": 7654321,
-                "owner": crm.id("wangfang")})),
+            Some(
+                json!({"name": "Secretive Ltd", "type": "company", "registered_capital": 7654321,
+                "owner": crm.id("wangfang")}),
+            ),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{c}");
     let id = c["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/data/customer/{id}");
     let (st, _) = crm
-        .call("admin", Method::PATCH, &path, Some(json!({"registered_capital": 8000000})))
+        .call(
+            "admin",
+            Method::PATCH,
+            &path,
+            Some(json!({"registered_capital": 8000000})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = crm
@@ -429,7 +549,10 @@ async fn a_hidden_field_never_appears() {
     let (st, ex) = crm
         .get(
             "wangfang",
-            &format!("/api/v1/data/contact/{}?expand=customer", contact["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/data/contact/{}?expand=customer",
+                contact["id"].as_str().unwrap()
+            ),
         )
         .await;
     assert_eq!(st, StatusCode::OK);
@@ -441,9 +564,14 @@ async fn a_hidden_field_never_appears() {
     for q in [
         "fields=registered_capital".to_owned(),
         "sort=-registered_capital".to_owned(),
-        format!("filter={}", urlencode(&json!({"registered_capital": {"$gt": 1}}).to_string())),
+        format!(
+            "filter={}",
+            urlencode(&json!({"registered_capital": {"$gt": 1}}).to_string())
+        ),
     ] {
-        let (st, body) = crm.get("wangfang", &format!("/api/v1/data/customer?{q}")).await;
+        let (st, body) = crm
+            .get("wangfang", &format!("/api/v1/data/customer?{q}"))
+            .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {body}");
         assert!(!body.to_string().contains("7654321"));
     }
@@ -459,7 +587,12 @@ async fn a_hidden_field_never_appears() {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
     // Writing it is refused by name, without echoing a value.
     let (st, body) = crm
-        .call("wangfang", Method::PATCH, &path, Some(json!({"registered_capital": 1})))
+        .call(
+            "wangfang",
+            Method::PATCH,
+            &path,
+            Some(json!({"registered_capital": 1})),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(
@@ -470,7 +603,10 @@ async fn a_hidden_field_never_appears() {
     // The rep's own view of their permissions says so.
     let (_, me) = crm.get("wangfang", "/api/v1/me").await;
     assert_eq!(me["roles"], json!(["sales_rep"]));
-    assert_eq!(me["permissions"]["customer"]["fields"]["registered_capital"], "hidden");
+    assert_eq!(
+        me["permissions"]["customer"]["fields"]["registered_capital"],
+        "hidden"
+    );
     assert_eq!(me["permissions"]["lead"]["read"], "own");
     assert!(me["permissions"].get("ticket").is_none());
 }
@@ -479,7 +615,10 @@ async fn a_hidden_field_never_appears() {
 async fn a_read_only_token_writes_nothing_anywhere() {
     let app = TestApp::spawn_with(&["--demo"]).await;
     let (st, t) = app
-        .post("/api/v1/tokens", json!({"name": "report", "read_only": true}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "report", "read_only": true}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{t}");
     let ro = t["token"].as_str().unwrap().to_owned();
@@ -492,7 +631,10 @@ async fn a_read_only_token_writes_nothing_anywhere() {
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in ["post", "put", "patch", "delete"] {
-            if item.get(method).is_none() || path == "/api/v1/auth/login" || path.starts_with("/api/v1/public/") {
+            if item.get(method).is_none()
+                || path == "/api/v1/auth/login"
+                || path.starts_with("/api/v1/public/")
+            {
                 continue;
             }
             let concrete = path
@@ -509,13 +651,19 @@ async fn a_read_only_token_writes_nothing_anywhere() {
             };
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (st, body) = app.call_as(Some(&ro), m, &concrete, Some(body)).await;
-            assert_eq!(st, StatusCode::FORBIDDEN, "{method} {path} with a read-only token: {body}");
+            assert_eq!(
+                st,
+                StatusCode::FORBIDDEN,
+                "{method} {path} with a read-only token: {body}"
+            );
             checked += 1;
         }
     }
     assert!(checked > 25, "walked {checked} writes");
     // Reads work, and nothing was written.
-    let (st, _) = app.call_as(Some(&ro), Method::GET, "/api/v1/data/lead", None).await;
+    let (st, _) = app
+        .call_as(Some(&ro), Method::GET, "/api/v1/data/lead", None)
+        .await;
     assert_eq!(st, StatusCode::OK);
     let (_, after) = app.get("/api/v1/audit?limit=1").await;
     assert_eq!(

@@ -36,7 +36,10 @@ async fn roles_are_checked_stored_and_change_permissions_at_once() {
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let paths: Vec<String> = errors(&body).into_iter().map(|e| e.0).collect();
     assert!(paths.contains(&"forms.ghost".to_owned()), "{paths:?}");
-    assert!(paths.contains(&"forms.lead.fields.nope".to_owned()), "{paths:?}");
+    assert!(
+        paths.contains(&"forms.lead.fields.nope".to_owned()),
+        "{paths:?}"
+    );
     let (st, body) = app
         .post(
             "/api/v1/roles",
@@ -51,19 +54,35 @@ async fn roles_are_checked_stored_and_change_permissions_at_once() {
     assert_eq!(st, StatusCode::CONFLICT);
     // A boss and the boss's report, both viewers.
     let boss = user(&app, "boss@x.com", json!({"roles": ["viewer"]})).await;
-    let rep = user(&app, "rep@x.com", json!({"roles": ["viewer"], "manager": boss})).await;
+    let rep = user(
+        &app,
+        "rep@x.com",
+        json!({"roles": ["viewer"], "manager": boss}),
+    )
+    .await;
     let bt = app.login("boss@x.com", "pass-word-1").await;
     let rt = app.login("rep@x.com", "pass-word-1").await;
     let (st, r) = app
-        .call_as(Some(&rt), Method::POST, "/api/v1/data/lead", Some(json!({"company": "R", "score": 5})))
+        .call_as(
+            Some(&rt),
+            Method::POST,
+            "/api/v1/data/lead",
+            Some(json!({"company": "R", "score": 5})),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "score is read-only: {r}");
     let (st, r) = app
-        .call_as(Some(&rt), Method::POST, "/api/v1/data/lead", Some(json!({"company": "R"})))
+        .call_as(
+            Some(&rt),
+            Method::POST,
+            "/api/v1/data/lead",
+            Some(json!({"company": "R"})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{r}");
     assert!(r.get("budget").is_none());
-    app.create("lead", json!({"company": "Admin's", "budget": 5})).await;
+    app.create("lead", json!({"company": "Admin's", "budget": 5}))
+        .await;
     // The boss sees the report's lead (subordinates), the report does not see the boss's.
     let (_, list) = app
         .call_as(Some(&bt), Method::GET, "/api/v1/data/lead?count=true", None)
@@ -77,7 +96,12 @@ async fn roles_are_checked_stored_and_change_permissions_at_once() {
     let (st, _) = app.put("/api/v1/roles/viewer", wider).await;
     assert_eq!(st, StatusCode::OK);
     let (_, list) = app
-        .call_as(Some(&rt), Method::GET, "/api/v1/data/lead?count=true&sort=company", None)
+        .call_as(
+            Some(&rt),
+            Method::GET,
+            "/api/v1/data/lead?count=true&sort=company",
+            None,
+        )
         .await;
     assert_eq!(list["total"], 2, "{list}");
     assert_eq!(list["data"][0]["budget"], 5.0);
@@ -101,7 +125,10 @@ async fn roles_are_checked_stored_and_change_permissions_at_once() {
         .patch(&format!("/api/v1/users/{rep}"), json!({"roles": ["ghost"]}))
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(errors(&body), vec![("roles[0]".to_owned(), "not_found".to_owned())]);
+    assert_eq!(
+        errors(&body),
+        vec![("roles[0]".to_owned(), "not_found".to_owned())]
+    );
 }
 
 #[tokio::test]
@@ -114,13 +141,22 @@ async fn reporting_lines_teams_and_disabled_users() {
         .patch(&format!("/api/v1/users/{a}"), json!({"manager": c}))
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(errors(&body), vec![("manager".to_owned(), "cycle".to_owned())]);
+    assert_eq!(
+        errors(&body),
+        vec![("manager".to_owned(), "cycle".to_owned())]
+    );
     let (st, t) = app
-        .post("/api/v1/teams", json!({"name": "east", "label": {"en": "East"}, "manager": a, "members": [b]}))
+        .post(
+            "/api/v1/teams",
+            json!({"name": "east", "label": {"en": "East"}, "manager": a, "members": [b]}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{t}");
     let (st, t) = app
-        .patch("/api/v1/teams/east", json!({"members": [b, c], "manager": null}))
+        .patch(
+            "/api/v1/teams/east",
+            json!({"members": [b, c], "manager": null}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{t}");
     assert_eq!(t["manager"], Value::Null);
@@ -167,32 +203,58 @@ async fn an_employee_leaves_and_their_records_stay_with_the_company() {
         app.create("lead", json!({"company": format!("L{i}"), "owner": leaver}))
             .await;
     }
-    app.create("note", json!({"text": "n", "owner": leaver})).await;
+    app.create("note", json!({"text": "n", "owner": leaver}))
+        .await;
     let kept = app.create("lead", json!({"company": "Other"})).await;
     let (st, body) = app
-        .post(&format!("/api/v1/users/{leaver}/reassign"), json!({"to": heir}))
+        .post(
+            &format!("/api/v1/users/{leaver}/reassign"),
+            json!({"to": heir}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["count"], 4);
     let (_, list) = app
-        .list("lead", &[("filter", json!({"owner": heir}).to_string()), ("count", "true".into())])
+        .list(
+            "lead",
+            &[
+                ("filter", json!({"owner": heir}).to_string()),
+                ("count", "true".into()),
+            ],
+        )
         .await;
     assert_eq!(list["total"], 3);
     let (_, k) = app
-        .get(&format!("/api/v1/data/lead/{}", kept["id"].as_str().unwrap()))
+        .get(&format!(
+            "/api/v1/data/lead/{}",
+            kept["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(k["version"], 1, "records of others are untouched");
     let id = list["data"][0]["id"].as_str().unwrap();
     let (_, h) = app.get(&format!("/api/v1/data/lead/{id}/history")).await;
     let last = h["data"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["changes"]["owner"], json!({"before": leaver, "after": heir}));
+    assert_eq!(
+        last["changes"]["owner"],
+        json!({"before": leaver, "after": heir})
+    );
     let (_, audit) = app.get("/api/v1/audit?action=reassign").await;
-    assert_eq!(audit["data"].as_array().unwrap().len(), 2, "one entry per form: {audit}");
+    assert_eq!(
+        audit["data"].as_array().unwrap().len(),
+        2,
+        "one entry per form: {audit}"
+    );
     let (st, body) = app
-        .post(&format!("/api/v1/users/{leaver}/reassign"), json!({"to": "ghost"}))
+        .post(
+            &format!("/api/v1/users/{leaver}/reassign"),
+            json!({"to": "ghost"}),
+        )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(errors(&body), vec![("to".to_owned(), "not_found".to_owned())]);
+    assert_eq!(
+        errors(&body),
+        vec![("to".to_owned(), "not_found".to_owned())]
+    );
 }
 
 #[tokio::test]
@@ -214,10 +276,16 @@ async fn cookie_sessions_need_the_csrf_token_to_write() {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
     let cookie = set.split(';').next().unwrap().to_owned();
     let body: Value = resp.json().await.unwrap();
-    assert!(body.get("token").is_none(), "the secret stays in the cookie");
+    assert!(
+        body.get("token").is_none(),
+        "the secret stays in the cookie"
+    );
     let csrf = body["csrf_token"].as_str().unwrap().to_owned();
     let send = |m: Method, path: &str, csrf: Option<&str>| {
         let mut rb = app
@@ -236,17 +304,33 @@ async fn cookie_sessions_need_the_csrf_token_to_write() {
     let r = send(Method::POST, "/api/v1/data/lead", None).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let problem: Value = r.json().await.unwrap();
-    assert_eq!(errors(&problem), vec![("x-csrf-token".to_owned(), "csrf".to_owned())]);
-    let r = send(Method::POST, "/api/v1/data/lead", Some("forged")).await.unwrap();
+    assert_eq!(
+        errors(&problem),
+        vec![("x-csrf-token".to_owned(), "csrf".to_owned())]
+    );
+    let r = send(Method::POST, "/api/v1/data/lead", Some("forged"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = send(Method::POST, "/api/v1/data/lead", Some(&csrf)).await.unwrap();
+    let r = send(Method::POST, "/api/v1/data/lead", Some(&csrf))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = send(Method::GET, "/api/v1/auth/csrf", None).await.unwrap();
     let again: Value = r.json().await.unwrap();
     assert_eq!(again["csrf_token"], json!(csrf));
-    let r = send(Method::POST, "/api/v1/auth/logout", Some(&csrf)).await.unwrap();
+    let r = send(Method::POST, "/api/v1/auth/logout", Some(&csrf))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert!(r.headers().get("set-cookie").unwrap().to_str().unwrap().contains("Max-Age=0"));
+    assert!(
+        r.headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     let r = send(Method::GET, "/api/v1/me", None).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
@@ -263,7 +347,11 @@ async fn public_forms_take_anonymous_leads_with_limits() {
                 "owner": owner, "honeypot": "company", "rate_per_minute": 3}),
         )
         .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "the honeypot cannot be a field: {body}");
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the honeypot cannot be a field: {body}"
+    );
     let (st, p) = app
         .put(
             "/api/v1/forms/lead/public",
@@ -274,7 +362,12 @@ async fn public_forms_take_anonymous_leads_with_limits() {
     assert_eq!(st, StatusCode::OK, "{p}");
     let url = p["url"].as_str().unwrap().to_owned();
     let (st, body) = app
-        .call_as(None, Method::POST, &url, Some(json!({"company": "Web Co", "email": "a@web.co", "employees": 12})))
+        .call_as(
+            None,
+            Method::POST,
+            &url,
+            Some(json!({"company": "Web Co", "email": "a@web.co", "employees": 12})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     let r = app
@@ -287,15 +380,36 @@ async fn public_forms_take_anonymous_leads_with_limits() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let (st, body) = app
-        .call_as(None, Method::POST, &url, Some(json!({"company": "Bot", "fax": "555-1234"})))
+        .call_as(
+            None,
+            Method::POST,
+            &url,
+            Some(json!({"company": "Bot", "fax": "555-1234"})),
+        )
         .await;
-    assert_eq!(st, StatusCode::CREATED, "a bot is answered as usual: {body}");
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "a bot is answered as usual: {body}"
+    );
     let (st, body) = app
-        .call_as(None, Method::POST, &url, Some(json!({"company": "Sneaky", "score": 100})))
+        .call_as(
+            None,
+            Method::POST,
+            &url,
+            Some(json!({"company": "Sneaky", "score": 100})),
+        )
         .await;
-    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "the fourth a minute: {body}");
+    assert_eq!(
+        st,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the fourth a minute: {body}"
+    );
     let (_, list) = app
-        .list("lead", &[("sort", "company".into()), ("count", "true".into())])
+        .list(
+            "lead",
+            &[("sort", "company".into()), ("count", "true".into())],
+        )
         .await;
     assert_eq!(list["total"], 2, "the bot's submission was dropped: {list}");
     let form_co = &list["data"][0];
@@ -326,11 +440,19 @@ async fn public_forms_take_anonymous_leads_with_limits() {
         )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(errors(&body), vec![("score".to_owned(), "not_allowed".to_owned())]);
+    assert_eq!(
+        errors(&body),
+        vec![("score".to_owned(), "not_allowed".to_owned())]
+    );
     let (st, _) = app.delete("/api/v1/forms/lead/public").await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (st, _) = app
-        .call_as(None, Method::POST, p["url"].as_str().unwrap(), Some(json!({"company": "Y"})))
+        .call_as(
+            None,
+            Method::POST,
+            p["url"].as_str().unwrap(),
+            Some(json!({"company": "Y"})),
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
@@ -380,7 +502,9 @@ async fn the_admin_audit_records_who_did_what() {
     let f = &failed["data"][0];
     assert_eq!(f["target"], crate::harness::ADMIN_EMAIL);
     assert_eq!(f["ip"], "127.0.0.1");
-    let (_, roles) = app.get(&format!("/api/v1/audit?action=user.&target={u}")).await;
+    let (_, roles) = app
+        .get(&format!("/api/v1/audit?action=user.&target={u}"))
+        .await;
     assert!(
         roles["data"]
             .as_array()
@@ -391,7 +515,9 @@ async fn the_admin_audit_records_who_did_what() {
     );
     let (_, page) = app.get("/api/v1/audit?limit=2").await;
     let next = page["next_before"].as_i64().unwrap();
-    let (_, page2) = app.get(&format!("/api/v1/audit?limit=2&before={next}")).await;
+    let (_, page2) = app
+        .get(&format!("/api/v1/audit?limit=2&before={next}"))
+        .await;
     assert!(page2["data"][0]["id"].as_i64().unwrap() < next);
     let vt = app.login("v@x.com", "pass-word-1").await;
     let (st, _) = app
@@ -403,15 +529,20 @@ async fn the_admin_audit_records_who_did_what() {
 #[tokio::test]
 async fn files_are_as_private_as_the_records_that_hold_them() {
     let app = TestApp::spawn().await;
-    app.form(json!({"name": "contract", "label": {"en": "Contract"}, "fields": [
+    app.form(
+        json!({"name": "contract", "label": {"en": "Contract"}, "fields": [
         {"name": "title", "type": "text"},
         {"name": "scan", "type": "attachment"},
         {"name": "extras", "type": "attachment", "multiple": true},
-        {"name": "secret_scan", "type": "attachment"}]}))
+        {"name": "secret_scan", "type": "attachment"}]}),
+    )
     .await;
     let (st, _) = app
-        .post("/api/v1/roles", json!({"name": "clerk", "label": {"en": "Clerk"}, "forms": {
-            "contract": {"read": "own", "create": "own", "fields": {"secret_scan": "hidden"}}}}))
+        .post(
+            "/api/v1/roles",
+            json!({"name": "clerk", "label": {"en": "Clerk"}, "forms": {
+            "contract": {"read": "own", "create": "own", "fields": {"secret_scan": "hidden"}}}}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED);
     let a = user(&app, "a@x.com", json!({"roles": ["clerk"]})).await;
@@ -431,12 +562,22 @@ async fn files_are_as_private_as_the_records_that_hold_them() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), StatusCode::CREATED);
-            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }
     };
-    let (one, many, secret) = (upload(b"one").await, upload(b"two").await, upload(b"three").await);
-    app.create("contract", json!({"title": "A's", "owner": a, "scan": {"id": one},
-        "extras": [{"id": many}], "secret_scan": {"id": secret}}))
+    let (one, many, secret) = (
+        upload(b"one").await,
+        upload(b"two").await,
+        upload(b"three").await,
+    );
+    app.create(
+        "contract",
+        json!({"title": "A's", "owner": a, "scan": {"id": one},
+        "extras": [{"id": many}], "secret_scan": {"id": secret}}),
+    )
     .await;
     let get = |token: &str, id: &str| {
         let (app, token, path) = (&app, token.to_owned(), format!("/api/v1/files/{id}"));
@@ -444,7 +585,11 @@ async fn files_are_as_private_as_the_records_that_hold_them() {
     };
     assert_eq!(get(&ta, &one).await, StatusCode::OK);
     assert_eq!(get(&ta, &many).await, StatusCode::OK);
-    assert_eq!(get(&ta, &secret).await, StatusCode::NOT_FOUND, "a hidden field's file");
+    assert_eq!(
+        get(&ta, &secret).await,
+        StatusCode::NOT_FOUND,
+        "a hidden field's file"
+    );
     for f in [&one, &many, &secret] {
         assert_eq!(get(&tb, f).await, StatusCode::NOT_FOUND, "another's record");
     }

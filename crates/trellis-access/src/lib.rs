@@ -67,11 +67,9 @@ pub fn bind(filter: &Value, me: &str, team: &[String], subordinates: &[String]) 
             v.extend(subordinates.iter().cloned());
             json!(v)
         }
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .map(|v| bind(v, me, team, subordinates))
-                .collect(),
-        ),
+        Value::Array(a) => {
+            Value::Array(a.iter().map(|v| bind(v, me, team, subordinates)).collect())
+        }
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, v)| (k.clone(), bind(v, me, team, subordinates)))
@@ -255,8 +253,10 @@ impl Permissions {
             return true;
         }
         self.grants(form).any(|g| {
-            g.scope(action)
-                .is_some_and(|s| self.owners(s).is_none_or(|ids| ids.iter().any(|i| i == owner)))
+            g.scope(action).is_some_and(|s| {
+                self.owners(s)
+                    .is_none_or(|ids| ids.iter().any(|i| i == owner))
+            })
         })
     }
 
@@ -324,17 +324,21 @@ mod tests {
     }
 
     fn rep() -> Arc<Role> {
-        role(json!({"name": "sales_rep", "label": {"en": "Rep"}, "forms": {
+        role(
+            json!({"name": "sales_rep", "label": {"en": "Rep"}, "forms": {
             "lead": {"create": "own", "read": "own", "update": "own",
                      "fields": {"score": "read", "secret": "hidden"}},
-            "customer": {"read": "team"}}}))
+            "customer": {"read": "team"}}}),
+        )
     }
 
     fn warehouse() -> Arc<Role> {
-        role(json!({"name": "warehouse", "label": {"en": "Warehouse"}, "forms": {
+        role(
+            json!({"name": "warehouse", "label": {"en": "Warehouse"}, "forms": {
             "order": {"read": "all", "update": "all",
                       "filter": {"status": "pending_shipment"},
-                      "fields": {"*": "hidden", "status": "write", "lines": "read"}}}}))
+                      "fields": {"*": "hidden", "status": "write", "lines": "read"}}}}),
+        )
     }
 
     fn subject(user: &str) -> Subject {
@@ -374,7 +378,8 @@ mod tests {
         );
         assert_eq!(p.field("lead", "secret"), FieldAccess::Read);
         assert_eq!(p.field("lead", "company"), FieldAccess::Write);
-        let all = role(json!({"name": "d", "label": {"en": "D"}, "forms": {"lead": {"read": "all"}}}));
+        let all =
+            role(json!({"name": "d", "label": {"en": "D"}, "forms": {"lead": {"read": "all"}}}));
         let p = Permissions::new(subject("u1"), vec![rep(), all]);
         assert_eq!(p.rows("lead", Action::Read), Rows::All);
     }
@@ -434,7 +439,9 @@ mod tests {
     fn many_owners_stay_within_the_in_limit() {
         let mut s = subject("boss");
         s.subordinates = (0..2500).map(|i| format!("u{i}")).collect();
-        let r = role(json!({"name": "m", "label": {"en": "M"}, "forms": {"lead": {"read": "subordinates"}}}));
+        let r = role(
+            json!({"name": "m", "label": {"en": "M"}, "forms": {"lead": {"read": "subordinates"}}}),
+        );
         let p = Permissions::new(s, vec![r]);
         let Rows::Filter(f) = p.rows("lead", Action::Read) else {
             panic!("expected a filter")

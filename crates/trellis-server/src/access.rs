@@ -32,10 +32,7 @@ pub fn inspect(caller: &Caller) -> Result<(), ApiError> {
 /// A read-only token writes nothing: no uploads, no tokens, no logout of itself.
 pub fn writes(caller: &Caller) -> Result<(), ApiError> {
     if caller.perms().read_only() {
-        Err(ApiError::new(
-            Code::Forbidden,
-            "this token is read-only",
-        ))
+        Err(ApiError::new(Code::Forbidden, "this token is read-only"))
     } else {
         Ok(())
     }

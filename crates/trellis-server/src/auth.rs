@@ -96,8 +96,7 @@ fn cookie_secret(req: &HttpRequest) -> Option<String> {
 /// Constant-time comparison, so a guess cannot be refined by timing.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0

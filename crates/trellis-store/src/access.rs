@@ -137,7 +137,12 @@ pub fn check_may_create(
             format!("you may not create {form} records for this owner"),
         ));
     }
-    check_fields(perms, form, input.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k), prefix)
+    check_fields(
+        perms,
+        form,
+        input.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k),
+        prefix,
+    )
 }
 
 /// May a new record (its validated values, `owner` resolved) be created by the caller?
@@ -173,11 +178,9 @@ pub fn check_create(
     with_owner.insert("owner".into(), Value::String(owner.to_owned()));
     let ok = filters.iter().any(|f| match f {
         None => true,
-        Some(doc) => {
-            Filter::parse(form, doc, snap, Utc::now())
-                .and_then(|flt| flt.matches(&with_owner))
-                .unwrap_or(false)
-        }
+        Some(doc) => Filter::parse(form, doc, snap, Utc::now())
+            .and_then(|flt| flt.matches(&with_owner))
+            .unwrap_or(false),
     });
     if ok {
         Ok(())

@@ -17,10 +17,10 @@ use trellis_query::value::{format_datetime, parse_datetime};
 
 use crate::admin_audit::{self, By, Event};
 use crate::db::Db;
-use crate::roles::Roles;
 use crate::entity::{team, team_member, token, user};
 use crate::error::StoreError;
 use crate::migrate::LOGIN_FAILURES;
+use crate::roles::Roles;
 
 /// How long a login session lasts.
 pub const SESSION_DAYS: i64 = 7;
@@ -126,9 +126,7 @@ pub async fn subordinates<C: ConnectionTrait>(
         let next: Vec<String> = lines
             .iter()
             .filter(|(id, m)| {
-                m.as_ref().is_some_and(|m| frontier.contains(m))
-                    && id != user
-                    && !out.contains(id)
+                m.as_ref().is_some_and(|m| frontier.contains(m)) && id != user && !out.contains(id)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -785,7 +783,11 @@ pub async fn update_user(
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
     if let Some(Some(m)) = &p.manager {
-        if user::Entity::find_by_id(m.clone()).one(&txn).await?.is_none() {
+        if user::Entity::find_by_id(m.clone())
+            .one(&txn)
+            .await?
+            .is_none()
+        {
             return Err(not_a_user("manager", m));
         }
         // The reporting line is a tree: the new manager may not report to this user.
@@ -798,7 +800,8 @@ pub async fn update_user(
             ));
         }
     }
-    let before = json!({"name": u.name, "active": u.active, "is_admin": u.is_admin, "manager": u.manager});
+    let before =
+        json!({"name": u.name, "active": u.active, "is_admin": u.is_admin, "manager": u.manager});
     let mut a: user::ActiveModel = u.into();
     if let Some(n) = p.name {
         a.name = Set(n);
@@ -828,7 +831,8 @@ pub async fn update_user(
     }
     a.updated_at = Set(Utc::now());
     let m = a.update(&txn).await?;
-    let after = json!({"name": m.name, "active": m.active, "is_admin": m.is_admin, "manager": m.manager});
+    let after =
+        json!({"name": m.name, "active": m.active, "is_admin": m.is_admin, "manager": m.manager});
     if before != after || p.password.is_some() {
         admin_audit::record(
             &txn,
@@ -990,7 +994,10 @@ pub async fn update_team(
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("team {name}")))?;
     if let Some(Some(m)) = &manager
-        && user::Entity::find_by_id(m.clone()).one(&txn).await?.is_none()
+        && user::Entity::find_by_id(m.clone())
+            .one(&txn)
+            .await?
+            .is_none()
     {
         return Err(not_a_user("manager", m));
     }
@@ -1013,7 +1020,11 @@ pub async fn update_team(
     let mut now_members = was.clone();
     if let Some(ms) = members {
         for (i, m) in ms.iter().enumerate() {
-            if user::Entity::find_by_id(m.clone()).one(&txn).await?.is_none() {
+            if user::Entity::find_by_id(m.clone())
+                .one(&txn)
+                .await?
+                .is_none()
+            {
                 return Err(not_a_user(format!("members[{i}]"), m));
             }
         }

@@ -12,9 +12,9 @@ use crate::db::Db;
 use crate::entity::bundle as bundle_e;
 use crate::error::StoreError;
 use crate::forms::{FormEntry, Registry, Snapshot, initial_columns, insert_form};
-use crate::roles::{Roles, check_filters, save as save_role};
 use crate::plan::{Plan, apply, make_plan, save_definition};
 use crate::records::{Actor, write_audit};
+use crate::roles::{Roles, check_filters, save as save_role};
 
 /// What installing did (or would do) to one form.
 #[derive(Debug, Clone, Serialize)]
@@ -79,13 +79,7 @@ pub async fn install(
     for f in &bundle.forms {
         after.insert(
             f.name.clone(),
-            Arc::new(FormEntry::new(
-                f.clone(),
-                0,
-                initial_columns(f),
-                None,
-                0,
-            )?),
+            Arc::new(FormEntry::new(f.clone(), 0, initial_columns(f), None, 0)?),
         );
     }
     let after = Snapshot(Arc::new(after));
@@ -240,7 +234,9 @@ pub async fn install(
     for (i, r) in bundle.roles.iter().enumerate() {
         let current = roles.get(&r.name);
         let same = current.as_ref().is_some_and(|e| {
-            *e.role == *r && e.bundle.as_deref() == Some(bundle.name.as_str()) && e.position == i as i64
+            *e.role == *r
+                && e.bundle.as_deref() == Some(bundle.name.as_str())
+                && e.position == i as i64
         });
         role_changes.push(RoleChange {
             role: r.name.clone(),
@@ -251,8 +247,15 @@ pub async fn install(
             },
         });
         if !dry_run && !same {
-            save_role(&txn, r, Some(&bundle.name), i as i64, actor.user.as_deref(), None)
-                .await?;
+            save_role(
+                &txn,
+                r,
+                Some(&bundle.name),
+                i as i64,
+                actor.user.as_deref(),
+                None,
+            )
+            .await?;
         }
     }
     let manifest_changed = installed

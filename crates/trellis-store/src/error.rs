@@ -100,7 +100,11 @@ pub enum StoreError {
 
 impl StoreError {
     /// The caller may not do this.
-    pub fn forbidden(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Forbidden {
             field: field.into(),
             code,

@@ -235,27 +235,6 @@ pub async fn resolve<C: ConnectionTrait>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_lists() {
-        let a = vec![".pdf".to_owned(), "image/*".to_owned()];
-        assert!(accepts(&a, "Scan.PDF", "application/octet-stream"));
-        assert!(accepts(&a, "x.bin", "image/png"));
-        assert!(!accepts(&a, "x.exe", "application/x-msdownload"));
-        assert!(accepts(&[], "x.exe", "application/x-msdownload"));
-    }
-
-    #[test]
-    fn names_are_cleaned() {
-        assert_eq!(clean_name("../../etc/passwd"), "etcpasswd");
-        assert_eq!(clean_name("  "), "file");
-        assert_eq!(clean_name("合同.pdf"), "合同.pdf");
-    }
-}
-
 impl crate::Store {
     /// May the caller download a file? Its uploader and administrators may; anyone else
     /// only when an attachment field they can see, on a record they can read, holds it.
@@ -320,5 +299,26 @@ impl crate::Store {
             }
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_lists() {
+        let a = vec![".pdf".to_owned(), "image/*".to_owned()];
+        assert!(accepts(&a, "Scan.PDF", "application/octet-stream"));
+        assert!(accepts(&a, "x.bin", "image/png"));
+        assert!(!accepts(&a, "x.exe", "application/x-msdownload"));
+        assert!(accepts(&[], "x.exe", "application/x-msdownload"));
+    }
+
+    #[test]
+    fn names_are_cleaned() {
+        assert_eq!(clean_name("../../etc/passwd"), "etcpasswd");
+        assert_eq!(clean_name("  "), "file");
+        assert_eq!(clean_name("合同.pdf"), "合同.pdf");
     }
 }

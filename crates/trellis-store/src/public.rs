@@ -280,8 +280,10 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        serde_json::from_value(json!({"fields": ["company", "email"], "values": {"source": "website"},
-            "owner": "u1", "honeypot": "website_url"}))
+        serde_json::from_value(
+            json!({"fields": ["company", "email"], "values": {"source": "website"},
+            "owner": "u1", "honeypot": "website_url"}),
+        )
         .unwrap()
     }
 
@@ -290,7 +292,12 @@ mod tests {
         let s = settings();
         assert_eq!(s.rate_per_minute, DEFAULT_RATE);
         let Submission::Create(m) = s
-            .admit(json!({"company": "Acme", "website_url": ""}).as_object().unwrap().clone())
+            .admit(
+                json!({"company": "Acme", "website_url": ""})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
             .unwrap()
         else {
             panic!("expected a create")
@@ -300,7 +307,12 @@ mod tests {
             json!({"company": "Acme", "source": "website", "owner": "u1"})
         );
         let err = s
-            .admit(json!({"company": "A", "score": 99}).as_object().unwrap().clone())
+            .admit(
+                json!({"company": "A", "score": 99})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
             .unwrap_err();
         assert!(matches!(err, StoreError::Forbidden { field, .. } if field == "score"));
     }
@@ -308,7 +320,12 @@ mod tests {
     #[test]
     fn a_filled_honeypot_drops_the_submission() {
         let r = settings()
-            .admit(json!({"company": "Bot", "website_url": "http://spam"}).as_object().unwrap().clone())
+            .admit(
+                json!({"company": "Bot", "website_url": "http://spam"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
             .unwrap();
         assert!(matches!(r, Submission::Drop));
     }

@@ -19,12 +19,12 @@ use trellis_query::{Cursor, Dialect, Filter, FilterError, Sort, ValueKind, curso
 
 use crate::Store;
 use crate::access;
-use trellis_access::Permissions;
-use trellis_meta::role::Action;
 use crate::error::{BlockingRow, StoreError};
 use crate::forms::{FormEntry, SYSTEM, Snapshot, field_kind};
 use crate::migrate::{AUDIT, SEQUENCES};
 use crate::row::decode;
+use trellis_access::Permissions;
+use trellis_meta::role::Action;
 
 /// Who performs a write.
 #[derive(Debug, Clone, Default)]
@@ -402,10 +402,7 @@ impl Store {
         let entry = snap.get(form)?;
         let dialect = self.db.dialect;
         let scope = access::rows(perms, &snap, form, Action::Read)?;
-        let seen = access::Visible {
-            snap: &snap,
-            perms,
-        };
+        let seen = access::Visible { snap: &snap, perms };
         let mut filter = match &q.filter {
             Some(f) => Filter::parse(form, f, &seen, Utc::now()).map_err(|mut e| {
                 e.path = match e.path.as_str() {
@@ -680,8 +677,7 @@ impl Store {
         let entry = snap.get(form)?;
         let scope = access::rows(perms, &snap, form, Action::Delete)?;
         let txn = self.db.writer.begin().await?;
-        let current = match read_for_update(&txn, self.db.dialect, &entry, id, scope.as_ref())
-            .await
+        let current = match read_for_update(&txn, self.db.dialect, &entry, id, scope.as_ref()).await
         {
             Err(StoreError::RecordNotFound { .. }) if scope.is_some() => {
                 drop(txn);

@@ -183,9 +183,7 @@ pub async fn save<C: ConnectionTrait>(
         .map_err(|e| StoreError::Corrupt(e.to_string()))?
         .on_conflict(
             OnConflict::column(Alias::new("name"))
-                .update_columns(
-                    ["definition", "bundle", "position", "updated_at"].map(Alias::new),
-                )
+                .update_columns(["definition", "bundle", "position", "updated_at"].map(Alias::new))
                 .to_owned(),
         );
     c.execute(&ins).await?;

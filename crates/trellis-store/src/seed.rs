@@ -211,14 +211,14 @@ pub async fn load(store: &Store, seed: &Value, actor: &Actor) -> Result<SeedRepo
                     .create(form, m, actor, &trellis_access::Permissions::system())
                     .await
                     .map_err(|e| match e {
-                    StoreError::Validation(mut errs) => {
-                        for x in &mut errs {
-                            x.field = format!("records.{form}[{n}].{}", x.field);
+                        StoreError::Validation(mut errs) => {
+                            for x in &mut errs {
+                                x.field = format!("records.{form}[{n}].{}", x.field);
+                            }
+                            StoreError::Validation(errs)
                         }
-                        StoreError::Validation(errs)
-                    }
-                    e => e,
-                })?;
+                        e => e,
+                    })?;
                 if let (Some(name), Some(id)) = (name, created.get("id").and_then(Value::as_str)) {
                     refs.insert(name, id.to_owned());
                 }

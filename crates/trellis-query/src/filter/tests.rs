@@ -695,7 +695,10 @@ impl Catalog for Scoped {
 fn relation_paths_see_only_the_scoped_rows() {
     let f = Filter::parse("deal", &json!({"customer.industry": "it"}), &Scoped, now()).unwrap();
     let (text, v) = sql(&f, Dialect::Sqlite);
-    let w = text.split_once(" WHERE ").map(|(_, w)| w.to_owned()).unwrap();
+    let w = text
+        .split_once(" WHERE ")
+        .map(|(_, w)| w.to_owned())
+        .unwrap();
     assert_eq!(
         w,
         r#""t_deal"."c_customer" IN (SELECT "t_customer"."id" FROM "t_customer" WHERE "t_customer"."c_industry" = ? AND "t_customer"."owner" = ?)"#

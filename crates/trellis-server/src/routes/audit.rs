@@ -34,14 +34,16 @@ pub struct AuditParams {
 fn time(name: &str, v: &Option<String>) -> ApiResult<Option<String>> {
     v.as_deref()
         .map(|s| {
-            parse_datetime(s).map(|d| format_datetime(&d)).ok_or_else(|| {
-                ApiError::field(
-                    Code::InvalidQuery,
-                    name,
-                    "invalid",
-                    "an RFC 3339 time or a YYYY-MM-DD date",
-                )
-            })
+            parse_datetime(s)
+                .map(|d| format_datetime(&d))
+                .ok_or_else(|| {
+                    ApiError::field(
+                        Code::InvalidQuery,
+                        name,
+                        "invalid",
+                        "an RFC 3339 time or a YYYY-MM-DD date",
+                    )
+                })
         })
         .transpose()
 }

@@ -35,9 +35,7 @@ impl RateLimiter {
         if w.len() > 100_000 {
             w.retain(|_, (start, _)| now.duration_since(*start) < minute);
         }
-        let e = w
-            .entry((key.to_owned(), ip.to_owned()))
-            .or_insert((now, 0));
+        let e = w.entry((key.to_owned(), ip.to_owned())).or_insert((now, 0));
         if now.duration_since(e.0) >= minute {
             *e = (now, 0);
         }
@@ -94,9 +92,8 @@ pub async fn put(
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
     let doc = parse_object(&read_body(&req, payload, 64 << 10).await?)?;
-    let settings: Settings = serde_json::from_value(Value::Object(doc)).map_err(|e| {
-        ApiError::field(Code::Validation, "", "schema", format!("{e}"))
-    })?;
+    let settings: Settings = serde_json::from_value(Value::Object(doc))
+        .map_err(|e| ApiError::field(Code::Validation, "", "schema", format!("{e}")))?;
     let snap = state.store.registry.snapshot();
     let ip = client_ip(&req);
     let p = public::put(
@@ -140,17 +137,24 @@ pub async fn delete(
 /// A website form posts strings: read numbers and yes/no as the fields' types want them.
 fn from_urlencoded(body: &[u8], form: &trellis_meta::Form) -> ApiResult<Map<String, Value>> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
-        ApiError::new(Code::MalformedJson, format!("the form data is malformed: {e}"))
+        ApiError::new(
+            Code::MalformedJson,
+            format!("the form data is malformed: {e}"),
+        )
     })?;
     let mut out = Map::new();
     for (k, v) in pairs {
         let kind = form.field(&k).map(|f| f.kind);
         let value = match kind {
             _ if v.is_empty() => Value::Null,
-            Some(FieldType::Integer) => v.trim().parse::<i64>().map_or(Value::String(v), Value::from),
-            Some(FieldType::Decimal | FieldType::Currency) => {
-                v.trim().parse::<f64>().map_or(Value::String(v), Value::from)
-            }
+            Some(FieldType::Integer) => v
+                .trim()
+                .parse::<i64>()
+                .map_or(Value::String(v), Value::from),
+            Some(FieldType::Decimal | FieldType::Currency) => v
+                .trim()
+                .parse::<f64>()
+                .map_or(Value::String(v), Value::from),
             Some(FieldType::Boolean) => match v.as_str() {
                 "true" | "on" | "1" | "yes" => Value::Bool(true),
                 "false" | "off" | "0" | "no" => Value::Bool(false),
@@ -186,7 +190,10 @@ pub async fn submit(
         .filter(|p| p.settings.active)
         .ok_or_else(|| ApiError::new(Code::NotFound, "no public form at this address"))?;
     let ip = client_ip(&req);
-    if let Err(wait) = state.public_limits.hit(&p.key, &ip, p.settings.rate_per_minute) {
+    if let Err(wait) = state
+        .public_limits
+        .hit(&p.key, &ip, p.settings.rate_per_minute)
+    {
         return Err(ApiError {
             code: Code::RateLimited,
             detail: format!("too many submissions; try again in {wait} seconds"),
@@ -214,7 +221,12 @@ pub async fn submit(
             // The whitelist is the permission: the record is written as the system.
             state
                 .store
-                .create(&p.form, values, &Actor { user: None }, &Permissions::system())
+                .create(
+                    &p.form,
+                    values,
+                    &Actor { user: None },
+                    &Permissions::system(),
+                )
                 .await?;
         }
     }

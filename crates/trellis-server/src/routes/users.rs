@@ -159,10 +159,7 @@ pub async fn csrf(_caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> 
 }
 
 /// A user with their teams and roles.
-async fn user_view(
-    state: &AppState,
-    u: trellis_store::entity::user::Model,
-) -> ApiResult<Value> {
+async fn user_view(state: &AppState, u: trellis_store::entity::user::Model) -> ApiResult<Value> {
     let teams: Vec<String> = auth::list_teams(&state.store.db)
         .await?
         .into_iter()
@@ -280,8 +277,10 @@ pub async fn create_token(
         },
     )
     .await?;
-    Ok(HttpResponse::Created().json(json!({"token": secret, "name": name,
-        "expires_at": expires.map(|e| e.to_rfc3339()), "read_only": read_only, "forms": forms})))
+    Ok(
+        HttpResponse::Created().json(json!({"token": secret, "name": name,
+        "expires_at": expires.map(|e| e.to_rfc3339()), "read_only": read_only, "forms": forms})),
+    )
 }
 
 /// Revoke one of the caller's tokens (administrators: anyone's).
