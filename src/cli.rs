@@ -459,7 +459,6 @@ async fn run(cli: Cli) -> Result<()> {
             let store = open(&cli).await?;
             let u = auth::create_user(
                 &store.db,
-                &store.roles,
                 &auth::NewUser {
                     email: email.clone(),
                     name: name.clone().unwrap_or_else(|| email.clone()),

@@ -254,16 +254,36 @@ async fn sales_reps_see_and_change_only_their_own_records() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    // A rep cannot give their lead away.
-    let (st, _) = crm
+    // A rep cannot give their lead away, nor leave it without an owner.
+    for owner in [json!(other), Value::Null] {
+        let (st, body) = crm
+            .call(
+                "wangfang",
+                Method::PATCH,
+                &own,
+                Some(json!({"owner": owner})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    }
+    // A record they cannot read is, to them, a record that does not exist.
+    let filter = urlencode(&json!({"owner": other}).to_string());
+    let their_customer = crm
+        .all("admin", "customer", &format!("filter={filter}"))
+        .await;
+    let (st, body) = crm
         .call(
             "wangfang",
-            Method::PATCH,
-            &own,
-            Some(json!({"owner": other})),
+            Method::POST,
+            "/api/v1/data/contact",
+            Some(json!({"name": "Spy", "customer": their_customer[0]["id"]})),
         )
         .await;
-    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        errors(&body),
+        vec![("customer".to_owned(), "not_found".to_owned())]
+    );
 }
 
 #[tokio::test]
@@ -585,21 +605,24 @@ async fn a_hidden_field_never_appears() {
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    // Writing it is refused by name, without echoing a value.
-    let (st, body) = crm
-        .call(
-            "wangfang",
-            Method::PATCH,
-            &path,
-            Some(json!({"registered_capital": 1})),
-        )
-        .await;
-    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(
-        errors(&body),
-        vec![("registered_capital".to_owned(), "read_only".to_owned())]
-    );
-    assert!(!body.to_string().contains("7654321"), "{body}");
+    // Writing it is refused by name, without echoing a value, and the same whether the
+    // value sent is right or wrong (no guessing).
+    for guess in [1, 8000000] {
+        let (st, body) = crm
+            .call(
+                "wangfang",
+                Method::PATCH,
+                &path,
+                Some(json!({"registered_capital": guess})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(
+            errors(&body),
+            vec![("registered_capital".to_owned(), "read_only".to_owned())]
+        );
+        assert!(!body.to_string().contains("7654321"), "{body}");
+    }
     // The rep's own view of their permissions says so.
     let (_, me) = crm.get("wangfang", "/api/v1/me").await;
     assert_eq!(me["roles"], json!(["sales_rep"]));

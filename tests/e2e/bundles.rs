@@ -12,17 +12,19 @@ pub fn read_bundle(dir: &str) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut doc: Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("bundle.json")).unwrap()).unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(root.join("forms"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    doc["forms"] = Value::Array(
-        files
-            .iter()
-            .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
-            .collect(),
-    );
+    for sub in ["forms", "roles"] {
+        let Ok(rd) = std::fs::read_dir(root.join(sub)) else {
+            continue;
+        };
+        let mut files: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+        files.sort();
+        doc[sub] = Value::Array(
+            files
+                .iter()
+                .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
+                .collect(),
+        );
+    }
     doc
 }
 
@@ -61,7 +63,10 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
             .iter()
             .all(|f| f["action"] == "create")
     );
+    assert_eq!(r["roles"].as_array().unwrap().len(), 7, "{r}");
     let first = export(&app, "crm").await;
+    let exported: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(exported["roles"].as_array().unwrap().len(), 7);
     let (_, r) = app.post("/api/v1/bundles", crm.clone()).await;
     assert_eq!(r["changed"], false, "installing twice changes nothing: {r}");
     let (_, versions) = app.get("/api/v1/forms/lead/versions").await;
@@ -90,8 +95,36 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
     lead["fields"].as_array_mut().unwrap().push(
         json!({"name": "wechat", "type": "text", "label": {"en": "WeChat", "zh-CN": "微信"}}),
     );
+    // The upgrade also hides the new field from reps.
+    let rep = v2["roles"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["name"] == "sales_rep")
+        .unwrap();
+    rep["forms"]["lead"]["fields"]["wechat"] = json!("hidden");
     let (st, r) = app.post("/api/v1/bundles", v2).await;
     assert_eq!(st, StatusCode::OK, "{r}");
+    let changed: Vec<&Value> = r["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "unchanged")
+        .collect();
+    assert_eq!(
+        changed,
+        vec![&json!({"role": "sales_rep", "action": "update"})]
+    );
+    let (_, role) = app.get("/api/v1/roles/sales_rep").await;
+    assert_eq!(role["forms"]["lead"]["fields"]["wechat"], "hidden");
+    assert_eq!(role["bundle"], "crm");
+    // A bundle's role filter must fit the forms.
+    let mut bad = crm.clone();
+    bad["version"] = json!("1.2.0");
+    bad["roles"][0]["forms"] = json!({"lead": {"read": "all", "filter": {"ghost": 1}}});
+    let (st, r) = app.post("/api/v1/bundles", bad).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["errors"][0]["field"], "roles[0].forms.lead.filter.ghost");
     let lead = r["forms"]
         .as_array()
         .unwrap()

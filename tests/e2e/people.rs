@@ -105,6 +105,22 @@ async fn roles_are_checked_stored_and_change_permissions_at_once() {
         .await;
     assert_eq!(list["total"], 2, "{list}");
     assert_eq!(list["data"][0]["budget"], 5.0);
+    // Changing needs reading: a role that updates all but reads only some rows does not
+    // reach the others, not even to answer with them.
+    let mut blind = viewer_role();
+    blind["forms"]["lead"]["update"] = json!("all");
+    let (st, _) = app.put("/api/v1/roles/viewer", blind).await;
+    assert_eq!(st, StatusCode::OK);
+    let admins = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let (st, body) = app
+        .call_as(
+            Some(&bt),
+            Method::PATCH,
+            &format!("/api/v1/data/lead/{admins}"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
     // A role in use cannot be deleted; a user's roles can be replaced.
     let (st, _) = app.delete("/api/v1/roles/viewer").await;
     assert_eq!(st, StatusCode::CONFLICT);
@@ -269,6 +285,19 @@ async fn cookie_sessions_need_the_csrf_token_to_write() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    let plain = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "text/plain")
+        .body(json!({"email": crate::harness::ADMIN_EMAIL, "password": crate::harness::ADMIN_PASSWORD}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.status(),
+        StatusCode::BAD_REQUEST,
+        "a cross-site form cannot log anyone in"
+    );
     let set = resp
         .headers()
         .get("set-cookie")
@@ -423,7 +452,7 @@ async fn public_forms_take_anonymous_leads_with_limits() {
         .call(
             Method::PUT,
             "/api/v1/forms/lead/public?rotate=true",
-            Some(json!({"fields": ["company"], "owner": owner})),
+            Some(json!({"fields": ["company", "email"], "owner": owner})),
         )
         .await;
     assert_ne!(p["url"].as_str().unwrap(), url);
@@ -444,6 +473,18 @@ async fn public_forms_take_anonymous_leads_with_limits() {
         errors(&body),
         vec![("score".to_owned(), "not_allowed".to_owned())]
     );
+    // A taken e-mail is not told to a visitor: answered as usual, nothing stored.
+    let (st, body) = app
+        .call_as(
+            None,
+            Method::POST,
+            p["url"].as_str().unwrap(),
+            Some(json!({"company": "Again", "email": "a@web.co"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let (_, list) = app.list("lead", &[("count", "true".into())]).await;
+    assert_eq!(list["total"], 2);
     let (st, _) = app.delete("/api/v1/forms/lead/public").await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (st, _) = app
@@ -594,4 +635,18 @@ async fn files_are_as_private_as_the_records_that_hold_them() {
         assert_eq!(get(&tb, f).await, StatusCode::NOT_FOUND, "another's record");
     }
     assert_eq!(get(&app.token, &secret).await, StatusCode::OK);
+    // Nobody but its uploader can attach a file to a record of theirs.
+    let (st, body) = app
+        .call_as(
+            Some(&tb),
+            Method::POST,
+            "/api/v1/data/contract",
+            Some(json!({"title": "B's", "scan": {"id": one}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        errors(&body),
+        vec![("scan".to_owned(), "not_found".to_owned())]
+    );
 }

@@ -20,7 +20,6 @@ use crate::db::Db;
 use crate::entity::{team, team_member, token, user};
 use crate::error::StoreError;
 use crate::migrate::LOGIN_FAILURES;
-use crate::roles::Roles;
 
 /// How long a login session lasts.
 pub const SESSION_DAYS: i64 = 7;
@@ -279,12 +278,7 @@ async fn check_teams<C: ConnectionTrait>(c: &C, teams: &[String]) -> Result<(), 
 }
 
 /// Create a user with their teams and roles, in one transaction with its audit entry.
-pub async fn create_user(
-    db: &Db,
-    roles: &Roles,
-    new: &NewUser,
-    by: By<'_>,
-) -> Result<user::Model, StoreError> {
+pub async fn create_user(db: &Db, new: &NewUser, by: By<'_>) -> Result<user::Model, StoreError> {
     let email = new.email.trim().to_lowercase();
     if !email.contains('@') || email.len() > 254 {
         return Err(StoreError::field(
@@ -359,7 +353,7 @@ pub async fn create_user(
         },
     )
     .await?;
-    crate::roles::set_user_roles(&txn, roles, &m.id, &new.roles, by.actor, by.ip).await?;
+    crate::roles::set_user_roles(&txn, &m.id, &new.roles, by.actor, by.ip).await?;
     txn.commit().await?;
     Ok(m)
 }
@@ -408,7 +402,6 @@ pub async fn bootstrap_admin(
     };
     create_user(
         db,
-        &Roles::default(),
         &NewUser {
             email: email.to_owned(),
             name: "Administrator".into(),
@@ -438,17 +431,7 @@ pub async fn login(
     ] {
         if let Some(oldest) = recent_failures(db, col, value, max, now).await? {
             let until = oldest + Duration::minutes(LOCKOUT_MINUTES);
-            admin_audit::record(
-                &db.writer,
-                Event {
-                    actor: None,
-                    action: "login.locked",
-                    target: Some(&email),
-                    ip: Some(ip),
-                    detail: json!({"by": col}),
-                },
-            )
-            .await?;
+            // Attempts while locked are not recorded: the audit noted when the lock began.
             return Err(StoreError::Locked {
                 retry_after: u64::try_from(std::cmp::max((until - now).num_seconds(), 1))
                     .unwrap_or(1),
@@ -457,23 +440,24 @@ pub async fn login(
     }
     match check_password(db, &email, password).await {
         Ok(u) => {
+            // The session, the cleared failures and the audit entry: one write.
+            let txn = db.writer.begin().await?;
             let mut d = Query::delete();
             d.from_table(Alias::new(LOGIN_FAILURES))
                 .and_where(Expr::col(Alias::new("email")).eq(email.as_str()));
-            db.writer.execute(&d).await?;
-            let secret = issue(
-                db,
+            txn.execute(&d).await?;
+            let (secret, _) = insert_token(
+                &txn,
                 &u.id,
                 &NewToken {
                     kind: "session",
                     expires_at: Some(now + Duration::days(SESSION_DAYS)),
                     ..NewToken::default()
                 },
-                By::default(),
             )
             .await?;
             admin_audit::record(
-                &db.writer,
+                &txn,
                 Event {
                     actor: Some(&u.id),
                     action: "login",
@@ -483,6 +467,7 @@ pub async fn login(
                 },
             )
             .await?;
+            txn.commit().await?;
             Ok((secret, u))
         }
         Err(StoreError::BadCredentials) => {
@@ -495,9 +480,10 @@ pub async fn login(
                     Expr::val(format_datetime(&now)),
                 ])
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            db.writer.execute(&ins).await?;
+            let txn = db.writer.begin().await?;
+            txn.execute(&ins).await?;
             admin_audit::record(
-                &db.writer,
+                &txn,
                 Event {
                     actor: None,
                     action: "login.failed",
@@ -507,6 +493,30 @@ pub async fn login(
                 },
             )
             .await?;
+            txn.commit().await?;
+            // This failure may be the one that locks the account or the address.
+            for (col, value, max) in [
+                ("email", email.as_str(), MAX_FAILURES_PER_ACCOUNT),
+                ("ip", ip, MAX_FAILURES_PER_IP),
+            ] {
+                if recent_failures(db, col, value, max, now).await?.is_some()
+                    && recent_failures(db, col, value, max + 1, now)
+                        .await?
+                        .is_none()
+                {
+                    admin_audit::record(
+                        &db.writer,
+                        Event {
+                            actor: None,
+                            action: "login.locked",
+                            target: Some(&email),
+                            ip: Some(ip),
+                            detail: json!({"by": col, "minutes": LOCKOUT_MINUTES}),
+                        },
+                    )
+                    .await?;
+                }
+            }
             Err(StoreError::BadCredentials)
         }
         Err(e) => Err(e),
@@ -625,23 +635,8 @@ pub async fn issue(
     t: &NewToken<'_>,
     by: By<'_>,
 ) -> Result<String, StoreError> {
-    let secret = new_secret();
-    let id = uuid::Uuid::now_v7().to_string();
     let txn = db.writer.begin().await?;
-    token::ActiveModel {
-        id: Set(id.clone()),
-        token_hash: Set(token_hash(&secret)),
-        user_id: Set(user_id.to_owned()),
-        kind: Set(t.kind.to_owned()),
-        name: Set(t.name.clone()),
-        created_at: Set(Utc::now()),
-        expires_at: Set(t.expires_at),
-        revoked_at: Set(None),
-        read_only: Set(t.read_only),
-        forms: Set(t.forms.as_ref().map(|f| json!(f).to_string())),
-    }
-    .insert(&txn)
-    .await?;
+    let (secret, id) = insert_token(&txn, user_id, t).await?;
     if t.kind != "session" {
         admin_audit::record(
             &txn,
@@ -658,6 +653,31 @@ pub async fn issue(
     }
     txn.commit().await?;
     Ok(secret)
+}
+
+/// Store a new token; answers its secret and id.
+async fn insert_token<C: ConnectionTrait>(
+    c: &C,
+    user_id: &str,
+    t: &NewToken<'_>,
+) -> Result<(String, String), StoreError> {
+    let secret = new_secret();
+    let id = uuid::Uuid::now_v7().to_string();
+    token::ActiveModel {
+        id: Set(id.clone()),
+        token_hash: Set(token_hash(&secret)),
+        user_id: Set(user_id.to_owned()),
+        kind: Set(t.kind.to_owned()),
+        name: Set(t.name.clone()),
+        created_at: Set(Utc::now()),
+        expires_at: Set(t.expires_at),
+        revoked_at: Set(None),
+        read_only: Set(t.read_only),
+        forms: Set(t.forms.as_ref().map(|f| json!(f).to_string())),
+    }
+    .insert(c)
+    .await?;
+    Ok((secret, id))
 }
 
 /// The API tokens of a user.
@@ -765,7 +785,6 @@ pub struct UserPatch {
 /// disabled account ends every session and token.
 pub async fn update_user(
     db: &Db,
-    roles: &Roles,
     id: &str,
     p: UserPatch,
     by: By<'_>,
@@ -887,7 +906,7 @@ pub async fn update_user(
         }
     }
     if let Some(r) = p.roles {
-        crate::roles::set_user_roles(&txn, roles, id, &r, by.actor, by.ip).await?;
+        crate::roles::set_user_roles(&txn, id, &r, by.actor, by.ip).await?;
     }
     txn.commit().await?;
     Ok(m)

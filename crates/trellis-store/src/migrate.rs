@@ -55,6 +55,11 @@ pub fn latest() -> i64 {
 
 async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
     let backend = txn.get_database_backend();
+    let dialect = if backend == sea_orm::DbBackend::Postgres {
+        trellis_query::Dialect::Postgres
+    } else {
+        trellis_query::Dialect::Sqlite
+    };
     let schema = Schema::new(backend);
     if n == 4 {
         txn.execute(
@@ -132,6 +137,24 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
                 .add_column(ColumnDef::new("forms").text()),
         )
         .await?;
+        // Forms made before: every plain index gets its owner-led twin.
+        for m in form::Entity::find().all(txn).await? {
+            let entry = crate::forms::FormEntry::new(
+                serde_json::from_value(m.definition)?,
+                m.version,
+                serde_json::from_value(m.columns)?,
+                m.bundle,
+                m.position,
+            )?;
+            for f in &entry.form.fields {
+                let (plain, unique) = crate::forms::wants_index(f);
+                if let (true, Some((column, _))) = (plain && !unique, entry.column(&f.name)) {
+                    for sql in crate::forms::index_sqls(&entry.table, column, false, dialect) {
+                        txn.execute_unprepared(&sql).await?;
+                    }
+                }
+            }
+        }
     }
     if n == 3 {
         txn.execute(

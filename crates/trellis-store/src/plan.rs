@@ -19,8 +19,8 @@ use crate::db::Db;
 use crate::entity::form as form_e;
 use crate::error::{BlockingRow, StoreError};
 use crate::forms::{
-    ColumnInfo, ColumnState, FormEntry, Registry, check_new, column_def, drop_index_sql,
-    field_kind, index_sql, kind_name, parse_kind, q, save_version, wants_index,
+    ColumnInfo, ColumnState, FormEntry, Registry, check_new, column_def, drop_index_sqls,
+    field_kind, index_sqls, kind_name, parse_kind, q, save_version, wants_index,
 };
 use crate::records::{Actor, write_audit};
 use crate::row::decode;
@@ -624,12 +624,13 @@ pub(crate) async fn apply(
                 unique,
                 create,
             } => {
-                if *create {
-                    txn.execute_unprepared(&index_sql(&entry.table, column, *unique, dialect))
-                        .await?;
+                let sqls = if *create {
+                    index_sqls(&entry.table, column, *unique, dialect)
                 } else {
-                    txn.execute_unprepared(&drop_index_sql(&entry.table, column, *unique))
-                        .await?;
+                    drop_index_sqls(&entry.table, column, *unique)
+                };
+                for sql in sqls {
+                    txn.execute_unprepared(&sql).await?;
                 }
             }
         }

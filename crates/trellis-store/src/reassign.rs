@@ -68,7 +68,14 @@ impl Store {
         let mut out = Vec::new();
         for form in forms {
             let entry = snap.get(form)?;
-            let scope = access::rows(perms, &snap, form, Action::Update)?;
+            // Only rows the caller may both read and change.
+            let scope = match (
+                access::rows(perms, &snap, form, Action::Update)?,
+                access::rows(perms, &snap, form, Action::Read)?,
+            ) {
+                (Some(a), Some(b)) => Some(a.and(b)),
+                (a, b) => a.or(b),
+            };
             if !perms.may_own(form, Action::Update, to) {
                 return Err(StoreError::forbidden(
                     "to",
@@ -89,6 +96,10 @@ impl Store {
             }
             if let Some(f) = &scope {
                 s.cond_where(f.to_condition(dialect));
+            }
+            // Hold the rows until the owner changes, so the history's "before" is right.
+            if dialect == trellis_query::Dialect::Postgres {
+                s.lock(sea_orm::sea_query::LockType::Update);
             }
             let mut rows: Vec<(String, i64, Option<String>)> = Vec::new();
             for r in txn.query_all(&s).await? {

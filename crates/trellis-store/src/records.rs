@@ -277,6 +277,15 @@ impl Store {
                 .prepare(input, Mode::Create, now_micros())
                 .map_err(StoreError::Validation)?;
             access::check_create(perms, &snap, form, &values, "")?;
+            self.check_references(
+                &snap,
+                &entry,
+                std::slice::from_ref(&values),
+                None,
+                perms,
+                false,
+            )
+            .await?;
             let (reply, rx) = tokio::sync::oneshot::channel();
             g.submit(crate::group::Job {
                 form: form.to_owned(),
@@ -337,6 +346,8 @@ impl Store {
             return Err(StoreError::Validation(errors));
         }
         check_unique_within(&entry, &prepared, batch)?;
+        self.check_references(&snap, &entry, &prepared, None, perms, batch)
+            .await?;
         let txn = self.db.writer.begin().await?;
         let mut records = insert_records(
             &txn,
@@ -555,9 +566,21 @@ impl Store {
         let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
-        let scope = access::rows(perms, &snap, form, Action::Update)?;
+        // Only rows the caller may both read and change.
+        let scope = both(
+            access::rows(perms, &snap, form, Action::Update)?,
+            access::rows(perms, &snap, form, Action::Read)?,
+        );
         let dialect = self.db.dialect;
         let now = now_micros();
+        // A hidden field is refused whatever its value, so a PATCH cannot guess it.
+        if let Some(k) = patch.keys().find(|k| !access::visible(perms, form, k)) {
+            return Err(StoreError::forbidden(
+                k.clone(),
+                "read_only",
+                format!("you may not change the field {k:?}"),
+            ));
+        }
         let values = entry
             .validator
             .prepare(patch, Mode::Update, now)
@@ -607,8 +630,8 @@ impl Store {
             return Ok(current);
         }
         access::check_fields(perms, form, changed.keys(), "")?;
-        if let Some(o) = changed.get("owner").and_then(Value::as_str)
-            && !perms.may_own(form, Action::Update, o)
+        if let Some(o) = changed.get("owner")
+            && !perms.may_own(form, Action::Update, o.as_str().unwrap_or_default())
         {
             return Err(StoreError::forbidden(
                 "owner",
@@ -618,6 +641,15 @@ impl Store {
         }
         // Only what changed: an old reference must not block an unrelated edit.
         check_refs(&txn, &snap, &entry, std::slice::from_ref(&changed), false).await?;
+        self.check_references(
+            &snap,
+            &entry,
+            std::slice::from_ref(&changed),
+            Some(&current),
+            perms,
+            false,
+        )
+        .await?;
         let mut u = Query::update();
         u.table(Alias::new(&entry.table));
         for (c, v) in sets {
@@ -675,7 +707,10 @@ impl Store {
         let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
-        let scope = access::rows(perms, &snap, form, Action::Delete)?;
+        let scope = both(
+            access::rows(perms, &snap, form, Action::Delete)?,
+            access::rows(perms, &snap, form, Action::Read)?,
+        );
         let txn = self.db.writer.begin().await?;
         let current = match read_for_update(&txn, self.db.dialect, &entry, id, scope.as_ref()).await
         {
@@ -701,7 +736,22 @@ impl Store {
             now_micros(),
             0,
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The records in the way may be ones the caller cannot read: only the count.
+            StoreError::Conflict {
+                field,
+                code,
+                message,
+                ..
+            } if !perms.may_inspect() => StoreError::Conflict {
+                field,
+                code,
+                message,
+                rows: vec![],
+            },
+            e => e,
+        })?;
         txn.commit().await?;
         Ok(())
     }
@@ -757,6 +807,161 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+/// Both filters (None: no limit).
+fn both(a: Option<Filter>, b: Option<Filter>) -> Option<Filter> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.and(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The ids of the files an attachment value holds (one object or a list of them).
+fn file_ids(v: Option<&Value>) -> Vec<String> {
+    let one = |o: &Value| o.get("id").and_then(Value::as_str).map(str::to_owned);
+    match v {
+        Some(Value::Array(a)) => a.iter().filter_map(one).collect(),
+        Some(o @ Value::Object(_)) => one(o).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Store {
+    /// What a non-administrator writes may only point at what they can see: a related
+    /// record they cannot read is answered like one that does not exist, and a file can be
+    /// attached only by its uploader (or kept where it already is).
+    async fn check_references(
+        &self,
+        snap: &Snapshot,
+        entry: &FormEntry,
+        records: &[Map<String, Value>],
+        current: Option<&Map<String, Value>>,
+        perms: &Permissions,
+        batch: bool,
+    ) -> Result<(), StoreError> {
+        if perms.may_inspect() {
+            return Ok(());
+        }
+        let prefix = |i: usize| {
+            if batch {
+                format!("records[{i}].")
+            } else {
+                String::new()
+            }
+        };
+        // (path, target form, id)
+        let mut refs: Vec<(String, String, String)> = Vec::new();
+        let mut files: Vec<(String, String)> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            for f in &entry.form.fields {
+                match f.kind {
+                    FieldType::Relation => {
+                        if let (Some(t), Some(id)) =
+                            (&f.target, r.get(&f.name).and_then(Value::as_str))
+                        {
+                            refs.push((
+                                format!("{}{}", prefix(i), f.name),
+                                t.clone(),
+                                id.to_owned(),
+                            ));
+                        }
+                    }
+                    FieldType::Attachment => {
+                        let kept = file_ids(current.and_then(|c| c.get(&f.name)));
+                        for id in file_ids(r.get(&f.name)) {
+                            if !kept.contains(&id) {
+                                files.push((format!("{}{}", prefix(i), f.name), id));
+                            }
+                        }
+                    }
+                    FieldType::Subtable => {
+                        let Some(Value::Array(lines)) = r.get(&f.name) else {
+                            continue;
+                        };
+                        for (j, line) in lines.iter().enumerate() {
+                            for nf in f.fields.iter().filter(|nf| nf.kind == FieldType::Relation) {
+                                if let (Some(t), Some(id)) =
+                                    (&nf.target, line.get(&nf.name).and_then(Value::as_str))
+                                {
+                                    refs.push((
+                                        format!("{}{}[{j}].{}", prefix(i), f.name, nf.name),
+                                        t.clone(),
+                                        id.to_owned(),
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut errors = Vec::new();
+        let mut targets: Vec<&str> = refs.iter().map(|r| r.1.as_str()).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        for t in targets {
+            let scope = match access::rows(perms, snap, t, Action::Read) {
+                Ok(None) => continue,
+                Ok(Some(f)) => Some(f),
+                Err(StoreError::Forbidden { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            let ids: Vec<String> = refs
+                .iter()
+                .filter(|r| r.1 == t)
+                .map(|r| r.2.clone())
+                .collect();
+            let mut seen: HashSet<String> = HashSet::new();
+            if let (Some(f), Ok(te)) = (&scope, snap.get(t)) {
+                for chunk in ids.chunks(500) {
+                    let mut s = Query::select();
+                    s.expr(col(&te.table, "id"))
+                        .from(Alias::new(&te.table))
+                        .and_where(col(&te.table, "id").is_in(chunk.iter().cloned()))
+                        .cond_where(f.to_condition(self.db.dialect));
+                    for row in self.db.reader.query_all(&s).await? {
+                        seen.insert(row.try_get_by_index::<String>(0)?);
+                    }
+                }
+            }
+            for (path, _, id) in refs.iter().filter(|r| r.1 == t && !seen.contains(&r.2)) {
+                errors.push(FieldError::new(
+                    path,
+                    "not_found",
+                    format!("no {t} record with id {id:?}"),
+                    format!("找不到 id 为 {id:?} 的记录"),
+                ));
+            }
+        }
+        if !files.is_empty() {
+            let mut s = Query::select();
+            s.columns(["id", "created_by"].map(Alias::new))
+                .from(Alias::new("trellis_files"))
+                .and_where(Expr::col(Alias::new("id")).is_in(files.iter().map(|f| f.1.clone())));
+            let mut mine = HashSet::new();
+            for row in self.db.reader.query_all(&s).await? {
+                let by: Option<String> = row.try_get_by_index(1)?;
+                if by.as_deref() == Some(perms.user()) {
+                    mine.insert(row.try_get_by_index::<String>(0)?);
+                }
+            }
+            for (path, id) in files.iter().filter(|f| !mine.contains(&f.1)) {
+                errors.push(FieldError::new(
+                    path,
+                    "not_found",
+                    format!("no uploaded file with id {id:?}"),
+                    format!("找不到文件 {id:?}"),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Validation(errors))
+        }
     }
 }
 

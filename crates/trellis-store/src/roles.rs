@@ -306,14 +306,18 @@ pub async fn all_holders(db: &Db) -> Result<Vec<(String, String)>, StoreError> {
 /// Records a `user.roles` audit event when they change.
 pub async fn set_user_roles<C: ConnectionTrait>(
     c: &C,
-    roles: &Roles,
     user: &str,
     names: &[String],
     actor: Option<&str>,
     ip: Option<&str>,
 ) -> Result<(), StoreError> {
     for (i, n) in names.iter().enumerate() {
-        if roles.get(n).is_none() {
+        // Asked inside the transaction: a role deleted meanwhile is not granted.
+        let mut q = Query::select();
+        q.column(Alias::new("name"))
+            .from(Alias::new(ROLES))
+            .and_where(Expr::col(Alias::new("name")).eq(n.as_str()));
+        if c.query_one(&q).await?.is_none() {
             return Err(StoreError::field(
                 format!("roles[{i}]"),
                 "not_found",

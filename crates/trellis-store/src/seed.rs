@@ -106,7 +106,6 @@ pub async fn load(store: &Store, seed: &Value, actor: &Actor) -> Result<SeedRepo
             .collect();
         let m = auth::create_user(
             db,
-            &store.roles,
             &auth::NewUser {
                 email: email.clone(),
                 name: name.to_owned(),
@@ -135,7 +134,6 @@ pub async fn load(store: &Store, seed: &Value, actor: &Actor) -> Result<SeedRepo
         ) {
             auth::update_user(
                 db,
-                &store.roles,
                 id,
                 auth::UserPatch {
                     manager: Some(Some(mgr.clone())),

@@ -219,7 +219,7 @@ pub async fn submit(
         }
         Submission::Create(values) => {
             // The whitelist is the permission: the record is written as the system.
-            state
+            let created = state
                 .store
                 .create(
                     &p.form,
@@ -227,7 +227,17 @@ pub async fn submit(
                     &Actor { user: None },
                     &Permissions::system(),
                 )
-                .await?;
+                .await;
+            match created {
+                // Telling a visitor that a value is taken would let anyone probe the
+                // records (is this e-mail a lead?): a duplicate is taken in and dropped.
+                Err(StoreError::Unique { field }) => {
+                    tracing::info!(form = %p.form, field, "a public submission repeated a unique value; dropped");
+                }
+                r => {
+                    r?;
+                }
+            }
         }
     }
     Ok(HttpResponse::Created().json(json!({"ok": true})))

@@ -102,6 +102,20 @@ pub async fn login(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let ip = client_ip(&req);
+    // A page on another site can post text/plain without asking; it cannot post JSON.
+    let json_body = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.trim_start().starts_with("application/json"));
+    if !json_body {
+        return Err(ApiError::field(
+            Code::MalformedJson,
+            "Content-Type",
+            "content_type",
+            "send the login as application/json",
+        ));
+    }
     let doc = parse_json(&read_body(&req, payload, 64 << 10).await?)?;
     let body: Login = serde_json::from_value(doc).map_err(|e| {
         ApiError::new(
@@ -373,7 +387,6 @@ pub async fn create_user(
     let ip = client_ip(&req);
     let u = auth::create_user(
         &state.store.db,
-        &state.store.roles,
         &NewUser {
             email: email.to_owned(),
             name: field_str(&doc, "name").unwrap_or(email).to_owned(),
@@ -421,7 +434,6 @@ pub async fn patch_user(
     let ip = client_ip(&req);
     let u = auth::update_user(
         &state.store.db,
-        &state.store.roles,
         &path,
         UserPatch {
             name: field_str(&doc, "name").map(str::to_owned),
