@@ -122,9 +122,12 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
     let mut bad = crm.clone();
     bad["version"] = json!("1.2.0");
     bad["roles"][0]["forms"] = json!({"lead": {"read": "all", "filter": {"ghost": 1}}});
-    let (st, r) = app.post("/api/v1/bundles", bad).await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
-    assert_eq!(r["errors"][0]["field"], "roles[0].forms.lead.filter.ghost");
+    let (st, refused) = app.post("/api/v1/bundles", bad).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(
+        refused["errors"][0]["field"],
+        "roles[0].forms.lead.filter.ghost"
+    );
     let lead = r["forms"]
         .as_array()
         .unwrap()
