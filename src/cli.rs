@@ -404,8 +404,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bundle { action } => match action {
             BundleAction::Validate { path } => {
                 let doc = read_bundle(path)?;
-                match trellis_meta::bundle::check_bundle(&doc, &|_| None) {
-                    Ok(b) => println!("{} {}: {} forms, valid", b.name, b.version, b.forms.len()),
+                match bundles::check_alone(&doc) {
+                    Ok(b) => println!(
+                        "{} {}: {} forms, {} roles, valid",
+                        b.name,
+                        b.version,
+                        b.forms.len(),
+                        b.roles.len()
+                    ),
                     Err(errs) => {
                         eprintln!("{} is invalid:", path.display());
                         print_errors(&errs);

@@ -106,6 +106,40 @@ impl Crm {
         }
     }
 
+    /// An export as rows of (column → cell); asserts 200.
+    async fn export(&self, who: &str, form: &str, query: &str) -> Vec<HashMap<String, String>> {
+        let token = if who == "admin" {
+            self.app.token.clone()
+        } else {
+            self.tokens[who].clone()
+        };
+        let r = self
+            .app
+            .client
+            .get(self.app.url(&format!("/api/v1/data/{form}/export?{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{who} exports {form}");
+        let text = r.text().await.unwrap();
+        let text = text
+            .strip_prefix('\u{FEFF}')
+            .expect("a byte-order mark for spreadsheets");
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = rd.headers().unwrap().iter().map(str::to_owned).collect();
+        rd.records()
+            .map(|r| {
+                let r = r.unwrap();
+                header
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(str::to_owned))
+                    .collect()
+            })
+            .collect()
+    }
+
     async fn count(&self, who: &str, form: &str, filter: Value) -> u64 {
         let (st, body) = self
             .get(
@@ -139,6 +173,13 @@ async fn sales_reps_see_and_change_only_their_own_records() {
     let admin_count = crm.count("admin", "lead", json!({"owner": me})).await;
     assert_eq!(mine.len() as u64, admin_count);
     assert_eq!(crm.count("wangfang", "lead", json!({})).await, admin_count);
+    let exported = crm.export("wangfang", "lead", "sort=-score").await;
+    assert_eq!(
+        exported.len() as u64,
+        admin_count,
+        "the export holds the same rows"
+    );
+    assert!(exported.iter().all(|r| r["owner"] == me));
     // Another rep's lead: not found, whichever way it is asked for.
     let theirs = crm
         .all(
@@ -407,6 +448,13 @@ async fn warehouse_sees_orders_to_ship_with_status_and_lines_only() {
         let extra: HashSet<&str> = keys.difference(&system).copied().collect();
         assert_eq!(extra, HashSet::from(["status", "lines"]), "{o}");
     }
+    let to_ship = crm.export("hejun", "order", "").await;
+    assert_eq!(to_ship.len(), orders.len());
+    let cols: HashSet<&str> = to_ship[0].keys().map(String::as_str).collect();
+    assert_eq!(
+        cols,
+        HashSet::from(["id", "status", "lines", "owner", "created_at", "updated_at"])
+    );
     let other = crm
         .all(
             "admin",
@@ -460,6 +508,8 @@ async fn warehouse_sees_orders_to_ship_with_status_and_lines_only() {
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {body}");
     }
     let (st, _) = crm.get("hejun", "/api/v1/data/lead").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = crm.get("hejun", "/api/v1/data/lead/export").await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
@@ -545,6 +595,26 @@ async fn a_hidden_field_never_appears() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(got["name"], "Secretive Ltd");
     leaks("get", &got);
+    let exported = crm.export("wangfang", "customer", "").await;
+    assert!(exported.iter().any(|r| r["id"] == id));
+    assert!(
+        exported
+            .iter()
+            .all(|r| !r.contains_key("registered_capital"))
+    );
+    let big = crm.export("admin", "customer", "").await;
+    assert!(
+        big.iter()
+            .any(|r| r["registered_capital"].starts_with("8000000")),
+        "the admin's view has it"
+    );
+    let (st, _) = crm
+        .get(
+            "wangfang",
+            "/api/v1/data/customer/export?fields=registered_capital",
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
     let listed = crm.all("wangfang", "customer", "").await;
     assert!(listed.iter().any(|r| r["id"] == json!(id)));
     leaks("list", &json!(listed));

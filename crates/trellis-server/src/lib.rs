@@ -180,6 +180,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/data/{form}/batch").post(records::batch))
                 .service(resource("/data/{form}/reassign").post(records::reassign))
+                .service(resource("/data/{form}/export").get(records::export))
                 .service(
                     resource("/data/{form}/{id}")
                         .get(records::get)

@@ -120,6 +120,15 @@ pub fn document(base: &Value, forms: &[Arc<FormEntry>]) -> Value {
                 "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {"type": "object", "properties": {"data": {"type": "array", "items": rec}}}}}},
                     "409": problem("Unique value taken"), "422": problem("Invalid values")}}
         }));
+        paths.insert(format!("/api/v1/data/{n}/export"), json!({
+            "get": {"tags": tags, "summary": format!("Export {label} records as CSV"), "operationId": format!("export_{n}"), "security": sec,
+                "parameters": [
+                    param("filter", "Filter in the filter language (JSON)", json!({"type": "string"})),
+                    param("sort", "Comma-separated fields, - for descending", json!({"type": "string"})),
+                    param("fields", "Only these columns (id always first)", json!({"type": "string"}))],
+                "responses": {"200": {"description": "Every matching record the caller may read, as UTF-8 CSV with a header row", "content": {"text/csv": {}}},
+                    "400": problem("Invalid filter, sort or fields"), "403": problem("Not permitted")}}
+        }));
         paths.insert(format!("/api/v1/data/{n}/reassign"), json!({
             "post": {"tags": tags, "summary": format!("Hand {label} records to another owner"), "operationId": format!("reassign_{n}"), "security": sec,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["to"],

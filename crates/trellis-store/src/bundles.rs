@@ -306,6 +306,32 @@ pub async fn install(
     })
 }
 
+/// Check a bundle on its own, without a database: its forms, and its roles with their
+/// filters against the bundle's forms.
+pub fn check_alone(doc: &Value) -> Result<Bundle, Vec<trellis_meta::MetaError>> {
+    let bundle = check_bundle(doc, &|_| None)?;
+    let mut forms = std::collections::HashMap::new();
+    for f in &bundle.forms {
+        let e = FormEntry::new(f.clone(), 0, initial_columns(f), None, 0).map_err(|e| match e {
+            StoreError::Definition(errs) => errs,
+            e => vec![trellis_meta::MetaError::new("", "invalid", e.to_string())],
+        })?;
+        forms.insert(f.name.clone(), Arc::new(e));
+    }
+    let snap = Snapshot(Arc::new(forms));
+    let errs: Vec<_> = bundle
+        .roles
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| check_filters(r, &snap, &format!("roles[{i}]")))
+        .collect();
+    if errs.is_empty() {
+        Ok(bundle)
+    } else {
+        Err(errs)
+    }
+}
+
 /// Installed bundles.
 pub async fn list(db: &Db) -> Result<Vec<bundle_e::Model>, StoreError> {
     Ok(bundle_e::Entity::find()

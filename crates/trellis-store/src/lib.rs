@@ -90,6 +90,13 @@ impl Store {
         Ok(())
     }
 
+    /// Delete a form (with its records when `purge`); its table's statistics are forgotten.
+    pub async fn delete_form(&self, name: &str, purge: bool) -> Result<(), StoreError> {
+        forms::delete_form(&self.db, &self.registry, name, purge).await?;
+        self.stats.forget(&forms::table_name(name));
+        Ok(())
+    }
+
     /// The SQL dialect in use.
     pub fn dialect(&self) -> Dialect {
         self.db.dialect

@@ -23,6 +23,12 @@ pub struct Stats {
 const MIN_ROWS: u64 = 500;
 
 impl Stats {
+    /// Forget a table that was dropped: one made again under its name starts counting
+    /// from nothing, so its first bulk load is analyzed as it grows.
+    pub fn forget(&self, table: &str) {
+        self.tables.lock().remove(table);
+    }
+
     /// Count `n` inserted rows of `table`; analyze it when it has doubled.
     pub async fn note(&self, db: &Db, table: &str, n: u64) -> Result<(), StoreError> {
         let due = {
@@ -41,6 +47,18 @@ impl Stats {
             db.writer
                 .execute_unprepared(&format!("ANALYZE {}", q(table)))
                 .await?;
+            if db.dialect == trellis_query::Dialect::Sqlite {
+                // Every SQLite connection keeps the statistics it read when it loaded the
+                // schema, and its prepared statements keep their plans: the readers would go
+                // on planning without the new ones. A schema change makes each connection
+                // reload the schema with the statistics and re-prepare its statements.
+                db.writer
+                    .execute_unprepared("CREATE VIEW IF NOT EXISTS trellis_stats_epoch AS SELECT 1")
+                    .await?;
+                db.writer
+                    .execute_unprepared("DROP VIEW IF EXISTS trellis_stats_epoch")
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use trellis_store::forms::{create_form, delete_form, versions};
+use trellis_store::forms::{create_form, versions};
 use trellis_store::plan::update_form;
 
 use crate::AppState;
@@ -112,7 +112,7 @@ pub async fn delete(
     flags: web::Query<Flags>,
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
-    delete_form(&state.store.db, &state.store.registry, &path, flags.purge).await?;
+    state.store.delete_form(&path, flags.purge).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

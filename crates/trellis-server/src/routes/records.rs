@@ -2,6 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use trellis_store::ListQuery;
@@ -22,6 +23,23 @@ pub struct ListParams {
     fields: Option<String>,
     expand: Option<String>,
     count: Option<bool>,
+}
+
+/// The `filter` query parameter as JSON.
+fn filter_param(f: &Option<String>) -> ApiResult<Option<Value>> {
+    match f {
+        Some(f) if !f.trim().is_empty() => {
+            serde_json::from_str::<Value>(f).map(Some).map_err(|e| {
+                ApiError::field(
+                    Code::InvalidFilter,
+                    "filter",
+                    "malformed",
+                    format!("the filter is not valid JSON: {e}"),
+                )
+            })
+        }
+        _ => Ok(None),
+    }
 }
 
 fn split_list(s: &Option<String>) -> Option<Vec<String>> {
@@ -73,17 +91,7 @@ pub async fn list(
 ) -> ApiResult<HttpResponse> {
     let form = path.into_inner();
     state.store.registry.get(&form)?;
-    let filter = match &q.filter {
-        Some(f) if !f.trim().is_empty() => Some(serde_json::from_str::<Value>(f).map_err(|e| {
-            ApiError::field(
-                Code::InvalidFilter,
-                "filter",
-                "malformed",
-                format!("the filter is not valid JSON: {e}"),
-            )
-        })?),
-        _ => None,
-    };
+    let filter = filter_param(&q.filter)?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > trellis_store::records::MAX_LIMIT {
         return Err(ApiError::field(
@@ -362,4 +370,128 @@ pub async fn reassign(
         .await?;
     let count: u64 = out.iter().map(|r| r.count).sum();
     Ok(HttpResponse::Ok().json(json!({"form": form, "to": to, "count": count})))
+}
+
+/// One CSV cell: text as it is, lists of plain values joined with "; ", the rest as JSON.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Number(_) | Value::Bool(_) => v.to_string(),
+        Value::Array(a) if a.iter().all(|x| x.is_string() || x.is_number()) => a
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => v.to_string(),
+    }
+}
+
+/// A page of records as CSV rows (with the header first when asked).
+fn csv_rows(
+    columns: &[String],
+    rows: &[serde_json::Map<String, Value>],
+    header: bool,
+) -> ApiResult<web::Bytes> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| ApiError::new(Code::Internal, format!("writing CSV failed: {e}"));
+    if header {
+        w.write_record(columns).map_err(fail)?;
+    }
+    for r in rows {
+        w.write_record(
+            columns
+                .iter()
+                .map(|c| cell(r.get(c).unwrap_or(&Value::Null))),
+        )
+        .map_err(fail)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| ApiError::new(Code::Internal, format!("writing CSV failed: {e}")))?;
+    Ok(web::Bytes::from(bytes))
+}
+
+/// `GET /api/v1/data/{form}/export`: the records a list with the same `filter`, `sort` and
+/// `fields` would give, every page of them, as CSV (UTF-8 with a byte-order mark, so
+/// spreadsheet programs read Chinese right). Only what the caller may read.
+pub async fn export(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    let form = path.into_inner();
+    let entry = state.store.registry.get(&form)?;
+    let filter = filter_param(&q.filter)?;
+    let perms = caller.perms().clone();
+    let columns: Vec<String> = match split_list(&q.fields) {
+        Some(f) => std::iter::once("id".to_owned())
+            .chain(f.into_iter().filter(|x| x != "id"))
+            .collect(),
+        None => std::iter::once("id".to_owned())
+            .chain(
+                entry
+                    .form
+                    .fields
+                    .iter()
+                    .filter(|f| trellis_store::access::visible(&perms, &form, &f.name))
+                    .map(|f| f.name.clone()),
+            )
+            .chain(["owner", "created_at", "updated_at"].map(str::to_owned))
+            .collect(),
+    };
+    let lq = ListQuery {
+        filter,
+        sort: q.sort.clone(),
+        limit: trellis_store::records::MAX_LIMIT,
+        cursor: None,
+        fields: Some(columns.clone()),
+        expand: Vec::new(),
+        count: false,
+    };
+    // The first page before answering: a bad filter is still a 400, not a broken file.
+    let first = state.store.list(&form, &lq, &perms).await?;
+    let mut head = "\u{FEFF}".as_bytes().to_vec();
+    head.extend_from_slice(&csv_rows(&columns, &first.data, true)?);
+    let next = first.next_cursor.clone();
+    let store = state.store.clone();
+    let cols = columns.clone();
+    let form_name = form.clone();
+    let rest = futures_util::stream::unfold(next, move |cursor| {
+        let (store, perms, cols, form, mut lq) = (
+            store.clone(),
+            perms.clone(),
+            cols.clone(),
+            form_name.clone(),
+            lq.clone(),
+        );
+        async move {
+            let c = cursor?;
+            lq.cursor = Some(c);
+            match store.list(&form, &lq, &perms).await {
+                Ok(page) => match csv_rows(&cols, &page.data, false) {
+                    Ok(b) => Some((Ok::<_, actix_web::Error>(b), page.next_cursor)),
+                    Err(e) => Some((Err(e.into()), None)),
+                },
+                Err(e) => {
+                    // The answer has started: all that can be done is to stop it short.
+                    tracing::error!(form = %form, error = %e, "an export stopped");
+                    Some((Err(ApiError::from(e).into()), None))
+                }
+            }
+        }
+    });
+    let body =
+        futures_util::stream::once(
+            async move { Ok::<_, actix_web::Error>(web::Bytes::from(head)) },
+        )
+        .chain(rest);
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{form}.csv\""),
+        ))
+        .streaming(body))
 }
