@@ -21,6 +21,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Lead scoring: the CRM's lead_score rule in rhai against native Rust, records/s.
+bench-rules n="1000000":
+    cargo bench -p trellis-rules --bench score -- {{n}}
+
 # The filtered list as an administrator and as a sales rep with `own` scope.
 bench-scope n="100000":
     bash bench/scope.sh {{n}}

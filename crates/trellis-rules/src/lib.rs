@@ -1,0 +1,374 @@
+//! The rule engine: rhai scripts that score, grade, route, validate and compute over one
+//! record, in a sandbox with hard limits (operations, call depth, expression depth,
+//! string, array and map sizes, wall time), no file, network or module access. One engine
+//! serves every worker (rhai `sync`); scripts are compiled once and their ASTs shared.
+//!
+//! What a script sees: `record` (the record as a map), `previous` (its values before an
+//! update, `()` on create), `is_new`; helpers `now()`, `today()`, `days_between(a, b)`,
+//! `value_or(v, default)`; results `reject(field, message)` and `assign(user)`; `print`
+//! and `debug` go to the run's log. A missing field or a JSON null is `()`, which compares
+//! unequal to everything: use `value_or` to give it a default.
+//!
+//! This crate knows no database and no HTTP.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, Utc};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, ImmutableString, ParseErrorType, Position, Scope};
+use serde_json::{Map, Value};
+
+/// Hard limits on one evaluation.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Operations (roughly: expression nodes, loop iterations, calls).
+    pub max_operations: u64,
+    /// Nested function calls.
+    pub max_call_levels: usize,
+    /// Nesting of expressions at the top level.
+    pub max_expr_depth: usize,
+    /// Nesting of expressions inside functions.
+    pub max_function_expr_depth: usize,
+    /// Longest string, in bytes.
+    pub max_string_size: usize,
+    /// Most items in an array.
+    pub max_array_size: usize,
+    /// Most entries in a map.
+    pub max_map_size: usize,
+    /// Wall time of one evaluation.
+    pub max_time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_operations: 500_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_function_expr_depth: 32,
+            max_string_size: 64 << 10,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            max_time: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Why a rule failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The script does not parse.
+    Syntax,
+    /// It failed while running: a type error, division by zero, an unknown function, a
+    /// `throw`.
+    Runtime,
+    /// It ran past its operations limit.
+    TooManyOperations,
+    /// It ran past its wall time.
+    Timeout,
+    /// Calls or expressions nest too deep.
+    TooDeep,
+    /// A string, array or map grew past its limit.
+    TooLarge,
+}
+
+impl ErrorKind {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Syntax => "rule_syntax",
+            Self::Runtime => "rule_runtime",
+            Self::TooManyOperations => "rule_too_many_operations",
+            Self::Timeout => "rule_timeout",
+            Self::TooDeep => "rule_too_deep",
+            Self::TooLarge => "rule_too_large",
+        }
+    }
+}
+
+/// A rule that could not be compiled or run, with where in the script.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule {rule:?}{}: {message}", at(*line, *column))]
+pub struct RuleError {
+    /// The rule's name.
+    pub rule: String,
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Line in the script, from 1.
+    pub line: Option<usize>,
+    /// Column in the line, from 1.
+    pub column: Option<usize>,
+    /// Human explanation.
+    pub message: String,
+}
+
+fn at(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(" at line {l}, column {c}"),
+        (Some(l), None) => format!(" at line {l}"),
+        _ => String::new(),
+    }
+}
+
+/// A field a validation rule refused, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Field path.
+    pub field: String,
+    /// Message for the user.
+    pub message: String,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The script's value, as JSON (`()` is null).
+    pub value: Value,
+    /// `reject(field, message)` calls.
+    pub rejections: Vec<Rejection>,
+    /// The last `assign(user)`.
+    pub assigned: Option<String>,
+    /// `print` and `debug` output.
+    pub log: Vec<String>,
+}
+
+/// A compiled rule: its AST, shared by every worker.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    name: String,
+    ast: AST,
+}
+
+impl Compiled {
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[derive(Default)]
+struct RunState {
+    deadline: Option<Instant>,
+    rejections: Vec<Rejection>,
+    assigned: Option<String>,
+    log: Vec<String>,
+}
+
+thread_local! {
+    // One evaluation at a time per thread: what its script reports goes here.
+    static RUN: RefCell<RunState> = RefCell::new(RunState::default());
+}
+
+/// How often (in operations) the wall clock is looked at.
+const CLOCK_EVERY: u64 = 1024;
+
+/// The engine: one per process, shared by every worker.
+pub struct RuleEngine {
+    engine: Engine,
+    limits: Limits,
+}
+
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(dt.with_timezone(&Utc).date_naive());
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+fn days_between(a: ImmutableString, b: ImmutableString) -> Result<i64, Box<EvalAltResult>> {
+    match (parse_day(&a), parse_day(&b)) {
+        (Some(x), Some(y)) => Ok((y - x).num_days()),
+        _ => Err(
+            format!("days_between needs dates (YYYY-MM-DD or RFC 3339), got {a:?} and {b:?}")
+                .into(),
+        ),
+    }
+}
+
+impl RuleEngine {
+    /// An engine with these limits and the helper functions.
+    pub fn new(limits: Limits) -> Self {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(limits.max_operations)
+            .set_max_call_levels(limits.max_call_levels)
+            .set_max_expr_depths(limits.max_expr_depth, limits.max_function_expr_depth)
+            .set_max_string_size(limits.max_string_size)
+            .set_max_array_size(limits.max_array_size)
+            .set_max_map_size(limits.max_map_size)
+            // No `import`: a script is one self-contained piece of logic.
+            .set_max_modules(0);
+        engine.disable_symbol("eval");
+        engine.on_progress(|ops| {
+            if ops % CLOCK_EVERY != 0 {
+                return None;
+            }
+            let late = RUN.with(|r| r.borrow().deadline.is_some_and(|d| Instant::now() > d));
+            late.then(|| Dynamic::from("timeout"))
+        });
+        engine.on_print(|s| RUN.with(|r| r.borrow_mut().log.push(s.to_owned())));
+        engine.on_debug(|s, _, pos| {
+            let line = pos
+                .line()
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default();
+            RUN.with(|r| r.borrow_mut().log.push(format!("{line}{s}")));
+        });
+        engine.register_fn(
+            "reject",
+            |field: ImmutableString, message: ImmutableString| {
+                RUN.with(|r| {
+                    r.borrow_mut().rejections.push(Rejection {
+                        field: field.to_string(),
+                        message: message.to_string(),
+                    })
+                });
+            },
+        );
+        engine.register_fn("assign", |user: ImmutableString| {
+            RUN.with(|r| r.borrow_mut().assigned = Some(user.to_string()));
+        });
+        engine.register_fn("now", || {
+            Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        });
+        engine.register_fn("today", || Utc::now().date_naive().to_string());
+        engine.register_fn("days_between", days_between);
+        engine.register_fn(
+            "value_or",
+            |v: Dynamic, default: Dynamic| {
+                if v.is_unit() { default } else { v }
+            },
+        );
+        Self { engine, limits }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compile a script; a syntax error names its line and column.
+    pub fn compile(&self, name: &str, script: &str) -> Result<Compiled, RuleError> {
+        self.engine
+            .compile(script)
+            .map(|ast| Compiled {
+                name: name.to_owned(),
+                ast,
+            })
+            .map_err(|e| {
+                let kind = match e.err_type() {
+                    ParseErrorType::ExprTooDeep => ErrorKind::TooDeep,
+                    _ => ErrorKind::Syntax,
+                };
+                error(name, kind, e.position(), e.err_type().to_string())
+            })
+    }
+
+    /// Run a rule on a record (and, on update, its previous values).
+    pub fn run(
+        &self,
+        rule: &Compiled,
+        record: &Map<String, Value>,
+        previous: Option<&Map<String, Value>>,
+    ) -> Result<Outcome, RuleError> {
+        let to_dynamic = |m: &Map<String, Value>| {
+            rhai::serde::to_dynamic(m).map_err(|e| {
+                error(
+                    &rule.name,
+                    ErrorKind::Runtime,
+                    Position::NONE,
+                    e.to_string(),
+                )
+            })
+        };
+        let mut scope = Scope::new();
+        scope.push_constant("record", to_dynamic(record)?);
+        scope.push_constant(
+            "previous",
+            match previous {
+                Some(p) => to_dynamic(p)?,
+                None => Dynamic::UNIT,
+            },
+        );
+        scope.push_constant("is_new", previous.is_none());
+        RUN.with(|r| {
+            *r.borrow_mut() = RunState {
+                deadline: Some(Instant::now() + self.limits.max_time),
+                ..RunState::default()
+            }
+        });
+        let result = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &rule.ast);
+        let state = RUN.with(|r| std::mem::take(&mut *r.borrow_mut()));
+        let value = result.map_err(|e| runtime_error(&rule.name, &e))?;
+        let value = if value.is_unit() {
+            Value::Null
+        } else {
+            rhai::serde::from_dynamic::<Value>(&value).map_err(|e| {
+                error(
+                    &rule.name,
+                    ErrorKind::Runtime,
+                    Position::NONE,
+                    format!("the result cannot be stored: {e}"),
+                )
+            })?
+        };
+        Ok(Outcome {
+            value,
+            rejections: state.rejections,
+            assigned: state.assigned,
+            log: state.log,
+        })
+    }
+}
+
+impl Default for RuleEngine {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+fn error(rule: &str, kind: ErrorKind, pos: Position, message: String) -> RuleError {
+    RuleError {
+        rule: rule.to_owned(),
+        kind,
+        line: pos.line(),
+        column: pos.position(),
+        message,
+    }
+}
+
+fn runtime_error(rule: &str, e: &EvalAltResult) -> RuleError {
+    let kind = match e {
+        EvalAltResult::ErrorTooManyOperations(_) => ErrorKind::TooManyOperations,
+        EvalAltResult::ErrorTerminated(..) => ErrorKind::Timeout,
+        EvalAltResult::ErrorStackOverflow(_) => ErrorKind::TooDeep,
+        EvalAltResult::ErrorDataTooLarge(..) => ErrorKind::TooLarge,
+        EvalAltResult::ErrorParsing(ParseErrorType::ExprTooDeep, _) => ErrorKind::TooDeep,
+        _ => ErrorKind::Runtime,
+    };
+    let message = match kind {
+        ErrorKind::TooManyOperations => "the script ran too long (operations limit)".to_owned(),
+        ErrorKind::Timeout => "the script ran too long (time limit)".to_owned(),
+        ErrorKind::TooDeep => "calls or expressions nest too deep".to_owned(),
+        _ => e.to_string(),
+    };
+    // The innermost position is where the script went wrong.
+    let mut pos = e.position();
+    let mut inner = e;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, cause, p) = inner {
+        if !p.is_none() {
+            pos = *p;
+        }
+        inner = cause;
+        if !inner.position().is_none() {
+            pos = inner.position();
+        }
+    }
+    error(rule, kind, pos, message)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,198 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+
+fn rec(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+fn engine() -> RuleEngine {
+    RuleEngine::default()
+}
+
+fn run(script: &str, record: Value) -> Result<Outcome, RuleError> {
+    let e = engine();
+    let c = e.compile("t", script)?;
+    e.run(&c, &rec(record), None)
+}
+
+const LEAD_SCORE: &str = include_str!("../fixtures/lead_score.rhai");
+
+#[test]
+fn a_script_reads_the_record_and_answers_json() {
+    let o = run(
+        "let b = value_or(record.budget, 0.0); #{score: record.employees * 2, big: b > 100000}",
+        json!({"employees": 21, "budget": 250000.5}),
+    )
+    .unwrap();
+    assert_eq!(o.value, json!({"score": 42, "big": true}));
+    assert_eq!(run("record.missing", json!({})).unwrap().value, Value::Null);
+    assert_eq!(
+        run("value_or(record.city, \"北京市\")", json!({"city": null}))
+            .unwrap()
+            .value,
+        json!("北京市")
+    );
+}
+
+#[test]
+fn updates_see_the_previous_values() {
+    let e = engine();
+    let c = e
+        .compile("t", "if is_new { \"new\" } else if record.status != previous.status { \"moved\" } else { \"same\" }")
+        .unwrap();
+    let now = rec(json!({"status": "won"}));
+    assert_eq!(e.run(&c, &now, None).unwrap().value, json!("new"));
+    let before = rec(json!({"status": "open"}));
+    assert_eq!(
+        e.run(&c, &now, Some(&before)).unwrap().value,
+        json!("moved")
+    );
+}
+
+#[test]
+fn rejections_assignments_and_the_log_are_collected() {
+    let o = run(
+        r#"
+        print("checking");
+        if !value_or(record.phone, "").starts_with("1") { reject("phone", "手机号应以 1 开头"); }
+        debug(record.region);
+        assign("u-42");
+        "#,
+        json!({"phone": "0211234", "region": "east"}),
+    )
+    .unwrap();
+    assert_eq!(
+        o.rejections,
+        vec![Rejection {
+            field: "phone".into(),
+            message: "手机号应以 1 开头".into()
+        }]
+    );
+    assert_eq!(o.assigned.as_deref(), Some("u-42"));
+    assert_eq!(o.log[0], "checking");
+    assert!(o.log[1].starts_with("line 4: "), "{:?}", o.log);
+    // The next run starts clean.
+    let o = run("1", json!({})).unwrap();
+    assert!(o.rejections.is_empty() && o.assigned.is_none() && o.log.is_empty());
+}
+
+#[test]
+fn date_helpers() {
+    assert_eq!(
+        run(
+            "days_between(\"2026-11-01\", \"2026-11-23T08:00:00Z\")",
+            json!({})
+        )
+        .unwrap()
+        .value,
+        json!(22)
+    );
+    assert_eq!(run("today().len()", json!({})).unwrap().value, json!(10));
+    let e = run("days_between(\"soon\", today())", json!({})).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Runtime);
+    assert!(e.message.contains("days_between"), "{e}");
+}
+
+#[test]
+fn syntax_errors_name_the_line_and_column() {
+    let e = engine()
+        .compile("lead_score", "let x = 1;\nlet y = x +;\n")
+        .unwrap_err();
+    assert_eq!((e.kind, e.line), (ErrorKind::Syntax, Some(2)));
+    assert!(e.column.is_some());
+    assert!(
+        e.to_string().starts_with("rule \"lead_score\" at line 2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn runtime_errors_name_the_rule_and_line() {
+    for (script, what) in [
+        ("let a = 1;\nlet b = a / 0;", "division"),
+        ("let a = 1;\nlet b = a + \"x\" * 2;", "type"),
+        ("let a = 1;\nthrow \"no\";", "throw"),
+        ("let a = 1;\nno_such_function(a);", "unknown"),
+    ] {
+        let e = run(script, json!({})).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Runtime, "{what}: {e}");
+        assert_eq!(e.line, Some(2), "{what}: {e}");
+        assert_eq!(e.rule, "t");
+    }
+}
+
+#[test]
+fn runaway_scripts_are_stopped() {
+    let e = run("loop { }", json!({})).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooManyOperations);
+    let e = run("fn f(n) { f(n + 1) } f(0)", json!({})).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooDeep);
+    let e = run("let s = \"x\"; loop { s += s; }", json!({})).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge);
+    let e = run("let a = []; loop { a.push(1); }", json!({})).unwrap_err();
+    assert!(
+        matches!(e.kind, ErrorKind::TooLarge | ErrorKind::TooManyOperations),
+        "{e}"
+    );
+    let deep = format!("{}1{}", "(".repeat(500), ")".repeat(500));
+    assert!(engine().compile("t", &deep).is_err());
+}
+
+#[test]
+fn wall_time_is_limited() {
+    let e = RuleEngine::new(Limits {
+        max_operations: 0,
+        max_time: Duration::from_millis(50),
+        ..Limits::default()
+    });
+    let c = e.compile("slow", "let i = 0; loop { i += 1; }").unwrap();
+    let started = Instant::now();
+    let err = e.run(&c, &Map::new(), None).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn no_modules_and_no_eval() {
+    assert!(run("import \"x\" as x; 1", json!({})).is_err());
+    assert!(engine().compile("t", "eval(\"1\")").is_err());
+}
+
+#[test]
+fn the_crm_lead_score_ranks_website_consultations_from_large_manufacturers_hot() {
+    let e = engine();
+    let c = e.compile("lead_score", LEAD_SCORE).unwrap();
+    let hot = rec(
+        json!({"company": "苏州精工机械有限公司", "source": "website", "industry": "manufacturing",
+        "employees": 1200, "title": "采购总监", "downloaded_pricing": true, "page_visits": 6}),
+    );
+    let cold = rec(
+        json!({"company": "Corner Cafe", "source": "expo", "industry": "retail", "employees": 4}),
+    );
+    let empty = rec(json!({}));
+    let score = |r: &Map<String, Value>| e.run(&c, r, None).unwrap().value.as_i64().unwrap();
+    assert_eq!(score(&hot), 100);
+    assert!(score(&cold) < 50, "{}", score(&cold));
+    assert_eq!(score(&empty), 5, "missing fields count as nothing");
+    let manager = rec(
+        json!({"source": "referral", "industry": "it", "employees": 300, "title": "IT Manager"}),
+    );
+    assert_eq!(score(&manager), 25 + 15 + 15 + 15);
+}
+
+#[test]
+fn one_engine_serves_many_threads() {
+    let e = std::sync::Arc::new(engine());
+    let c = std::sync::Arc::new(e.compile("t", "record.n * 2").unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (e, c) = (e.clone(), c.clone());
+            std::thread::spawn(move || e.run(&c, &rec(json!({"n": i})), None).unwrap().value)
+        })
+        .collect();
+    let got: Vec<Value> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(got, vec![json!(0), json!(2), json!(4), json!(6)]);
+}
