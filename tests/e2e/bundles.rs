@@ -186,6 +186,10 @@ async fn demo_mode_starts_a_living_crm() {
         )
         .await;
     assert!(orders["data"][0]["order_no"].is_string());
+    assert!(
+        orders["data"][0]["total"].as_f64().unwrap() > 0.0,
+        "order totals are computed: {orders}"
+    );
     assert!(orders["data"][0]["expand"]["customer"]["name"].is_string());
     let (_, teams) = app.get("/api/v1/teams").await;
     assert!(teams["data"].as_array().unwrap().len() >= 3);

@@ -9,6 +9,7 @@ mod access;
 mod bundles;
 mod cli;
 mod forms;
+mod formulas;
 mod ops;
 mod people;
 mod records;

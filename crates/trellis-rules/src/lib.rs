@@ -302,6 +302,16 @@ impl RuleEngine {
             .eval_ast_with_scope::<Dynamic>(&mut scope, &rule.ast);
         let state = RUN.with(|r| std::mem::take(&mut *r.borrow_mut()));
         let value = result.map_err(|e| runtime_error(&rule.name, &e))?;
+        if let Ok(x) = value.as_float()
+            && !x.is_finite()
+        {
+            return Err(error(
+                &rule.name,
+                ErrorKind::Runtime,
+                Position::NONE,
+                format!("the result is {x}, not a number (a division by zero?)"),
+            ));
+        }
         let value = if value.is_unit() {
             Value::Null
         } else {
@@ -321,6 +331,12 @@ impl RuleEngine {
             log: state.log,
         })
     }
+}
+
+/// The process's engine, with the default limits.
+pub fn shared() -> &'static RuleEngine {
+    static ENGINE: std::sync::OnceLock<RuleEngine> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(RuleEngine::default)
 }
 
 impl Default for RuleEngine {

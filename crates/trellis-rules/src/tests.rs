@@ -122,6 +122,11 @@ fn runtime_errors_name_the_rule_and_line() {
         assert_eq!(e.line, Some(2), "{what}: {e}");
         assert_eq!(e.rule, "t");
     }
+    for script in ["100.0 / 0", "0.0 / 0.0"] {
+        let e = run(script, json!({})).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Runtime, "{script}: {e}");
+        assert!(e.message.contains("not a number"), "{e}");
+    }
 }
 
 #[test]

@@ -122,6 +122,8 @@ pub struct FormEntry {
     pub columns: Vec<ColumnInfo>,
     /// Validates writes.
     pub validator: RecordValidator,
+    /// Computes formula fields.
+    pub formulas: crate::formulas::Formulas,
     /// Bundle that installed it.
     pub bundle: Option<String>,
     /// Position in the bundle.
@@ -130,13 +132,43 @@ pub struct FormEntry {
 }
 
 impl FormEntry {
-    /// Build an entry from its parts.
+    /// Build an entry from its parts; a formula that does not compile is refused.
     pub fn new(
         form: Form,
         version: i64,
         columns: Vec<ColumnInfo>,
         bundle: Option<String>,
         position: i64,
+    ) -> Result<Self, StoreError> {
+        let formulas = crate::formulas::Formulas::new(&form).map_err(StoreError::Definition)?;
+        Self::with_formulas(form, version, columns, bundle, position, formulas)
+    }
+
+    /// An entry as stored: a formula saved before formulas were compiled that does not
+    /// compile is left uncomputed (and logged) rather than keeping the server from starting.
+    pub(crate) fn stored(
+        form: Form,
+        version: i64,
+        columns: Vec<ColumnInfo>,
+        bundle: Option<String>,
+        position: i64,
+    ) -> Result<Self, StoreError> {
+        let formulas = crate::formulas::Formulas::new(&form).unwrap_or_else(|errs| {
+            for e in &errs {
+                tracing::warn!(form = %form.name, path = %e.path, error = %e.message, "a formula does not compile; it is not computed");
+            }
+            crate::formulas::Formulas::default()
+        });
+        Self::with_formulas(form, version, columns, bundle, position, formulas)
+    }
+
+    fn with_formulas(
+        form: Form,
+        version: i64,
+        columns: Vec<ColumnInfo>,
+        bundle: Option<String>,
+        position: i64,
+        formulas: crate::formulas::Formulas,
     ) -> Result<Self, StoreError> {
         let validator = RecordValidator::new(&form).map_err(|e| StoreError::Definition(vec![e]))?;
         let by_field = columns
@@ -158,6 +190,7 @@ impl FormEntry {
             version,
             columns,
             validator,
+            formulas,
             bundle,
             position,
             by_field,
@@ -348,7 +381,7 @@ impl Registry {
 pub(crate) fn entry_from_model(m: form_e::Model) -> Result<FormEntry, StoreError> {
     let form: Form = serde_json::from_value(m.definition)?;
     let columns: Vec<ColumnInfo> = serde_json::from_value(m.columns)?;
-    FormEntry::new(form, m.version, columns, m.bundle, m.position)
+    FormEntry::stored(form, m.version, columns, m.bundle, m.position)
 }
 
 /// Quote an identifier that was already checked against `^[a-z][a-z0-9_]*$`.

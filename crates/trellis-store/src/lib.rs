@@ -11,6 +11,7 @@ pub mod entity;
 pub mod error;
 pub mod files;
 pub mod forms;
+pub mod formulas;
 mod group;
 pub mod migrate;
 // Frozen table definitions: only their DDL is used.

@@ -139,7 +139,7 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         .await?;
         // Forms made before: every plain index gets its owner-led twin.
         for m in form::Entity::find().all(txn).await? {
-            let entry = crate::forms::FormEntry::new(
+            let entry = crate::forms::FormEntry::stored(
                 serde_json::from_value(m.definition)?,
                 m.version,
                 serde_json::from_value(m.columns)?,

@@ -272,10 +272,11 @@ impl Store {
             let snap = self.registry.snapshot();
             let entry = snap.get(form)?;
             access::check_may_create(perms, form, &input, "")?;
-            let values = entry
+            let mut values = entry
                 .validator
                 .prepare(input, Mode::Create, now_micros())
                 .map_err(StoreError::Validation)?;
+            entry.formulas.apply(&mut values, "")?;
             access::check_create(perms, &snap, form, &values, "")?;
             self.check_references(
                 &snap,
@@ -332,7 +333,8 @@ impl Store {
         for (i, input) in inputs.into_iter().enumerate() {
             access::check_may_create(perms, form, &input, &prefix(i))?;
             match entry.validator.prepare(input, Mode::Create, now) {
-                Ok(v) => {
+                Ok(mut v) => {
+                    entry.formulas.apply(&mut v, &prefix(i))?;
                     access::check_create(perms, &snap, form, &v, &prefix(i))?;
                     prepared.push(v)
                 }
@@ -650,6 +652,31 @@ impl Store {
             false,
         )
         .await?;
+        // Formulas follow their inputs (an order's lines, its discount).
+        if !entry.formulas.is_empty() {
+            let mut full = merged.clone();
+            entry.formulas.apply(&mut full, "")?;
+            for name in entry.formulas.outputs() {
+                let Some((column, kind)) = entry.column(name) else {
+                    continue;
+                };
+                let v = canonical(kind, full.get(name).cloned().unwrap_or(Value::Null));
+                sets.retain(|(c, _)| c != column);
+                changes.remove(name);
+                let before = current.get(name).cloned().unwrap_or(Value::Null);
+                if v != before {
+                    sets.push((column.to_owned(), sql_value(kind, &v, dialect, name)?));
+                    changes.insert(name.to_owned(), json!({"before": before, "after": v}));
+                }
+                merged.insert(name.to_owned(), v);
+            }
+            if changes.is_empty() {
+                txn.rollback().await?;
+                let mut current = current;
+                access::redact(perms, form, &mut current);
+                return Ok(current);
+            }
+        }
         let mut u = Query::update();
         u.table(Alias::new(&entry.table));
         for (c, v) in sets {
