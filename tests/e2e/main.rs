@@ -13,3 +13,4 @@ mod formulas;
 mod ops;
 mod people;
 mod records;
+mod rules;

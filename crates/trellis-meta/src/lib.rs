@@ -9,12 +9,14 @@ pub mod error;
 pub mod form;
 pub mod record;
 pub mod role;
+pub mod rule;
 
 pub use bundle::Bundle;
 pub use error::{FieldError, MetaError};
 pub use form::{Field, FieldType, Form, Label, OnDelete, SelectOption};
 pub use record::{FieldValidator, RecordValidator};
 pub use role::{Role, Scope};
+pub use rule::{Rule, RuleKind};
 
 /// System columns present on every record (fixed names).
 pub const SYSTEM_COLUMNS: [&str; 6] = [

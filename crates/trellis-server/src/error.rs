@@ -256,6 +256,14 @@ pub fn zh_for(code: &str) -> &'static str {
         "role_owned" => "此角色属于另一个应用包",
         "cycle" => "汇报关系不能形成循环",
         "unknown_role" => "角色不存在",
+        "rule" => "规则校验未通过",
+        "formula" => "公式计算失败",
+        "rule_syntax" => "脚本语法错误",
+        "rule_runtime" => "脚本运行出错",
+        "rule_too_many_operations" => "脚本运行步数超限",
+        "rule_timeout" => "脚本运行超时",
+        "rule_too_deep" => "脚本嵌套过深",
+        "rule_too_large" => "脚本数据过大",
         _ => "请求无效",
     }
 }

@@ -20,7 +20,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::auth::TokenCache;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
-use crate::routes::{audit, bundles, files, forms, ops, public, records, roles, users};
+use crate::routes::{audit, bundles, files, forms, ops, public, records, roles, rules, users};
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone)]
@@ -148,6 +148,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .put(roles::put)
                         .delete(roles::delete),
                 )
+                .service(resource("/rules").get(rules::list).post(rules::create))
+                .service(
+                    resource("/rules/{name}")
+                        .get(rules::get)
+                        .put(rules::put)
+                        .delete(rules::delete),
+                )
+                .service(resource("/rules/{name}/test").post(rules::test))
                 .service(resource("/audit").get(audit::list))
                 .service(resource("/public/{key}").post(public::submit))
                 .service(resource("/forms").get(forms::list).post(forms::create))
@@ -228,6 +236,9 @@ pub async fn run(
             // Roles changed by another process (or the command line) arrive here.
             if let Err(e) = refresher.store.roles.reload(&refresher.store.db).await {
                 tracing::warn!(error = %e, "refreshing roles failed");
+            }
+            if let Err(e) = refresher.store.rules.reload(&refresher.store.db).await {
+                tracing::warn!(error = %e, "refreshing rules failed");
             }
             if tick % 5 == 0
                 && let Err(e) = refresher.store.maintain().await

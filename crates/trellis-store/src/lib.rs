@@ -25,6 +25,7 @@ pub mod reassign;
 pub mod records;
 pub mod roles;
 mod row;
+pub mod rules;
 pub mod seed;
 pub mod stats;
 
@@ -45,6 +46,8 @@ pub struct Store {
     pub registry: Arc<Registry>,
     /// Role definitions, cached.
     pub roles: Arc<roles::Roles>,
+    /// Rule definitions, compiled and cached.
+    pub rules: Arc<rules::RuleSet>,
     /// Group commit of single creates.
     pub(crate) group: Option<group::GroupWriter>,
     /// Rows written since tables were last analyzed.
@@ -58,6 +61,7 @@ impl Store {
         migrate::run(&db).await?;
         let registry = Arc::new(Registry::load(&db).await?);
         let roles = Arc::new(roles::Roles::load(&db).await?);
+        let rules = Arc::new(rules::RuleSet::load(&db).await?);
         let db = Arc::new(db);
         let stats = Arc::new(stats::Stats::default());
         // Both backends: on SQLite there is one writer anyway; on PostgreSQL a shared
@@ -71,6 +75,7 @@ impl Store {
             db,
             registry,
             roles,
+            rules,
             group,
             stats,
         })

@@ -24,7 +24,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, "uploaded files"),
     (3, "login failures"),
     (4, "roles, admin audit, public forms, narrower tokens"),
+    (5, "rules"),
 ];
+
+/// Rule definitions.
+pub const RULES: &str = "trellis_rules";
 
 /// Role definitions.
 pub const ROLES: &str = "trellis_roles";
@@ -61,6 +65,19 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         trellis_query::Dialect::Sqlite
     };
     let schema = Schema::new(backend);
+    if n == 5 {
+        txn.execute(
+            Table::create()
+                .table(RULES)
+                .col(ColumnDef::new("name").text().not_null().primary_key())
+                .col(ColumnDef::new("form").text().not_null())
+                .col(ColumnDef::new("definition").text().not_null())
+                .col(ColumnDef::new("bundle").text())
+                .col(ColumnDef::new("position").big_integer().not_null())
+                .col(ColumnDef::new("updated_at").text().not_null()),
+        )
+        .await?;
+    }
     if n == 4 {
         txn.execute(
             Table::create()

@@ -278,6 +278,12 @@ impl Store {
                 .map_err(StoreError::Validation)?;
             entry.formulas.apply(&mut values, "")?;
             access::check_create(perms, &snap, form, &values, "")?;
+            let form_rules = self.rules.for_form(form);
+            let applied = crate::rules::apply(&form_rules, &mut values, None, &[], "")?;
+            if !form_rules.is_empty() {
+                // What rules set may feed formulas.
+                entry.formulas.apply(&mut values, "")?;
+            }
             self.check_references(
                 &snap,
                 &entry,
@@ -298,6 +304,7 @@ impl Store {
             let mut rec = rx
                 .await
                 .map_err(|_| StoreError::Unavailable("the writer dropped the create".into()))??;
+            crate::rules::record_failures(&self.db, form, &applied.recorded).await;
             access::redact(perms, form, &mut rec);
             return Ok(rec);
         }
@@ -330,12 +337,25 @@ impl Store {
         };
         let mut prepared = Vec::with_capacity(inputs.len());
         let mut errors = Vec::new();
+        let form_rules = self.rules.for_form(form);
+        let mut recorded = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
             access::check_may_create(perms, form, &input, &prefix(i))?;
             match entry.validator.prepare(input, Mode::Create, now) {
                 Ok(mut v) => {
                     entry.formulas.apply(&mut v, &prefix(i))?;
                     access::check_create(perms, &snap, form, &v, &prefix(i))?;
+                    match crate::rules::apply(&form_rules, &mut v, None, &[], &prefix(i)) {
+                        Ok(a) => recorded.extend(a.recorded),
+                        Err(StoreError::Validation(es)) => {
+                            errors.extend(es);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    if !form_rules.is_empty() {
+                        entry.formulas.apply(&mut v, &prefix(i))?;
+                    }
                     prepared.push(v)
                 }
                 Err(es) => errors.extend(es.into_iter().map(|mut e| {
@@ -363,6 +383,7 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
+        crate::rules::record_failures(&self.db, form, &recorded).await;
         for r in &mut records {
             access::redact(perms, form, r);
         }
@@ -652,11 +673,30 @@ impl Store {
             false,
         )
         .await?;
-        // Formulas follow their inputs (an order's lines, its discount).
-        if !entry.formulas.is_empty() {
+        // Rules and formulas follow their inputs (a lead's source, an order's lines).
+        let form_rules = self.rules.for_form(form);
+        let keys: Vec<String> = changes.keys().cloned().collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut outputs: Vec<String> = entry
+            .formulas
+            .outputs()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        outputs.extend(
+            form_rules
+                .iter()
+                .filter(|e| e.rule.runs_on(false, &keys))
+                .filter_map(|e| e.rule.field.clone()),
+        );
+        let mut recorded = Vec::new();
+        if !outputs.is_empty() || !form_rules.is_empty() {
             let mut full = merged.clone();
             entry.formulas.apply(&mut full, "")?;
-            for name in entry.formulas.outputs() {
+            recorded =
+                crate::rules::apply(&form_rules, &mut full, Some(&current), &keys, "")?.recorded;
+            entry.formulas.apply(&mut full, "")?;
+            for name in outputs.iter().map(String::as_str) {
                 let Some((column, kind)) = entry.column(name) else {
                     continue;
                 };
@@ -699,6 +739,7 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
+        crate::rules::record_failures(&self.db, form, &recorded).await;
         access::redact(perms, form, &mut merged);
         Ok(merged)
     }

@@ -8,6 +8,7 @@ pub mod ops;
 pub mod public;
 pub mod records;
 pub mod roles;
+pub mod rules;
 pub mod users;
 
 use actix_web::web;

@@ -1,0 +1,296 @@
+//! Rule definitions, compiled and cached like forms, and running a form's rules on a
+//! record being written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use parking_lot::RwLock;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde_json::{Map, Value, json};
+use trellis_meta::rule::{OnError, Rule, RuleKind, check_rule_at};
+use trellis_meta::{FieldError, MetaError};
+use trellis_query::value::format_datetime;
+use trellis_rules::{Compiled, RuleError};
+
+use crate::admin_audit::{self, By, Event};
+use crate::db::Db;
+use crate::error::StoreError;
+use crate::forms::Snapshot;
+use crate::migrate::RULES;
+
+/// A rule with its compiled script.
+#[derive(Debug, Clone)]
+pub struct RuleEntry {
+    /// The definition.
+    pub rule: Arc<Rule>,
+    /// The compiled script.
+    pub compiled: Arc<Compiled>,
+    /// Bundle that installed it.
+    pub bundle: Option<String>,
+}
+
+/// Every rule, cached; replaced whole on every change.
+#[derive(Default)]
+pub struct RuleSet {
+    map: RwLock<Arc<HashMap<String, RuleEntry>>>,
+}
+
+impl RuleSet {
+    /// Load every rule.
+    pub async fn load(db: &Db) -> Result<Self, StoreError> {
+        let r = Self::default();
+        r.reload(db).await?;
+        Ok(r)
+    }
+
+    /// Read and compile all rules again (other processes' changes arrive so). A stored
+    /// script that no longer compiles is skipped and logged.
+    pub async fn reload(&self, db: &Db) -> Result<(), StoreError> {
+        let mut s = Query::select();
+        s.columns(["name", "definition", "bundle"].map(Alias::new))
+            .from(Alias::new(RULES));
+        let old = self.map.read().clone();
+        let mut map = HashMap::new();
+        for r in db.reader.query_all(&s).await? {
+            let name: String = r.try_get_by_index(0)?;
+            let rule: Rule = serde_json::from_str(&r.try_get_by_index::<String>(1)?)?;
+            let bundle: Option<String> = r.try_get_by_index(2)?;
+            // Unchanged definitions keep their compiled script.
+            if let Some(e) = old.get(&name).filter(|e| *e.rule == rule) {
+                map.insert(
+                    name,
+                    RuleEntry {
+                        bundle,
+                        ..e.clone()
+                    },
+                );
+                continue;
+            }
+            match trellis_rules::shared().compile(&rule.name, &rule.script) {
+                Ok(c) => {
+                    map.insert(
+                        name,
+                        RuleEntry {
+                            rule: Arc::new(rule),
+                            compiled: Arc::new(c),
+                            bundle,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(rule = %name, error = %e, "a stored rule does not compile; it does not run")
+                }
+            }
+        }
+        *self.map.write() = Arc::new(map);
+        Ok(())
+    }
+
+    /// One rule.
+    pub fn get(&self, name: &str) -> Option<RuleEntry> {
+        self.map.read().get(name).cloned()
+    }
+
+    /// Every rule, by form then order then name.
+    pub fn list(&self) -> Vec<RuleEntry> {
+        let mut v: Vec<RuleEntry> = self.map.read().values().cloned().collect();
+        v.sort_by(|a, b| {
+            (&a.rule.form, a.rule.order, &a.rule.name).cmp(&(
+                &b.rule.form,
+                b.rule.order,
+                &b.rule.name,
+            ))
+        });
+        v
+    }
+
+    /// The rules of one form, in the order they run.
+    pub fn for_form(&self, form: &str) -> Vec<RuleEntry> {
+        let mut v: Vec<RuleEntry> = self
+            .map
+            .read()
+            .values()
+            .filter(|e| e.rule.form == form)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (a.rule.order, &a.rule.name).cmp(&(b.rule.order, &b.rule.name)));
+        v
+    }
+}
+
+/// Check a rule against the forms and compile its script (a syntax error names its line
+/// and column under `script`).
+pub fn check(doc: &Value, snap: &Snapshot) -> Result<(Rule, Compiled), Vec<MetaError>> {
+    let rule = check_rule_at(doc, &|f| snap.0.get(f).map(|e| e.form.clone()), "")?;
+    let compiled = trellis_rules::shared()
+        .compile(&rule.name, &rule.script)
+        .map_err(|e| vec![MetaError::new("script", e.kind.code(), e.to_string())])?;
+    Ok((rule, compiled))
+}
+
+/// Store a rule (create or replace) with its audit entry; the cache is reloaded.
+pub async fn put(db: &Db, set: &RuleSet, rule: &Rule, by: By<'_>) -> Result<(), StoreError> {
+    let before = set.get(&rule.name).map(|e| (*e.rule).clone());
+    let txn = db.writer.begin().await?;
+    let mut ins = Query::insert();
+    ins.into_table(Alias::new(RULES))
+        .columns(
+            [
+                "name",
+                "form",
+                "definition",
+                "bundle",
+                "position",
+                "updated_at",
+            ]
+            .map(Alias::new),
+        )
+        .values([
+            Expr::val(rule.name.as_str()),
+            Expr::val(rule.form.as_str()),
+            Expr::val(serde_json::to_string(rule)?),
+            Expr::val(None::<String>),
+            Expr::val(0i64),
+            Expr::val(format_datetime(&Utc::now())),
+        ])
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .on_conflict(
+            OnConflict::column(Alias::new("name"))
+                .update_columns(["form", "definition", "updated_at"].map(Alias::new))
+                .to_owned(),
+        );
+    txn.execute(&ins).await?;
+    admin_audit::record(
+        &txn,
+        Event {
+            actor: by.actor,
+            action: if before.is_some() {
+                "rule.update"
+            } else {
+                "rule.create"
+            },
+            target: Some(&rule.name),
+            ip: by.ip,
+            detail: json!({"before": before, "after": rule}),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    set.reload(db).await
+}
+
+/// Delete a rule with its audit entry.
+pub async fn delete(db: &Db, set: &RuleSet, name: &str, by: By<'_>) -> Result<(), StoreError> {
+    let txn = db.writer.begin().await?;
+    let mut d = Query::delete();
+    d.from_table(Alias::new(RULES))
+        .and_where(Expr::col(Alias::new("name")).eq(name));
+    if txn.execute(&d).await?.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("rule {name}")));
+    }
+    admin_audit::record(
+        &txn,
+        Event {
+            actor: by.actor,
+            action: "rule.delete",
+            target: Some(name),
+            ip: by.ip,
+            detail: json!({}),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    set.reload(db).await
+}
+
+/// What running a form's rules on one record left to do.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Failures of rules that keep the write (`on_error: record`).
+    pub recorded: Vec<RuleError>,
+}
+
+fn rule_failed(rule: &Rule, prefix: &str, e: &RuleError) -> FieldError {
+    FieldError::new(
+        format!("{prefix}{}", rule.field.as_deref().unwrap_or("")),
+        e.kind.code(),
+        e.to_string(),
+        format!("规则执行失败：{e}"),
+    )
+}
+
+/// Run the rules that apply to this write over `record` (in place): score, grade and formula
+/// rules set their field, validation rules gather their rejections, routing sets the owner
+/// of a new record. `changed` lists the fields an update changes.
+pub fn apply(
+    rules: &[RuleEntry],
+    record: &mut Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+    changed: &[&str],
+    prefix: &str,
+) -> Result<Applied, StoreError> {
+    let create = previous.is_none();
+    let engine = trellis_rules::shared();
+    let mut out = Applied::default();
+    let mut rejected = Vec::new();
+    for e in rules.iter().filter(|e| e.rule.runs_on(create, changed)) {
+        let r = &e.rule;
+        let outcome = match engine.run(&e.compiled, record, previous) {
+            Ok(o) => o,
+            Err(err) if r.on_error == OnError::Record => {
+                out.recorded.push(err);
+                continue;
+            }
+            Err(err) => return Err(StoreError::Validation(vec![rule_failed(r, prefix, &err)])),
+        };
+        match r.kind {
+            RuleKind::Score | RuleKind::Grade | RuleKind::Formula => {
+                if let Some(f) = &r.field {
+                    record.insert(f.clone(), outcome.value);
+                }
+            }
+            RuleKind::Validate => rejected.extend(outcome.rejections.into_iter().map(|x| {
+                FieldError::new(
+                    format!("{prefix}{}", x.field),
+                    "rule",
+                    x.message.clone(),
+                    x.message,
+                )
+            })),
+            RuleKind::Route => {
+                if create && let Some(u) = outcome.assigned {
+                    record.insert("owner".into(), Value::String(u));
+                }
+            }
+            RuleKind::Condition => {}
+        }
+    }
+    if rejected.is_empty() {
+        Ok(out)
+    } else {
+        Err(StoreError::Validation(rejected))
+    }
+}
+
+/// Record failures of rules that keep the write.
+pub async fn record_failures(db: &Db, form: &str, failures: &[RuleError]) {
+    for f in failures {
+        let r = admin_audit::record(
+            &db.writer,
+            Event {
+                actor: None,
+                action: "rule.error",
+                target: Some(&f.rule),
+                ip: None,
+                detail: json!({"form": form, "kind": f.kind.code(), "line": f.line,
+                    "column": f.column, "message": f.message}),
+            },
+        )
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(rule = %f.rule, error = %e, "recording a rule failure failed");
+        }
+    }
+}
