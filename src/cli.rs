@@ -253,7 +253,7 @@ fn init_logging(format: &str) {
     }
 }
 
-/// Read a bundle from a JSON file or a folder (`bundle.json`, `forms/*.json`, `roles/*.json`).
+/// Read a bundle from a JSON file or a folder (`bundle.json`, `forms/`, `roles/`, `rules/`).
 pub fn read_bundle(path: &Path) -> Result<Value> {
     if path.is_file() {
         let text =
@@ -265,7 +265,7 @@ pub fn read_bundle(path: &Path) -> Result<Value> {
         .with_context(|| format!("reading {}", manifest.display()))?;
     let mut doc: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    for sub in ["forms", "roles"] {
+    for sub in ["forms", "roles", "rules"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path.join(sub))
             .map(|rd| {
                 rd.filter_map(Result::ok)
@@ -334,6 +334,7 @@ async fn install_demo(store: &Store) -> Result<()> {
         &store.db,
         &store.registry,
         &store.roles,
+        &store.rules,
         &doc,
         false,
         &actor,
@@ -406,11 +407,12 @@ async fn run(cli: Cli) -> Result<()> {
                 let doc = read_bundle(path)?;
                 match bundles::check_alone(&doc) {
                     Ok(b) => println!(
-                        "{} {}: {} forms, {} roles, valid",
+                        "{} {}: {} forms, {} roles, {} rules, valid",
                         b.name,
                         b.version,
                         b.forms.len(),
-                        b.roles.len()
+                        b.roles.len(),
+                        b.rules.len()
                     ),
                     Err(errs) => {
                         eprintln!("{} is invalid:", path.display());
@@ -426,6 +428,7 @@ async fn run(cli: Cli) -> Result<()> {
                     &store.db,
                     &store.registry,
                     &store.roles,
+                    &store.rules,
                     &doc,
                     *dry_run,
                     &Actor::default(),
@@ -443,7 +446,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             BundleAction::Export { name, out } => {
                 let store = open(&cli).await?;
-                let b = bundles::export(&store.db, &store.registry, &store.roles, name).await?;
+                let b =
+                    bundles::export(&store.db, &store.registry, &store.roles, &store.rules, name)
+                        .await?;
                 let text = serde_json::to_string_pretty(&b)? + "\n";
                 match out {
                     Some(p) => std::fs::write(p, text)

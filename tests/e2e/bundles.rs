@@ -12,7 +12,7 @@ pub fn read_bundle(dir: &str) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut doc: Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("bundle.json")).unwrap()).unwrap();
-    for sub in ["forms", "roles"] {
+    for sub in ["forms", "roles", "rules"] {
         let Ok(rd) = std::fs::read_dir(root.join(sub)) else {
             continue;
         };
@@ -64,9 +64,11 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
             .all(|f| f["action"] == "create")
     );
     assert_eq!(r["roles"].as_array().unwrap().len(), 7, "{r}");
+    assert_eq!(r["rules"].as_array().unwrap().len(), 3, "{r}");
     let first = export(&app, "crm").await;
     let exported: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(exported["roles"].as_array().unwrap().len(), 7);
+    assert_eq!(exported["rules"].as_array().unwrap().len(), 3);
     let (_, r) = app.post("/api/v1/bundles", crm.clone()).await;
     assert_eq!(r["changed"], false, "installing twice changes nothing: {r}");
     let (_, versions) = app.get("/api/v1/forms/lead/versions").await;
@@ -197,6 +199,36 @@ async fn demo_mode_starts_a_living_crm() {
         .login("wangfang@demo.trellis.dev", "demo-pass-2026")
         .await;
     assert!(!rep.is_empty());
+    // The CRM's rules score, grade and check leads.
+    let lead = app
+        .create(
+            "lead",
+            json!({"company": "苏州精工机械有限公司", "contact_name": "王工", "title": "采购总监",
+                "phone": "138 1234 5678", "source": "website", "industry": "manufacturing",
+                "employees": 1500, "downloaded_pricing": true, "page_visits": 7}),
+        )
+        .await;
+    assert_eq!(
+        (lead["score"].as_i64(), lead["grade"].as_str()),
+        (Some(100), Some("hot"))
+    );
+    let (st, body) = app
+        .post(
+            "/api/v1/data/lead",
+            json!({"company": "X", "contact_name": "Y", "source": "expo", "phone": "12-34"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "phone");
+    assert_eq!(body["errors"][0]["code"], "rule");
+    let path = format!("/api/v1/data/lead/{}", lead["id"].as_str().unwrap());
+    let (_, cooled) = app
+        .patch(
+            &path,
+            json!({"source": "expo", "downloaded_pricing": false}),
+        )
+        .await;
+    assert_eq!(cooled["grade"], "warm", "{cooled}");
     // The demo normalizes city spellings.
     let ids = app.ids("lead", json!({"city": "北京市"}), "").await;
     assert!(ids.len() >= 2);

@@ -9,6 +9,7 @@ use crate::check::{check_bundle_shape, check_form_at};
 use crate::error::MetaError;
 use crate::form::{Form, Label};
 use crate::role::{Role, check_role_at};
+use crate::rule::{Rule, check_rule_at};
 
 /// A bundle document: forms now, more sections as the engine grows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,9 @@ pub struct Bundle {
     /// Role definitions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<Role>,
+    /// Rule definitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
 }
 
 /// Parse a semantic version `MAJOR.MINOR.PATCH` (pre-release and build suffixes ignored).
@@ -41,10 +45,11 @@ pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
 
 /// Check a bundle: its shape, each form, relation targets within the bundle or among
 /// `existing` forms, unique form and role names, and each role against the forms.
-/// `existing` lists the fields of an installed form (None: no such form).
+/// `existing` finds an installed form (None: no such form). Rule scripts are compiled by
+/// the caller.
 pub fn check_bundle(
     doc: &Value,
-    existing: &dyn Fn(&str) -> Option<Vec<String>>,
+    existing: &dyn Fn(&str) -> Option<Form>,
 ) -> Result<Bundle, Vec<MetaError>> {
     let mut errs = check_bundle_shape(doc);
     if !errs.is_empty() {
@@ -90,14 +95,15 @@ pub fn check_bundle(
             Err(e) => errs.extend(e),
         }
     }
-    // Roles see the bundle's forms as they will be, else the installed ones.
-    let fields_of = |n: &str| {
+    // Roles and rules see the bundle's forms as they will be, else the installed ones.
+    let form_of = |n: &str| {
         forms
             .iter()
             .find(|f: &&Form| f.name == n)
-            .map(|f| f.fields.iter().map(|x| x.name.clone()).collect())
+            .cloned()
             .or_else(|| existing(n))
     };
+    let fields_of = |n: &str| form_of(n).map(|f| f.fields.iter().map(|x| x.name.clone()).collect());
     let mut roles = Vec::new();
     let mut seen_roles = HashSet::new();
     for (i, rd) in doc
@@ -122,6 +128,30 @@ pub fn check_bundle(
             Err(e) => errs.extend(e),
         }
     }
+    let mut rules = Vec::new();
+    let mut seen_rules = HashSet::new();
+    for (i, rd) in doc
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("rules[{i}]");
+        if let Some(n) = rd.get("name").and_then(Value::as_str)
+            && !seen_rules.insert(n.to_owned())
+        {
+            errs.push(MetaError::new(
+                format!("{at}.name"),
+                "duplicate_name",
+                format!("the rule {n:?} is listed twice"),
+            ));
+        }
+        match check_rule_at(rd, &form_of, &at) {
+            Ok(r) => rules.push(r),
+            Err(e) => errs.extend(e),
+        }
+    }
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -129,6 +159,7 @@ pub fn check_bundle(
         .map_err(|e| vec![MetaError::new("", "schema", e.to_string())])?;
     bundle.forms = forms;
     bundle.roles = roles;
+    bundle.rules = rules;
     Ok(bundle)
 }
 

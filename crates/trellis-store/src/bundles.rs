@@ -37,6 +37,36 @@ pub struct RoleChange {
     pub action: &'static str,
 }
 
+/// What installing did (or would do) to one rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleChange {
+    /// Rule.
+    pub rule: String,
+    /// `create`, `update` or `unchanged`.
+    pub action: &'static str,
+}
+
+/// Every rule script of a bundle compiled: errors at `rules[i].script`.
+fn compile_rules(bundle: &Bundle) -> Vec<trellis_meta::MetaError> {
+    bundle
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            trellis_rules::shared()
+                .compile(&r.name, &r.script)
+                .err()
+                .map(|e| {
+                    trellis_meta::MetaError::new(
+                        format!("rules[{i}].script"),
+                        e.kind.code(),
+                        e.to_string(),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// The outcome of an install.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstallReport {
@@ -50,6 +80,8 @@ pub struct InstallReport {
     pub forms: Vec<FormChange>,
     /// Per role: `create`, `update` or `unchanged`.
     pub roles: Vec<RoleChange>,
+    /// Per rule: `create`, `update` or `unchanged`.
+    pub rules: Vec<RuleChange>,
     /// Whether anything changed.
     pub changed: bool,
     /// Whether it was applied (false on a dry run).
@@ -57,23 +89,20 @@ pub struct InstallReport {
 }
 
 /// Install or upgrade a bundle in one transaction; on a dry run only plan it.
+#[allow(clippy::too_many_arguments)]
 pub async fn install(
     db: &Db,
     registry: &Registry,
     roles: &Roles,
+    rules: &crate::rules::RuleSet,
     doc: &Value,
     dry_run: bool,
     actor: &Actor,
 ) -> Result<InstallReport, StoreError> {
     let _changing = registry.change.write().await;
     let snapshot = registry.snapshot();
-    let bundle = check_bundle(doc, &|n| {
-        snapshot
-            .0
-            .get(n)
-            .map(|e| e.form.fields.iter().map(|f| f.name.clone()).collect())
-    })
-    .map_err(StoreError::Definition)?;
+    let bundle = check_bundle(doc, &|n| snapshot.0.get(n).map(|e| e.form.clone()))
+        .map_err(StoreError::Definition)?;
     // Role filters are checked against the forms as the bundle leaves them.
     let mut after = (*snapshot.0).clone();
     for f in &bundle.forms {
@@ -83,14 +112,31 @@ pub async fn install(
         );
     }
     let after = Snapshot(Arc::new(after));
-    let role_errs: Vec<_> = bundle
+    let mut role_errs: Vec<_> = bundle
         .roles
         .iter()
         .enumerate()
         .flat_map(|(i, r)| check_filters(r, &after, &format!("roles[{i}]")))
         .collect();
+    role_errs.extend(compile_rules(&bundle));
     if !role_errs.is_empty() {
         return Err(StoreError::Definition(role_errs));
+    }
+    for r in &bundle.rules {
+        if let Some(e) = rules.get(&r.name)
+            && e.bundle.as_deref().is_some_and(|b| b != bundle.name)
+        {
+            return Err(StoreError::Conflict {
+                field: format!("rules.{}", r.name),
+                code: "rule_owned",
+                message: format!(
+                    "the rule {:?} belongs to the bundle {:?}",
+                    r.name,
+                    e.bundle.as_deref().unwrap_or_default()
+                ),
+                rows: vec![],
+            });
+        }
     }
     for r in &bundle.roles {
         if let Some(e) = roles.get(&r.name)
@@ -261,9 +307,38 @@ pub async fn install(
     let manifest_changed = installed
         .as_ref()
         .is_none_or(|i| i.manifest != manifest || i.version != bundle.version);
+    let mut rule_changes = Vec::new();
+    for (i, r) in bundle.rules.iter().enumerate() {
+        let current = rules.get(&r.name);
+        let same = current
+            .as_ref()
+            .is_some_and(|e| *e.rule == *r && e.bundle.as_deref() == Some(bundle.name.as_str()));
+        rule_changes.push(RoleChange {
+            role: r.name.clone(),
+            action: match (&current, same) {
+                (_, true) => "unchanged",
+                (None, _) => "create",
+                (Some(_), _) => "update",
+            },
+        });
+        if !dry_run && !same {
+            crate::rules::save(
+                &txn,
+                r,
+                Some(&bundle.name),
+                i as i64,
+                crate::admin_audit::By {
+                    actor: actor.user.as_deref(),
+                    ip: None,
+                },
+            )
+            .await?;
+        }
+    }
     let changed = manifest_changed
         || changes.iter().any(|c| c.action != "unchanged")
-        || role_changes.iter().any(|c| c.action != "unchanged");
+        || role_changes.iter().any(|c| c.action != "unchanged")
+        || rule_changes.iter().any(|c| c.action != "unchanged");
     if dry_run || !changed {
         txn.rollback().await?;
     } else {
@@ -294,6 +369,7 @@ pub async fn install(
             registry.put(e);
         }
         roles.reload(db).await?;
+        rules.reload(db).await?;
     }
     Ok(InstallReport {
         bundle: bundle.name,
@@ -301,6 +377,13 @@ pub async fn install(
         version: bundle.version,
         forms: changes,
         roles: role_changes,
+        rules: rule_changes
+            .into_iter()
+            .map(|c| RuleChange {
+                rule: c.role,
+                action: c.action,
+            })
+            .collect(),
         changed,
         applied: !dry_run && changed,
     })
@@ -310,6 +393,10 @@ pub async fn install(
 /// filters against the bundle's forms.
 pub fn check_alone(doc: &Value) -> Result<Bundle, Vec<trellis_meta::MetaError>> {
     let bundle = check_bundle(doc, &|_| None)?;
+    let errs = compile_rules(&bundle);
+    if !errs.is_empty() {
+        return Err(errs);
+    }
     let mut forms = std::collections::HashMap::new();
     for f in &bundle.forms {
         let e = FormEntry::new(f.clone(), 0, initial_columns(f), None, 0).map_err(|e| match e {
@@ -345,6 +432,7 @@ pub async fn export(
     db: &Db,
     registry: &Registry,
     roles: &Roles,
+    rules: &crate::rules::RuleSet,
     name: &str,
 ) -> Result<Bundle, StoreError> {
     let m = bundle_e::Entity::find_by_id(name.to_owned())
@@ -364,5 +452,12 @@ pub async fn export(
         .filter(|e| e.bundle.as_deref() == Some(name))
         .map(|e| (*e.role).clone())
         .collect();
+    let mut own: Vec<crate::rules::RuleEntry> = rules
+        .list()
+        .into_iter()
+        .filter(|e| e.bundle.as_deref() == Some(name))
+        .collect();
+    own.sort_by_key(|e| e.position);
+    b.rules = own.into_iter().map(|e| (*e.rule).clone()).collect();
     Ok(b)
 }

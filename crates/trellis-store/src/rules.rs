@@ -29,6 +29,8 @@ pub struct RuleEntry {
     pub compiled: Arc<Compiled>,
     /// Bundle that installed it.
     pub bundle: Option<String>,
+    /// Position in the bundle.
+    pub position: i64,
 }
 
 /// Every rule, cached; replaced whole on every change.
@@ -49,7 +51,7 @@ impl RuleSet {
     /// script that no longer compiles is skipped and logged.
     pub async fn reload(&self, db: &Db) -> Result<(), StoreError> {
         let mut s = Query::select();
-        s.columns(["name", "definition", "bundle"].map(Alias::new))
+        s.columns(["name", "definition", "bundle", "position"].map(Alias::new))
             .from(Alias::new(RULES));
         let old = self.map.read().clone();
         let mut map = HashMap::new();
@@ -57,12 +59,14 @@ impl RuleSet {
             let name: String = r.try_get_by_index(0)?;
             let rule: Rule = serde_json::from_str(&r.try_get_by_index::<String>(1)?)?;
             let bundle: Option<String> = r.try_get_by_index(2)?;
+            let position: i64 = r.try_get_by_index(3)?;
             // Unchanged definitions keep their compiled script.
             if let Some(e) = old.get(&name).filter(|e| *e.rule == rule) {
                 map.insert(
                     name,
                     RuleEntry {
                         bundle,
+                        position,
                         ..e.clone()
                     },
                 );
@@ -76,6 +80,7 @@ impl RuleSet {
                             rule: Arc::new(rule),
                             compiled: Arc::new(c),
                             bundle,
+                            position,
                         },
                     );
                 }
@@ -130,10 +135,39 @@ pub fn check(doc: &Value, snap: &Snapshot) -> Result<(Rule, Compiled), Vec<MetaE
     Ok((rule, compiled))
 }
 
-/// Store a rule (create or replace) with its audit entry; the cache is reloaded.
-pub async fn put(db: &Db, set: &RuleSet, rule: &Rule, by: By<'_>) -> Result<(), StoreError> {
-    let before = set.get(&rule.name).map(|e| (*e.rule).clone());
-    let txn = db.writer.begin().await?;
+/// Insert or replace a rule inside a transaction with its audit entry; answers whether
+/// anything changed. A rule stored without a bundle keeps the bundle it came from.
+pub async fn save<C: ConnectionTrait>(
+    c: &C,
+    rule: &Rule,
+    bundle: Option<&str>,
+    position: i64,
+    by: By<'_>,
+) -> Result<bool, StoreError> {
+    let mut q = Query::select();
+    q.columns(["definition", "bundle", "position"].map(Alias::new))
+        .from(Alias::new(RULES))
+        .and_where(Expr::col(Alias::new("name")).eq(rule.name.as_str()));
+    let before: Option<(Rule, Option<String>, i64)> = match c.query_one(&q).await? {
+        Some(r) => Some((
+            serde_json::from_str(&r.try_get_by_index::<String>(0)?)?,
+            r.try_get_by_index(1)?,
+            r.try_get_by_index(2)?,
+        )),
+        None => None,
+    };
+    let (bundle, position) = match (&before, bundle) {
+        (_, Some(b)) => (Some(b.to_owned()), position),
+        (Some((_, b, p)), None) => (b.clone(), *p),
+        (None, None) => (None, position),
+    };
+    if let Some((r, b, p)) = &before
+        && r == rule
+        && *b == bundle
+        && *p == position
+    {
+        return Ok(false);
+    }
     let mut ins = Query::insert();
     ins.into_table(Alias::new(RULES))
         .columns(
@@ -151,19 +185,21 @@ pub async fn put(db: &Db, set: &RuleSet, rule: &Rule, by: By<'_>) -> Result<(), 
             Expr::val(rule.name.as_str()),
             Expr::val(rule.form.as_str()),
             Expr::val(serde_json::to_string(rule)?),
-            Expr::val(None::<String>),
-            Expr::val(0i64),
+            Expr::val(bundle.clone()),
+            Expr::val(position),
             Expr::val(format_datetime(&Utc::now())),
         ])
         .map_err(|e| StoreError::Corrupt(e.to_string()))?
         .on_conflict(
             OnConflict::column(Alias::new("name"))
-                .update_columns(["form", "definition", "updated_at"].map(Alias::new))
+                .update_columns(
+                    ["form", "definition", "bundle", "position", "updated_at"].map(Alias::new),
+                )
                 .to_owned(),
         );
-    txn.execute(&ins).await?;
+    c.execute(&ins).await?;
     admin_audit::record(
-        &txn,
+        c,
         Event {
             actor: by.actor,
             action: if before.is_some() {
@@ -173,10 +209,17 @@ pub async fn put(db: &Db, set: &RuleSet, rule: &Rule, by: By<'_>) -> Result<(), 
             },
             target: Some(&rule.name),
             ip: by.ip,
-            detail: json!({"before": before, "after": rule}),
+            detail: json!({"before": before.map(|b| b.0), "after": rule, "bundle": bundle}),
         },
     )
     .await?;
+    Ok(true)
+}
+
+/// Store a rule on its own (not from a bundle); the cache is reloaded.
+pub async fn put(db: &Db, set: &RuleSet, rule: &Rule, by: By<'_>) -> Result<(), StoreError> {
+    let txn = db.writer.begin().await?;
+    save(&txn, rule, None, 0, by).await?;
     txn.commit().await?;
     set.reload(db).await
 }

@@ -48,6 +48,7 @@ pub async fn install(
         &state.store.db,
         &state.store.registry,
         &state.store.roles,
+        &state.store.rules,
         &doc,
         q.dry_run,
         &actor,
@@ -69,6 +70,7 @@ pub async fn export(
         &state.store.db,
         &state.store.registry,
         &state.store.roles,
+        &state.store.rules,
         &path,
     )
     .await?;
