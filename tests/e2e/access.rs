@@ -271,7 +271,7 @@ async fn sales_reps_see_and_change_only_their_own_records() {
             "wangfang",
             Method::POST,
             "/api/v1/data/lead",
-            Some(json!({"company": "Mine", "contact_name": "Wang", "source": "website"})),
+            Some(json!({"company": "Mine", "contact_name": "Wang", "source": "website", "phone": "13900001111"})),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
