@@ -91,6 +91,11 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Work with rules.
+    Rules {
+        #[command(subcommand)]
+        action: RuleAction,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -134,6 +139,22 @@ enum UserAction {
         /// A role to give the user (repeat for several).
         #[arg(long = "role")]
         roles: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RuleAction {
+    /// Run a score, grade, formula or validation rule over every record of its form
+    /// (resumes an interrupted run unless --restart).
+    Run {
+        /// The rule.
+        name: String,
+        /// Every record (the only choice today; says what is about to happen).
+        #[arg(long)]
+        all: bool,
+        /// Start from the first record even if an earlier run stopped half-way.
+        #[arg(long)]
+        restart: bool,
     },
 }
 
@@ -482,6 +503,33 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await?;
             println!("created user {} ({})", u.email, u.id);
+        }
+        Command::Rules {
+            action: RuleAction::Run { name, all, restart },
+        } => {
+            if !*all {
+                bail!("say --all: the rule runs over every record of its form");
+            }
+            let store = open(&cli).await?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} records, {per_sec}, {eta} left",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let b = bar.clone();
+            let mut on = move |p: trellis_store::rerun::Progress| {
+                b.set_length(p.total);
+                b.set_position(p.done);
+            };
+            let done = store
+                .rerun_rule(name, *restart, &mut on)
+                .await
+                .map_err(|e| anyhow::anyhow!("running {name}: {e:?}"))?;
+            bar.finish_and_clear();
+            store.finish_rerun(name).await?;
+            println!("{}", serde_json::to_string(&done)?);
         }
         Command::Token {
             action:

@@ -98,3 +98,52 @@ async fn sigterm_stops_the_server_cleanly() {
     let status = app.terminate();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test]
+async fn a_rule_reruns_over_every_record() {
+    let app = TestApp::spawn().await;
+    app.form(crate::harness::lead_form()).await;
+    for i in 0..7 {
+        app.create(
+            "lead",
+            serde_json::json!({"company": format!("L{i}"), "employees": i * 10}),
+        )
+        .await;
+    }
+    // On demand only: creates are not scored.
+    let (st, r) = app
+        .post(
+            "/api/v1/rules",
+            serde_json::json!({"name": "size_score", "label": {"en": "Size"}, "form": "lead",
+                "kind": "score", "field": "score", "on": [], "script": "value_or(record.employees, 0) / 2"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let (ok, out, err) = trellis(&app.db_url, &["rules", "run", "size_score"]);
+    assert!(!ok && err.contains("--all"), "{err}");
+    let (ok, out2, err) = trellis(&app.db_url, &["rules", "run", "size_score", "--all"]);
+    assert!(ok, "{out}{err}");
+    let p: serde_json::Value = serde_json::from_str(out2.trim()).unwrap();
+    assert_eq!(
+        (p["done"].as_u64(), p["changed"].as_u64()),
+        (Some(7), Some(7)),
+        "{p}"
+    );
+    let ids = app.ids("lead", serde_json::json!({"score": 30}), "").await;
+    assert_eq!(ids.len(), 1);
+    let (_, h) = app
+        .get(&format!("/api/v1/data/lead/{}/history", ids[0]))
+        .await;
+    let last = h["data"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["changes"]["score"]["after"], 30);
+    assert_eq!(
+        last["actor"],
+        serde_json::Value::Null,
+        "the system re-scored it"
+    );
+    // Nothing left to change the second time.
+    let (ok, out3, err) = trellis(&app.db_url, &["rules", "run", "size_score", "--all"]);
+    assert!(ok, "{err}");
+    let p: serde_json::Value = serde_json::from_str(out3.trim()).unwrap();
+    assert_eq!(p["changed"], 0);
+}

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod public;
 pub mod reassign;
 pub mod records;
+pub mod rerun;
 pub mod roles;
 mod row;
 pub mod rules;

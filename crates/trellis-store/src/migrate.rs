@@ -29,6 +29,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 /// Rule definitions.
 pub const RULES: &str = "trellis_rules";
+/// Where a re-run of a rule over every record got to, so it can resume.
+pub const RULE_RUNS: &str = "trellis_rule_runs";
 
 /// Role definitions.
 pub const ROLES: &str = "trellis_roles";
@@ -66,6 +68,16 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
     };
     let schema = Schema::new(backend);
     if n == 5 {
+        txn.execute(
+            Table::create()
+                .table(RULE_RUNS)
+                .col(ColumnDef::new("rule").text().not_null().primary_key())
+                .col(ColumnDef::new("last_id").text())
+                .col(ColumnDef::new("done").big_integer().not_null())
+                .col(ColumnDef::new("changed").big_integer().not_null())
+                .col(ColumnDef::new("updated_at").text().not_null()),
+        )
+        .await?;
         txn.execute(
             Table::create()
                 .table(RULES)
