@@ -125,6 +125,36 @@ async fn rules_score_validate_and_route_records_as_they_are_written() {
     assert_eq!(t["log"], json!(["scoring"]));
     let (_, list) = app.list("lead", &[("count", "true".into())]).await;
     assert_eq!(list["total"], 3);
+    // A rule cannot store what a person could not: values are checked like any other.
+    let (st, _) = app
+        .post(
+            "/api/v1/rules",
+            rule(
+                "bad_grade",
+                "grade",
+                "\"nowhere\"",
+                json!({"field": "source"}),
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, body) = app
+        .post(
+            "/api/v1/data/lead",
+            json!({"company": "Z", "email": "z@ok.test"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "source");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("set by a rule"),
+        "{body}"
+    );
+    let (st, _) = app.delete("/api/v1/rules/bad_grade").await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
     // Deleting a rule stops it.
     let (st, _) = app.delete("/api/v1/rules/no_spam").await;
     assert_eq!(st, StatusCode::NO_CONTENT);

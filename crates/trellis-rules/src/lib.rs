@@ -46,7 +46,8 @@ impl Default for Limits {
             max_call_levels: 32,
             max_expr_depth: 64,
             max_function_expr_depth: 32,
-            max_string_size: 64 << 10,
+            // A textarea holds 100,000 characters (up to 400 KB of UTF-8).
+            max_string_size: 1 << 20,
             max_array_size: 10_000,
             max_map_size: 10_000,
             max_time: Duration::from_millis(200),
@@ -160,7 +161,23 @@ thread_local! {
 }
 
 /// How often (in operations) the wall clock is looked at.
-const CLOCK_EVERY: u64 = 1024;
+const CLOCK_EVERY: u64 = 128;
+/// Most `print`/`debug` lines and `reject` calls one run keeps.
+const MAX_LOG_LINES: usize = 200;
+/// Longest `print`/`debug` line or `reject` message kept, in bytes.
+const MAX_LOG_LINE: usize = 2000;
+
+/// Keep a log line within bounds: a loop of prints cannot fill the memory.
+fn keep(log: &mut Vec<String>, mut line: String) {
+    if log.len() >= MAX_LOG_LINES {
+        return;
+    }
+    if line.len() > MAX_LOG_LINE {
+        line.truncate(line.floor_char_boundary(MAX_LOG_LINE));
+        line.push('…');
+    }
+    log.push(line);
+}
 
 /// The engine: one per process, shared by every worker.
 pub struct RuleEngine {
@@ -206,22 +223,27 @@ impl RuleEngine {
             let late = RUN.with(|r| r.borrow().deadline.is_some_and(|d| Instant::now() > d));
             late.then(|| Dynamic::from("timeout"))
         });
-        engine.on_print(|s| RUN.with(|r| r.borrow_mut().log.push(s.to_owned())));
+        engine.on_print(|s| RUN.with(|r| keep(&mut r.borrow_mut().log, s.to_owned())));
         engine.on_debug(|s, _, pos| {
             let line = pos
                 .line()
                 .map(|l| format!("line {l}: "))
                 .unwrap_or_default();
-            RUN.with(|r| r.borrow_mut().log.push(format!("{line}{s}")));
+            RUN.with(|r| keep(&mut r.borrow_mut().log, format!("{line}{s}")));
         });
         engine.register_fn(
             "reject",
             |field: ImmutableString, message: ImmutableString| {
                 RUN.with(|r| {
-                    r.borrow_mut().rejections.push(Rejection {
-                        field: field.to_string(),
-                        message: message.to_string(),
-                    })
+                    let mut r = r.borrow_mut();
+                    if r.rejections.len() < MAX_LOG_LINES {
+                        let mut message = message.to_string();
+                        message.truncate(message.floor_char_boundary(MAX_LOG_LINE));
+                        r.rejections.push(Rejection {
+                            field: field.to_string(),
+                            message,
+                        });
+                    }
                 });
             },
         );

@@ -201,3 +201,22 @@ fn one_engine_serves_many_threads() {
     let got: Vec<Value> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(got, vec![json!(0), json!(2), json!(4), json!(6)]);
 }
+
+#[test]
+fn the_log_and_rejections_stay_small() {
+    let o = run(
+        "let s = \"x\"; for i in 0..12 { s += s; } for i in 0..5000 { print(s); reject(\"f\", s); }",
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(o.log.len(), 200);
+    assert!(o.log[0].len() < 2100);
+    assert_eq!(o.rejections.len(), 200);
+}
+
+#[test]
+fn long_texts_fit() {
+    let long = "长".repeat(100_000);
+    let o = run("value_or(record.notes, \"\").len()", json!({"notes": long})).unwrap();
+    assert_eq!(o.value, json!(100_000));
+}

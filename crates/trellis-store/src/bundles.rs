@@ -310,9 +310,11 @@ pub async fn install(
     let mut rule_changes = Vec::new();
     for (i, r) in bundle.rules.iter().enumerate() {
         let current = rules.get(&r.name);
-        let same = current
-            .as_ref()
-            .is_some_and(|e| *e.rule == *r && e.bundle.as_deref() == Some(bundle.name.as_str()));
+        let same = current.as_ref().is_some_and(|e| {
+            *e.rule == *r
+                && e.bundle.as_deref() == Some(bundle.name.as_str())
+                && e.position == i as i64
+        });
         rule_changes.push(RoleChange {
             role: r.name.clone(),
             action: match (&current, same) {

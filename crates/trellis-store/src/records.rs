@@ -281,6 +281,7 @@ impl Store {
             let form_rules = self.rules.for_form(form);
             let applied = crate::rules::apply(&form_rules, &mut values, None, &[], "")?;
             if !form_rules.is_empty() {
+                crate::rules::check_outputs(&entry, &form_rules, &mut values, "")?;
                 // What rules set may feed formulas.
                 entry.formulas.apply(&mut values, "")?;
             }
@@ -354,6 +355,7 @@ impl Store {
                         Err(e) => return Err(e),
                     }
                     if !form_rules.is_empty() {
+                        crate::rules::check_outputs(&entry, &form_rules, &mut v, &prefix(i))?;
                         entry.formulas.apply(&mut v, &prefix(i))?;
                     }
                     prepared.push(v)
@@ -683,18 +685,15 @@ impl Store {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        outputs.extend(
-            form_rules
-                .iter()
-                .filter(|e| e.rule.runs_on(false, &keys))
-                .filter_map(|e| e.rule.field.clone()),
-        );
+        // Any rule may run (one rule's output can trigger another), so all their fields.
+        outputs.extend(crate::rules::outputs(&form_rules));
         let mut recorded = Vec::new();
         if !outputs.is_empty() || !form_rules.is_empty() {
             let mut full = merged.clone();
             entry.formulas.apply(&mut full, "")?;
             recorded =
                 crate::rules::apply(&form_rules, &mut full, Some(&current), &keys, "")?.recorded;
+            crate::rules::check_outputs(&entry, &form_rules, &mut full, "")?;
             entry.formulas.apply(&mut full, "")?;
             for name in outputs.iter().map(String::as_str) {
                 let Some((column, kind)) = entry.column(name) else {

@@ -29,6 +29,8 @@ pub struct Progress {
     pub total: u64,
     /// Validation rules: records the rule would refuse today.
     pub rejected: u64,
+    /// Records the rule failed on, or whose new value could not be stored (logged).
+    pub failed: u64,
 }
 
 impl Store {
@@ -46,6 +48,14 @@ impl Store {
             .get(name)
             .ok_or_else(|| E::NotFound(format!("rule {name}")))?;
         let rule = entry.rule.clone();
+        if !rule.active {
+            return Err(E::field(
+                "rule",
+                "inactive",
+                "the rule is inactive; activate it first",
+                "规则未启用",
+            ));
+        }
         if matches!(rule.kind, RuleKind::Route | RuleKind::Condition) {
             return Err(E::field(
                 "rule",
@@ -84,17 +94,22 @@ impl Store {
                 break;
             }
             for id in &ids {
-                let rec = self.get(&rule.form, id, None, &system).await?;
-                let outcome = trellis_rules::shared()
-                    .run(&entry.compiled, &rec, Some(&rec))
-                    .map_err(|e| {
-                        E::Validation(vec![trellis_meta::FieldError::new(
-                            format!("{}.{id}", rule.form),
-                            e.kind.code(),
-                            e.to_string(),
-                            e.to_string(),
-                        )])
-                    })?;
+                p.done += 1;
+                let rec = match self.get(&rule.form, id, None, &system).await {
+                    Ok(r) => r,
+                    // Deleted meanwhile.
+                    Err(E::RecordNotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                // One record's failure is counted and logged; the run goes on.
+                let outcome = match trellis_rules::shared().run(&entry.compiled, &rec, Some(&rec)) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!(rule = name, record = %id, error = %e, "the rule failed on a record");
+                        p.failed += 1;
+                        continue;
+                    }
+                };
                 if rule.kind == RuleKind::Validate {
                     p.rejected += u64::from(!outcome.rejections.is_empty());
                 } else if let Some(f) = &rule.field
@@ -102,12 +117,20 @@ impl Store {
                 {
                     let mut patch = Map::new();
                     patch.insert(f.clone(), outcome.value);
-                    let after = self
+                    match self
                         .update(&rule.form, id, patch, None, &actor, &system)
-                        .await?;
-                    p.changed += u64::from(after.get("version") != rec.get("version"));
+                        .await
+                    {
+                        Ok(after) => {
+                            p.changed += u64::from(after.get("version") != rec.get("version"));
+                        }
+                        Err(e @ (E::Validation(_) | E::Unique { .. } | E::Stale { .. })) => {
+                            tracing::warn!(rule = name, record = %id, error = %e, "storing the rule's value failed");
+                            p.failed += 1;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                p.done += 1;
             }
             last = ids.last().cloned();
             self.save_checkpoint(name, last.as_deref(), &p).await?;

@@ -278,8 +278,14 @@ pub fn apply(
     let engine = trellis_rules::shared();
     let mut out = Applied::default();
     let mut rejected = Vec::new();
-    for e in rules.iter().filter(|e| e.rule.runs_on(create, changed)) {
+    // What earlier rules change counts as changed for later ones (a grade watches the score).
+    let mut changed: Vec<String> = changed.iter().map(|c| (*c).to_owned()).collect();
+    for e in rules {
         let r = &e.rule;
+        let now: Vec<&str> = changed.iter().map(String::as_str).collect();
+        if !r.runs_on(create, &now) {
+            continue;
+        }
         let outcome = match engine.run(&e.compiled, record, previous) {
             Ok(o) => o,
             Err(err) if r.on_error == OnError::Record => {
@@ -291,6 +297,9 @@ pub fn apply(
         match r.kind {
             RuleKind::Score | RuleKind::Grade | RuleKind::Formula => {
                 if let Some(f) = &r.field {
+                    if record.get(f) != Some(&outcome.value) && !changed.contains(f) {
+                        changed.push(f.clone());
+                    }
                     record.insert(f.clone(), outcome.value);
                 }
             }
@@ -315,6 +324,52 @@ pub fn apply(
     } else {
         Err(StoreError::Validation(rejected))
     }
+}
+
+/// The fields the rules of a form set.
+pub fn outputs(rules: &[RuleEntry]) -> Vec<String> {
+    let mut v: Vec<String> = rules
+        .iter()
+        .filter(|e| e.rule.kind.sets_field())
+        .filter_map(|e| e.rule.field.clone())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Check what rules set like any value a client sends (type, options, length), and keep it
+/// normalized (`"Hot"` → `"hot"`): a rule cannot store what a person could not.
+pub fn check_outputs(
+    entry: &crate::forms::FormEntry,
+    rules: &[RuleEntry],
+    record: &mut Map<String, Value>,
+    prefix: &str,
+) -> Result<(), StoreError> {
+    let fields = outputs(rules);
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let set: Map<String, Value> = fields
+        .iter()
+        .filter_map(|f| record.get(f).map(|v| (f.clone(), v.clone())))
+        .collect();
+    let checked = entry
+        .validator
+        .prepare(set, trellis_meta::record::Mode::Update, Utc::now())
+        .map_err(|errs| {
+            StoreError::Validation(
+                errs.into_iter()
+                    .map(|mut e| {
+                        e.message = format!("set by a rule: {}", e.message);
+                        e.field = format!("{prefix}{}", e.field);
+                        e
+                    })
+                    .collect(),
+            )
+        })?;
+    record.extend(checked);
+    Ok(())
 }
 
 /// Record failures of rules that keep the write.
