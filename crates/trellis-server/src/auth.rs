@@ -78,6 +78,14 @@ impl Caller {
     pub fn perms(&self) -> &Permissions {
         &self.1
     }
+
+    /// The caller as the author of an administrative change from `ip`.
+    pub fn by<'a>(&'a self, ip: &'a str) -> trellis_store::admin_audit::By<'a> {
+        trellis_store::admin_audit::By {
+            actor: Some(&self.0.id),
+            ip: Some(ip),
+        }
+    }
 }
 
 /// The client's address: the socket peer, never a header a client could forge.

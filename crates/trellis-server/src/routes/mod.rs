@@ -84,3 +84,23 @@ pub fn parse_object(body: &[u8]) -> ApiResult<Map<String, Value>> {
         )),
     }
 }
+
+/// A definition sent to `PUT …/{name}`: it takes the address's name, and may not name
+/// another (`what` says which kind, for the message: definitions are not renamed).
+pub fn named(mut doc: Value, name: &str, what: &str) -> ApiResult<Value> {
+    match doc.get("name") {
+        None => {
+            if let Some(o) = doc.as_object_mut() {
+                o.insert("name".into(), Value::String(name.to_owned()));
+            }
+            Ok(doc)
+        }
+        Some(Value::String(n)) if n == name => Ok(doc),
+        Some(_) => Err(ApiError::field(
+            Code::InvalidDefinition,
+            "name",
+            "rename",
+            format!("the name in the body must match the address; {what} are not renamed"),
+        )),
+    }
+}

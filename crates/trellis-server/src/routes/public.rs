@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use trellis_access::Permissions;
 use trellis_meta::FieldType;
-use trellis_store::admin_audit::By;
 use trellis_store::public::{self, Settings, Submission};
 use trellis_store::{Actor, StoreError};
 
@@ -102,10 +101,7 @@ pub async fn put(
         &path,
         settings,
         q.rotate,
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
+        caller.by(&ip),
     )
     .await?;
     Ok(HttpResponse::Ok().json(view(&p)?))
@@ -122,15 +118,7 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
     let ip = client_ip(&req);
-    public::delete(
-        &state.store.db,
-        &path,
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
-    )
-    .await?;
+    public::delete(&state.store.db, &path, caller.by(&ip)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::access;
 use crate::auth::{Caller, client_ip};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::routes::{parse_json, read_body};
+use crate::routes::{named, parse_json, read_body};
 
 fn view(e: &RoleEntry) -> ApiResult<Value> {
     let mut v = serde_json::to_value(&*e.role).map_err(StoreError::from)?;
@@ -108,23 +108,11 @@ pub async fn put(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
-    let mut doc = parse_json(&read_body(&req, payload, 1 << 20).await?)?;
-    match doc.get("name") {
-        None => {
-            if let Some(o) = doc.as_object_mut() {
-                o.insert("name".into(), json!(*path));
-            }
-        }
-        Some(Value::String(n)) if *n == *path => {}
-        Some(_) => {
-            return Err(ApiError::field(
-                Code::InvalidDefinition,
-                "name",
-                "rename",
-                "the name in the body must match the address; roles are not renamed",
-            ));
-        }
-    }
+    let doc = named(
+        parse_json(&read_body(&req, payload, 1 << 20).await?)?,
+        &path,
+        "roles",
+    )?;
     let (_, v) = save(&state, &caller, &req, &doc).await?;
     Ok(HttpResponse::Ok().json(v))
 }

@@ -3,14 +3,13 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 use trellis_store::StoreError;
-use trellis_store::admin_audit::By;
 use trellis_store::rules::{self, RuleEntry};
 
 use crate::AppState;
 use crate::access;
 use crate::auth::{Caller, client_ip};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::routes::{parse_json, parse_object, read_body};
+use crate::routes::{named, parse_json, parse_object, read_body};
 
 fn view(e: &RuleEntry) -> ApiResult<Value> {
     let mut v = serde_json::to_value(&*e.rule).map_err(StoreError::from)?;
@@ -49,16 +48,7 @@ async fn save(
     let snap = state.store.registry.snapshot();
     let (rule, _) = rules::check(doc, &snap).map_err(StoreError::Definition)?;
     let ip = client_ip(req);
-    rules::put(
-        &state.store.db,
-        &state.store.rules,
-        &rule,
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
-    )
-    .await?;
+    rules::put(&state.store.db, &state.store.rules, &rule, caller.by(&ip)).await?;
     view(&entry(state, &rule.name)?)
 }
 
@@ -108,23 +98,11 @@ pub async fn put(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
-    let mut doc = parse_json(&read_body(&req, payload, 1 << 20).await?)?;
-    match doc.get("name") {
-        None => {
-            if let Some(o) = doc.as_object_mut() {
-                o.insert("name".into(), json!(*path));
-            }
-        }
-        Some(Value::String(n)) if *n == *path => {}
-        Some(_) => {
-            return Err(ApiError::field(
-                Code::InvalidDefinition,
-                "name",
-                "rename",
-                "the name in the body must match the address; rules are not renamed",
-            ));
-        }
-    }
+    let doc = named(
+        parse_json(&read_body(&req, payload, 1 << 20).await?)?,
+        &path,
+        "rules",
+    )?;
     Ok(HttpResponse::Ok().json(save(&state, &caller, &req, &doc).await?))
 }
 
@@ -139,16 +117,7 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
     let ip = client_ip(&req);
-    rules::delete(
-        &state.store.db,
-        &state.store.rules,
-        &path,
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
-    )
-    .await?;
+    rules::delete(&state.store.db, &state.store.rules, &path, caller.by(&ip)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -4,7 +4,6 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use trellis_store::admin_audit::By;
 use trellis_store::auth::{self, NewToken, NewUser, UserPatch, UserView};
 use trellis_store::reassign::Selection;
 
@@ -147,10 +146,7 @@ pub async fn logout(
         &state.store.db,
         &caller.0.token_id,
         Some(&caller.0.id),
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
+        caller.by(&ip),
     )
     .await?;
     state.tokens.clear();
@@ -285,10 +281,7 @@ pub async fn create_token(
             read_only,
             forms: forms.clone(),
         },
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
+        caller.by(&ip),
     )
     .await?;
     Ok(
@@ -313,16 +306,7 @@ pub async fn revoke_token(
         Some(caller.0.id.as_str())
     };
     let ip = client_ip(&req);
-    auth::revoke(
-        &state.store.db,
-        &path,
-        owner,
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
-    )
-    .await?;
+    auth::revoke(&state.store.db, &path, owner, caller.by(&ip)).await?;
     state.tokens.clear();
     Ok(HttpResponse::NoContent().finish())
 }
@@ -396,10 +380,7 @@ pub async fn create_user(
             teams: str_list(&doc, "teams")?.unwrap_or_default(),
             roles: str_list(&doc, "roles")?.unwrap_or_default(),
         },
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
+        caller.by(&ip),
     )
     .await?;
     Ok(HttpResponse::Created().json(user_view(&state, u).await?))
@@ -444,10 +425,7 @@ pub async fn patch_user(
             teams: str_list(&doc, "teams")?,
             roles: str_list(&doc, "roles")?,
         },
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
+        caller.by(&ip),
     )
     .await?;
     state.tokens.clear();
@@ -538,10 +516,7 @@ pub async fn create_team(
         doc.get("label").cloned().unwrap_or(Value::Null),
         field_str(&doc, "manager").map(str::to_owned),
         &members,
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
+        caller.by(&ip),
     )
     .await?;
     state.tokens.clear();
@@ -576,10 +551,7 @@ pub async fn patch_team(
         doc.get("label").cloned(),
         nullable_str(&doc, "manager")?,
         str_list(&doc, "members")?,
-        By {
-            actor: Some(&caller.0.id),
-            ip: Some(&ip),
-        },
+        caller.by(&ip),
     )
     .await?;
     // Team scopes change with the members.
