@@ -100,7 +100,7 @@ async fn sigterm_stops_the_server_cleanly() {
 }
 
 #[tokio::test]
-async fn a_rule_reruns_over_every_record() {
+async fn a_rule_reruns_over_every_record_and_resumes() {
     let app = TestApp::spawn().await;
     app.form(crate::harness::lead_form()).await;
     for i in 0..7 {
@@ -121,12 +121,46 @@ async fn a_rule_reruns_over_every_record() {
     assert_eq!(st, StatusCode::CREATED, "{r}");
     let (ok, out, err) = trellis(&app.db_url, &["rules", "run", "size_score"]);
     assert!(!ok && err.contains("--all"), "{err}");
+    // A run that stopped after the first four records resumes after them.
+    let mut all = app.ids("lead", serde_json::json!({}), "").await;
+    all.sort();
+    {
+        use sea_orm::ConnectionTrait;
+        let db = sea_orm::Database::connect(app.db_url.as_str())
+            .await
+            .unwrap();
+        db.execute_unprepared(&format!(
+            "INSERT INTO trellis_rule_runs (rule, last_id, done, changed, updated_at) \
+             VALUES ('size_score', '{}', 4, 0, '2026-11-23T00:00:00Z')",
+            all[3]
+        ))
+        .await
+        .unwrap();
+        let _ = db.close().await;
+    }
+    let (ok, resumed, err) = trellis(&app.db_url, &["rules", "run", "size_score", "--all"]);
+    assert!(ok, "{err}");
+    let p: serde_json::Value = serde_json::from_str(resumed.trim()).unwrap();
+    assert_eq!(
+        (p["done"].as_u64(), p["changed"].as_u64()),
+        (Some(7), Some(3)),
+        "{p}"
+    );
+    let unscored = app
+        .ids("lead", serde_json::json!({"score": null}), "")
+        .await;
+    assert_eq!(
+        unscored.len(),
+        4,
+        "the first four were before the checkpoint"
+    );
+    // A finished run forgets its checkpoint: the next one starts from the first record.
     let (ok, out2, err) = trellis(&app.db_url, &["rules", "run", "size_score", "--all"]);
     assert!(ok, "{out}{err}");
     let p: serde_json::Value = serde_json::from_str(out2.trim()).unwrap();
     assert_eq!(
         (p["done"].as_u64(), p["changed"].as_u64()),
-        (Some(7), Some(7)),
+        (Some(7), Some(4)),
         "{p}"
     );
     let ids = app.ids("lead", serde_json::json!({"score": 30}), "").await;
