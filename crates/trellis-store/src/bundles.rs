@@ -46,6 +46,15 @@ pub struct RuleChange {
     pub action: &'static str,
 }
 
+/// What installing does to a role or rule that exists (or not) and is the same (or not).
+fn change(exists: bool, same: bool) -> &'static str {
+    match (exists, same) {
+        (_, true) => "unchanged",
+        (false, _) => "create",
+        (true, _) => "update",
+    }
+}
+
 /// Every rule script of a bundle compiled: errors at `rules[i].script`.
 fn compile_rules(bundle: &Bundle) -> Vec<trellis_meta::MetaError> {
     bundle
@@ -286,11 +295,7 @@ pub async fn install(
         });
         role_changes.push(RoleChange {
             role: r.name.clone(),
-            action: match (&current, same) {
-                (_, true) => "unchanged",
-                (None, _) => "create",
-                (Some(_), _) => "update",
-            },
+            action: change(current.is_some(), same),
         });
         if !dry_run && !same {
             save_role(
@@ -315,13 +320,9 @@ pub async fn install(
                 && e.bundle.as_deref() == Some(bundle.name.as_str())
                 && e.position == i as i64
         });
-        rule_changes.push(RoleChange {
-            role: r.name.clone(),
-            action: match (&current, same) {
-                (_, true) => "unchanged",
-                (None, _) => "create",
-                (Some(_), _) => "update",
-            },
+        rule_changes.push(RuleChange {
+            rule: r.name.clone(),
+            action: change(current.is_some(), same),
         });
         if !dry_run && !same {
             crate::rules::save(
@@ -379,13 +380,7 @@ pub async fn install(
         version: bundle.version,
         forms: changes,
         roles: role_changes,
-        rules: rule_changes
-            .into_iter()
-            .map(|c| RuleChange {
-                rule: c.role,
-                action: c.action,
-            })
-            .collect(),
+        rules: rule_changes,
         changed,
         applied: !dry_run && changed,
     })

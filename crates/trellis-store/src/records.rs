@@ -271,20 +271,12 @@ impl Store {
             // Validate here, in parallel on the caller's task; the writer only writes.
             let snap = self.registry.snapshot();
             let entry = snap.get(form)?;
-            access::check_may_create(perms, form, &input, "")?;
-            let mut values = entry
-                .validator
-                .prepare(input, Mode::Create, now_micros())
-                .map_err(StoreError::Validation)?;
-            entry.formulas.apply(&mut values, "")?;
-            access::check_create(perms, &snap, form, &values, "")?;
             let form_rules = self.rules.for_form(form);
-            let applied = crate::rules::apply(&form_rules, &mut values, None, &[], "")?;
-            if !form_rules.is_empty() {
-                crate::rules::check_outputs(&entry, &form_rules, &mut values, "")?;
-                // What rules set may feed formulas.
-                entry.formulas.apply(&mut values, "")?;
-            }
+            let (values, recorded) =
+                match new_record(&snap, &entry, &form_rules, input, perms, now_micros(), "")? {
+                    NewRecord::Ready(v, recorded) => (v, recorded),
+                    NewRecord::Invalid(es) => return Err(StoreError::Validation(es)),
+                };
             self.check_references(
                 &snap,
                 &entry,
@@ -305,7 +297,7 @@ impl Store {
             let mut rec = rx
                 .await
                 .map_err(|_| StoreError::Unavailable("the writer dropped the create".into()))??;
-            crate::rules::record_failures(&self.db, form, &applied.recorded).await;
+            crate::rules::record_failures(&self.db, form, &recorded).await;
             access::redact(perms, form, &mut rec);
             return Ok(rec);
         }
@@ -341,29 +333,12 @@ impl Store {
         let form_rules = self.rules.for_form(form);
         let mut recorded = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
-            access::check_may_create(perms, form, &input, &prefix(i))?;
-            match entry.validator.prepare(input, Mode::Create, now) {
-                Ok(mut v) => {
-                    entry.formulas.apply(&mut v, &prefix(i))?;
-                    access::check_create(perms, &snap, form, &v, &prefix(i))?;
-                    match crate::rules::apply(&form_rules, &mut v, None, &[], &prefix(i)) {
-                        Ok(a) => recorded.extend(a.recorded),
-                        Err(StoreError::Validation(es)) => {
-                            errors.extend(es);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    if !form_rules.is_empty() {
-                        crate::rules::check_outputs(&entry, &form_rules, &mut v, &prefix(i))?;
-                        entry.formulas.apply(&mut v, &prefix(i))?;
-                    }
-                    prepared.push(v)
+            match new_record(&snap, &entry, &form_rules, input, perms, now, &prefix(i))? {
+                NewRecord::Ready(v, r) => {
+                    recorded.extend(r);
+                    prepared.push(v);
                 }
-                Err(es) => errors.extend(es.into_iter().map(|mut e| {
-                    e.field = format!("{}{}", prefix(i), e.field);
-                    e
-                })),
+                NewRecord::Invalid(es) => errors.extend(es),
             }
         }
         if !errors.is_empty() {
@@ -875,6 +850,56 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// A new record as it will be stored, or the field errors a batch collects before it fails.
+enum NewRecord {
+    /// Validated and computed, with the failures of rules that keep the write.
+    Ready(Map<String, Value>, Vec<trellis_rules::RuleError>),
+    /// Field errors (of validation or of validation rules).
+    Invalid(Vec<FieldError>),
+}
+
+/// Everything a create does to one input before it is written, the same for a single
+/// create and each record of a batch: permission to create, validation, formulas, the
+/// create filters, rules (whose outputs are checked and may feed formulas).
+fn new_record(
+    snap: &Snapshot,
+    entry: &FormEntry,
+    rules: &[crate::rules::RuleEntry],
+    input: Map<String, Value>,
+    perms: &Permissions,
+    now: DateTime<Utc>,
+    prefix: &str,
+) -> Result<NewRecord, StoreError> {
+    let form = entry.form.name.as_str();
+    access::check_may_create(perms, form, &input, prefix)?;
+    let mut v = match entry.validator.prepare(input, Mode::Create, now) {
+        Ok(v) => v,
+        Err(es) => {
+            return Ok(NewRecord::Invalid(
+                es.into_iter()
+                    .map(|mut e| {
+                        e.field = format!("{prefix}{}", e.field);
+                        e
+                    })
+                    .collect(),
+            ));
+        }
+    };
+    entry.formulas.apply(&mut v, prefix)?;
+    access::check_create(perms, snap, form, &v, prefix)?;
+    let recorded = match crate::rules::apply(rules, &mut v, None, &[], prefix) {
+        Ok(a) => a.recorded,
+        Err(StoreError::Validation(es)) => return Ok(NewRecord::Invalid(es)),
+        Err(e) => return Err(e),
+    };
+    if !rules.is_empty() {
+        crate::rules::check_outputs(entry, rules, &mut v, prefix)?;
+        // What rules set may feed formulas.
+        entry.formulas.apply(&mut v, prefix)?;
+    }
+    Ok(NewRecord::Ready(v, recorded))
 }
 
 /// Both filters (None: no limit).

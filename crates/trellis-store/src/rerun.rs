@@ -11,7 +11,6 @@ use trellis_query::value::format_datetime;
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::error::StoreError as E;
 use crate::migrate::RULE_RUNS;
 use crate::records::Actor;
 
@@ -46,10 +45,10 @@ impl Store {
         let entry = self
             .rules
             .get(name)
-            .ok_or_else(|| E::NotFound(format!("rule {name}")))?;
+            .ok_or_else(|| StoreError::NotFound(format!("rule {name}")))?;
         let rule = entry.rule.clone();
         if !rule.active {
-            return Err(E::field(
+            return Err(StoreError::field(
                 "rule",
                 "inactive",
                 "the rule is inactive; activate it first",
@@ -57,7 +56,7 @@ impl Store {
             ));
         }
         if matches!(rule.kind, RuleKind::Route | RuleKind::Condition) {
-            return Err(E::field(
+            return Err(StoreError::field(
                 "rule",
                 "not_allowed",
                 "only score, grade, formula and validation rules run over every record",
@@ -98,7 +97,7 @@ impl Store {
                 let rec = match self.get(&rule.form, id, None, &system).await {
                     Ok(r) => r,
                     // Deleted meanwhile.
-                    Err(E::RecordNotFound { .. }) => continue,
+                    Err(StoreError::RecordNotFound { .. }) => continue,
                     Err(e) => return Err(e),
                 };
                 // One record's failure is counted and logged; the run goes on.
@@ -124,7 +123,11 @@ impl Store {
                         Ok(after) => {
                             p.changed += u64::from(after.get("version") != rec.get("version"));
                         }
-                        Err(e @ (E::Validation(_) | E::Unique { .. } | E::Stale { .. })) => {
+                        Err(
+                            e @ (StoreError::Validation(_)
+                            | StoreError::Unique { .. }
+                            | StoreError::Stale { .. }),
+                        ) => {
                             tracing::warn!(rule = name, record = %id, error = %e, "storing the rule's value failed");
                             p.failed += 1;
                         }
@@ -173,7 +176,7 @@ impl Store {
                 Expr::val(i64::try_from(p.changed).unwrap_or(i64::MAX)),
                 Expr::val(format_datetime(&chrono::Utc::now())),
             ])
-            .map_err(|e| E::Corrupt(e.to_string()))?
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
             .on_conflict(
                 OnConflict::column(Alias::new("rule"))
                     .update_columns(["last_id", "done", "changed", "updated_at"].map(Alias::new))
