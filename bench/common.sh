@@ -16,12 +16,18 @@ mkdir -p "$OUT"
 rm -rf "$OUT/harness" && cp -r "$BENCH" "$OUT/harness"
 
 start() {
+  # A server left over from an aborted run would answer for the new one.
+  if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
+    echo "something already answers on port $PORT; stop it first"; exit 1
+  fi
   rm -rf "$ROOT" && mkdir -p "$ROOT"
   (cd "$ROOT" && { nohup "$OLDPWD/target/release/trellis" serve --bind "127.0.0.1:$PORT" "$@" >"$ROOT/trellis.log" 2>&1 </dev/null & echo $! >"$ROOT/trellis.pid"; })
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && return 0; sleep 0.2; done
   echo "trellis did not start"; cat "$ROOT/trellis.log"; exit 1
 }
 stop() { kill "$(cat "$ROOT/trellis.pid")" 2>/dev/null || true; sleep 1; }
+# An aborted run stops its server too.
+trap stop EXIT
 
 # A fresh, empty PostgreSQL database for a run.
 fresh_pg() {
