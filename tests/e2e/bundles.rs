@@ -64,11 +64,11 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
             .all(|f| f["action"] == "create")
     );
     assert_eq!(r["roles"].as_array().unwrap().len(), 7, "{r}");
-    assert_eq!(r["rules"].as_array().unwrap().len(), 3, "{r}");
+    assert_eq!(r["rules"].as_array().unwrap().len(), 5, "{r}");
     let first = export(&app, "crm").await;
     let exported: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(exported["roles"].as_array().unwrap().len(), 7);
-    assert_eq!(exported["rules"].as_array().unwrap().len(), 3);
+    assert_eq!(exported["rules"].as_array().unwrap().len(), 5);
     let (_, r) = app.post("/api/v1/bundles", crm.clone()).await;
     assert_eq!(r["changed"], false, "installing twice changes nothing: {r}");
     let (_, versions) = app.get("/api/v1/forms/lead/versions").await;

@@ -31,7 +31,7 @@ fn bundle_user_and_token_commands() {
     assert!(out.contains("migration"), "{out}");
     let (ok, out, err) = trellis(&db, &["bundle", "validate", "examples/crm"]);
     assert!(ok, "{err}");
-    assert!(out.contains("12 forms, 7 roles, 3 rules, valid"), "{out}");
+    assert!(out.contains("12 forms, 7 roles, 5 rules, valid"), "{out}");
     let bad = dir.join("bad.json");
     std::fs::write(&bad, r#"{"name":"x","version":"1.0.0","label":{"en":"X"},"forms":[{"name":"a","label":{"en":"A"},"fields":[{"name":"b","type":"relation","target":"zz"}]}]}"#).unwrap();
     let (ok, _, err) = trellis(&db, &["bundle", "validate", bad.to_str().unwrap()]);
@@ -129,9 +129,42 @@ async fn a_rule_reruns_over_every_record_and_resumes() {
         let db = sea_orm::Database::connect(app.db_url.as_str())
             .await
             .unwrap();
+        // A checkpoint of an older version of the rule is not resumed...
         db.execute_unprepared(&format!(
-            "INSERT INTO trellis_rule_runs (rule, last_id, done, changed, updated_at) \
-             VALUES ('size_score', '{}', 4, 0, '2026-11-23T00:00:00Z')",
+            "INSERT INTO trellis_rule_runs (rule, version, last_id, done, changed, updated_at) \
+             VALUES ('size_score', 'older', '{}', 4, 0, '2026-11-23T00:00:00Z')",
+            all[3]
+        ))
+        .await
+        .unwrap();
+    }
+    let (ok, fresh, err) = trellis(&app.db_url, &["rules", "run", "size_score", "--all"]);
+    assert!(ok, "{err}");
+    let p: serde_json::Value = serde_json::from_str(fresh.trim()).unwrap();
+    assert_eq!(
+        (p["done"].as_u64(), p["changed"].as_u64()),
+        (Some(7), Some(7)),
+        "{p}"
+    );
+    for id in &all {
+        let (st, body) = app
+            .patch(
+                &format!("/api/v1/data/lead/{id}"),
+                serde_json::json!({"score": null}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+    }
+    {
+        use sea_orm::ConnectionTrait;
+        let db = sea_orm::Database::connect(app.db_url.as_str())
+            .await
+            .unwrap();
+        // ...one of this version is.
+        db.execute_unprepared(&format!(
+            "INSERT INTO trellis_rule_runs (rule, version, last_id, done, changed, updated_at) \
+             SELECT name, updated_at, '{}', 4, 0, '2026-11-23T00:00:00Z' \
+             FROM trellis_rules WHERE name = 'size_score'",
             all[3]
         ))
         .await

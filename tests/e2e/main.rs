@@ -13,4 +13,5 @@ mod formulas;
 mod ops;
 mod people;
 mod records;
+mod routing;
 mod rules;

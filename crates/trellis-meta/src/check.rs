@@ -216,6 +216,13 @@ fn check_fields(
                             format!("the option {:?} is listed twice", o.value),
                         ));
                     }
+                    if o.closed && k == FieldType::Multiselect {
+                        errs.push(MetaError::new(
+                            format!("{p}.options[{j}].closed"),
+                            "not_allowed",
+                            "only the options of a select field can be end states",
+                        ));
+                    }
                 }
                 if let Some(map) = &f.normalize {
                     for (from, to) in map {
@@ -459,6 +466,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.fields.len(), 4);
+    }
+
+    #[test]
+    fn the_bundle_schema_defines_forms_as_the_form_schema_does() {
+        // The bundle schema carries a copy (one file validates a whole bundle offline).
+        let form: Value = serde_json::from_str(FORM_SCHEMA).unwrap();
+        let bundle: Value = serde_json::from_str(BUNDLE_SCHEMA).unwrap();
+        for (k, v) in form["$defs"].as_object().unwrap() {
+            assert_eq!(&bundle["$defs"][k], v, "$defs.{k}");
+        }
+        for k in ["type", "additionalProperties", "required", "properties"] {
+            assert_eq!(bundle["$defs"]["form"][k], form[k], "{k}");
+        }
+    }
+
+    #[test]
+    fn end_states_belong_to_select_fields() {
+        let f = check(json!({"name":"ticket","label":{"en":"Ticket"},"fields":[
+            {"name":"status","type":"select","options":[
+                {"value":"new"},{"value":"resolved","closed":true},{"value":"closed","closed":true}]},
+            {"name":"tags","type":"multiselect","options":[{"value":"a"}]}]}))
+        .unwrap();
+        let states = f.closed_states();
+        assert_eq!(states.len(), 1);
+        assert_eq!(states[0].0.name, "status");
+        assert_eq!(states[0].1, vec!["resolved", "closed"]);
+        let errs = check(json!({"name":"ticket","label":{"en":"Ticket"},"fields":[
+            {"name":"tags","type":"multiselect","options":[{"value":"a","closed":true}]}]}))
+        .unwrap_err();
+        assert_eq!(errs[0].path, "fields[0].options[0].closed");
     }
 
     #[test]

@@ -182,6 +182,31 @@ pub struct SelectOption {
     /// Explanation of the choice per language.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<Label>,
+    /// An end state (a lost lead, a closed ticket): a record holding it is no longer open
+    /// work, and workload routing does not count it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub closed: bool,
+}
+
+impl Form {
+    /// Each select field with end states, with those states: a record is open while none of
+    /// these fields holds one of its end states.
+    pub fn closed_states(&self) -> Vec<(&Field, Vec<&str>)> {
+        self.fields
+            .iter()
+            .filter(|f| f.kind == FieldType::Select)
+            .map(|f| {
+                let closed = f
+                    .options
+                    .iter()
+                    .filter(|o| o.closed)
+                    .map(|o| o.value.as_str())
+                    .collect::<Vec<_>>();
+                (f, closed)
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect()
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -25,7 +25,7 @@ pub enum RuleKind {
     Formula,
     /// `reject(field, message)` refuses the write.
     Validate,
-    /// `assign(user)` sets the owner of a new record.
+    /// `assign(user)` sets the owner of a new record (or the user field named by `field`).
     Route,
     /// True or false, for whoever asks; changes nothing.
     Condition,
@@ -97,7 +97,8 @@ pub struct Rule {
     pub form: String,
     /// What it does with its result.
     pub kind: RuleKind,
-    /// Where score, grade and formula rules store their value.
+    /// Where score, grade and formula rules store their value; the user field a route rule
+    /// sets (default: the owner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The rhai script.
@@ -162,6 +163,35 @@ pub fn check_rule_at(
         )]);
     };
     let mut errs = Vec::new();
+    if rule.kind == RuleKind::Route {
+        // Routing sets the owner, or the user field it names (a ticket's assignee).
+        if let Some(name) = &rule.field
+            && name != "owner"
+            && form.field(name).is_none_or(|f| f.kind != FieldType::User)
+        {
+            errs.push(MetaError::new(
+                at("field"),
+                "not_allowed",
+                format!("a route rule sets the owner or a user field; {name:?} is neither"),
+            ));
+        }
+    } else {
+        check_field(&rule, &form, &at, &mut errs);
+    }
+    for (i, w) in rule.watch.iter().enumerate() {
+        if form.field(w).is_none() && !crate::SYSTEM_COLUMNS.contains(&w.as_str()) {
+            errs.push(MetaError::new(
+                at(&format!("watch[{i}]")),
+                "unknown_field",
+                format!("{} has no field {w:?}", form.name),
+            ));
+        }
+    }
+    if errs.is_empty() { Ok(rule) } else { Err(errs) }
+}
+
+/// The field a score, grade or formula rule sets must exist and take its value.
+fn check_field(rule: &Rule, form: &Form, at: &dyn Fn(&str) -> String, errs: &mut Vec<MetaError>) {
     match (&rule.field, rule.kind.sets_field()) {
         (None, true) => errs.push(MetaError::new(
             at("field"),
@@ -200,16 +230,6 @@ pub fn check_rule_at(
         },
         (None, false) => {}
     }
-    for (i, w) in rule.watch.iter().enumerate() {
-        if form.field(w).is_none() && !crate::SYSTEM_COLUMNS.contains(&w.as_str()) {
-            errs.push(MetaError::new(
-                at(&format!("watch[{i}]")),
-                "unknown_field",
-                format!("{} has no field {w:?}", form.name),
-            ));
-        }
-    }
-    if errs.is_empty() { Ok(rule) } else { Err(errs) }
 }
 
 #[cfg(test)]

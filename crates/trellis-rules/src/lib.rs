@@ -9,13 +9,23 @@
 //! and `debug` go to the run's log. A missing field or a JSON null is `()`, which compares
 //! unequal to everything: use `value_or` to give it a default.
 //!
+//! Helpers that need data (`team_members`, `team_manager`, `has_role`, `open_count`,
+//! `least_loaded`, `round_robin`, `lookup`, `related`) ask the host for a [`Fact`]: the run stops, the host fetches the
+//! fact, and the script runs again with it ([`RuleEngine::run_with`]). Scripts have no side
+//! effects but their outcome, so running one again from the start is safe; a run may ask
+//! for at most [`MAX_FACTS`] facts.
+//!
 //! This crate knows no database and no HTTP.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
-use rhai::{AST, Dynamic, Engine, EvalAltResult, ImmutableString, ParseErrorType, Position, Scope};
+use rhai::{
+    AST, Dynamic, Engine, EvalAltResult, ImmutableString, NativeCallContext, ParseErrorType,
+    Position, Scope,
+};
 use serde_json::{Map, Value};
 
 /// Hard limits on one evaluation.
@@ -133,6 +143,105 @@ pub struct Outcome {
     pub log: Vec<String>,
 }
 
+/// A fact a script asked for, which the host fetches between runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Fact {
+    /// The active members of a team who are not its manager, by e-mail, sorted:
+    /// `team_members(team)`.
+    TeamMembers(String),
+    /// The team's manager, by e-mail, if active: `team_manager(team)`.
+    TeamManager(String),
+    /// How many open records of `form` a user owns: `open_count(user, form)`.
+    OpenCount {
+        /// A user's e-mail or id.
+        user: String,
+        /// The form.
+        form: String,
+    },
+    /// The member of a team with the fewest open records of `form`, ties taken in turn:
+    /// `least_loaded(team, form)`.
+    LeastLoaded {
+        /// The team.
+        team: String,
+        /// The form.
+        form: String,
+    },
+    /// Does a user (e-mail or id) hold a role: `has_role(user, role)`. No user holds none.
+    HasRole {
+        /// A user's e-mail or id.
+        user: String,
+        /// The role.
+        role: String,
+    },
+    /// The team's next member in turn: `round_robin(team)`.
+    RoundRobin(String),
+    /// A record by form and id: `lookup(form, id)`.
+    Record {
+        /// The form.
+        form: String,
+        /// The record's id.
+        id: String,
+    },
+    /// The record a relation field of this record points at: `related(field)`.
+    Related(String),
+}
+
+impl Fact {
+    /// The helper that asks for it, for messages.
+    pub fn helper(&self) -> &'static str {
+        match self {
+            Self::TeamMembers(_) => "team_members",
+            Self::TeamManager(_) => "team_manager",
+            Self::OpenCount { .. } => "open_count",
+            Self::LeastLoaded { .. } => "least_loaded",
+            Self::RoundRobin(_) => "round_robin",
+            Self::HasRole { .. } => "has_role",
+            Self::Record { .. } => "lookup",
+            Self::Related(_) => "related",
+        }
+    }
+}
+
+/// Facts fetched so far for one evaluation; `null` answers "none" (no such record, an empty
+/// team).
+pub type Facts = HashMap<Fact, Value>;
+
+/// Most facts one evaluation may ask for.
+pub const MAX_FACTS: usize = 64;
+
+/// A fact a run stopped for, and where the script asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    /// The fact.
+    pub fact: Fact,
+    /// Line of the call, from 1.
+    pub line: Option<usize>,
+    /// Column of the call, from 1.
+    pub column: Option<usize>,
+}
+
+impl Need {
+    /// The fact could not be had (an unknown team, form or user): the rule fails there.
+    pub fn failed(&self, rule: &str, message: impl std::fmt::Display) -> RuleError {
+        RuleError {
+            rule: rule.to_owned(),
+            kind: ErrorKind::Runtime,
+            line: self.line,
+            column: self.column,
+            message: format!("{}(): {message}", self.fact.helper()),
+        }
+    }
+}
+
+/// Where a run with facts got to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// It finished.
+    Done(Outcome),
+    /// It needs this fact: fetch it, add it to the facts and run again.
+    Need(Need),
+}
+
 /// A compiled rule: its AST, shared by every worker.
 #[derive(Debug, Clone)]
 pub struct Compiled {
@@ -153,6 +262,37 @@ struct RunState {
     rejections: Vec<Rejection>,
     assigned: Option<String>,
     log: Vec<String>,
+    /// What the host has fetched; `None` when the run has no host.
+    facts: Option<Facts>,
+    /// The fact that stopped the run.
+    needed: Option<Need>,
+}
+
+/// Answer a fact from what the host fetched, or stop the run to ask for it. The stop is
+/// `ErrorTerminated`, which a script's `try`/`catch` cannot swallow.
+fn ask(ctx: &NativeCallContext, fact: Fact) -> Result<Dynamic, Box<EvalAltResult>> {
+    RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        let known = match &r.facts {
+            None => {
+                return Err(format!("{}(): no data can be reached here", fact.helper()).into());
+            }
+            Some(f) => f.get(&fact).cloned(),
+        };
+        match known {
+            Some(Value::Null) => Ok(Dynamic::UNIT),
+            Some(v) => rhai::serde::to_dynamic(v),
+            None => {
+                let at = ctx.call_position();
+                r.needed = Some(Need {
+                    fact,
+                    line: at.line(),
+                    column: at.position(),
+                });
+                Err(EvalAltResult::ErrorTerminated(Dynamic::from("fact"), Position::NONE).into())
+            }
+        }
+    })
 }
 
 thread_local! {
@@ -250,6 +390,84 @@ impl RuleEngine {
         engine.register_fn("assign", |user: ImmutableString| {
             RUN.with(|r| r.borrow_mut().assigned = Some(user.to_string()));
         });
+        // `assign(least_loaded(..))` of an empty team leaves the owner as it is.
+        engine.register_fn("assign", |_: ()| {});
+        engine.register_fn(
+            "team_members",
+            |ctx: NativeCallContext, team: ImmutableString| {
+                ask(&ctx, Fact::TeamMembers(team.to_string()))
+            },
+        );
+        engine.register_fn(
+            "team_manager",
+            |ctx: NativeCallContext, team: ImmutableString| {
+                ask(&ctx, Fact::TeamManager(team.to_string()))
+            },
+        );
+        engine.register_fn(
+            "open_count",
+            |ctx: NativeCallContext, user: ImmutableString, form: ImmutableString| {
+                ask(
+                    &ctx,
+                    Fact::OpenCount {
+                        user: user.to_string(),
+                        form: form.to_string(),
+                    },
+                )
+            },
+        );
+        engine.register_fn(
+            "least_loaded",
+            |ctx: NativeCallContext, team: ImmutableString, form: ImmutableString| {
+                ask(
+                    &ctx,
+                    Fact::LeastLoaded {
+                        team: team.to_string(),
+                        form: form.to_string(),
+                    },
+                )
+            },
+        );
+        engine.register_fn(
+            "has_role",
+            |ctx: NativeCallContext, user: ImmutableString, role: ImmutableString| {
+                ask(
+                    &ctx,
+                    Fact::HasRole {
+                        user: user.to_string(),
+                        role: role.to_string(),
+                    },
+                )
+            },
+        );
+        // Nobody (a public form's visitor) holds no role.
+        engine.register_fn("has_role", |_: (), _: ImmutableString| false);
+        engine.register_fn(
+            "round_robin",
+            |ctx: NativeCallContext, team: ImmutableString| {
+                ask(&ctx, Fact::RoundRobin(team.to_string()))
+            },
+        );
+        engine.register_fn(
+            "lookup",
+            |ctx: NativeCallContext, form: ImmutableString, id: ImmutableString| {
+                ask(
+                    &ctx,
+                    Fact::Record {
+                        form: form.to_string(),
+                        id: id.to_string(),
+                    },
+                )
+            },
+        );
+        // A relation that is not set has no related record.
+        engine.register_fn("lookup", |_: ImmutableString, _: ()| Dynamic::UNIT);
+        engine.register_fn(
+            "related",
+            |ctx: NativeCallContext, field: ImmutableString| {
+                ask(&ctx, Fact::Related(field.to_string()))
+            },
+        );
         engine.register_fn("now", || {
             Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         });
@@ -286,13 +504,51 @@ impl RuleEngine {
             })
     }
 
-    /// Run a rule on a record (and, on update, its previous values).
+    /// Run a rule on a record (and, on update, its previous values). Helpers that need
+    /// data fail: use [`run_with`](Self::run_with) where a host can fetch it.
     pub fn run(
         &self,
         rule: &Compiled,
         record: &Map<String, Value>,
         previous: Option<&Map<String, Value>>,
     ) -> Result<Outcome, RuleError> {
+        match self.run_inner(rule, record, previous, None)? {
+            (Step::Done(o), _) => Ok(o),
+            (Step::Need(n), _) => {
+                Err(n.failed(&rule.name, "needs data this rule cannot reach here"))
+            }
+        }
+    }
+
+    /// Run a rule with the facts fetched so far: it finishes, or names the next fact it
+    /// needs. The facts are lent to the run and handed back.
+    pub fn run_with(
+        &self,
+        rule: &Compiled,
+        record: &Map<String, Value>,
+        previous: Option<&Map<String, Value>>,
+        facts: &mut Facts,
+    ) -> Result<Step, RuleError> {
+        if facts.len() >= MAX_FACTS {
+            return Err(error(
+                &rule.name,
+                ErrorKind::TooManyOperations,
+                Position::NONE,
+                format!("the script asked for more than {MAX_FACTS} lookups"),
+            ));
+        }
+        let (step, back) = self.run_inner(rule, record, previous, Some(std::mem::take(facts)))?;
+        *facts = back.unwrap_or_default();
+        Ok(step)
+    }
+
+    fn run_inner(
+        &self,
+        rule: &Compiled,
+        record: &Map<String, Value>,
+        previous: Option<&Map<String, Value>>,
+        facts: Option<Facts>,
+    ) -> Result<(Step, Option<Facts>), RuleError> {
         let to_dynamic = |m: &Map<String, Value>| {
             rhai::serde::to_dynamic(m).map_err(|e| {
                 error(
@@ -316,13 +572,18 @@ impl RuleEngine {
         RUN.with(|r| {
             *r.borrow_mut() = RunState {
                 deadline: Some(Instant::now() + self.limits.max_time),
+                facts,
                 ..RunState::default()
             }
         });
         let result = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &rule.ast);
-        let state = RUN.with(|r| std::mem::take(&mut *r.borrow_mut()));
+        let mut state = RUN.with(|r| std::mem::take(&mut *r.borrow_mut()));
+        let facts = state.facts.take();
+        if let Some(f) = state.needed.take() {
+            return Ok((Step::Need(f), facts));
+        }
         let value = result.map_err(|e| runtime_error(&rule.name, &e))?;
         if let Ok(x) = value.as_float()
             && !x.is_finite()
@@ -346,12 +607,15 @@ impl RuleEngine {
                 )
             })?
         };
-        Ok(Outcome {
-            value,
-            rejections: state.rejections,
-            assigned: state.assigned,
-            log: state.log,
-        })
+        Ok((
+            Step::Done(Outcome {
+                value,
+                rejections: state.rejections,
+                assigned: state.assigned,
+                log: state.log,
+            }),
+            facts,
+        ))
     }
 }
 

@@ -220,3 +220,111 @@ fn long_texts_fit() {
     let o = run("value_or(record.notes, \"\").len()", json!({"notes": long})).unwrap();
     assert_eq!(o.value, json!(100_000));
 }
+
+/// Drive a run to the end, answering facts from `host` and counting the runs.
+fn run_facts(
+    script: &str,
+    record: Value,
+    host: impl Fn(&Fact) -> Value,
+) -> (Result<Outcome, RuleError>, Vec<Fact>) {
+    let e = engine();
+    let c = e.compile("route", script).unwrap();
+    let mut facts = Facts::new();
+    let mut asked = Vec::new();
+    loop {
+        match e.run_with(&c, &rec(record.clone()), None, &mut facts) {
+            Ok(Step::Done(o)) => return (Ok(o), asked),
+            Ok(Step::Need(Need { fact: f, .. })) => {
+                asked.push(f.clone());
+                let v = host(&f);
+                facts.insert(f, v);
+            }
+            Err(err) => return (Err(err), asked),
+        }
+    }
+}
+
+#[test]
+fn helpers_that_need_data_ask_the_host_and_the_script_runs_again() {
+    let script = r#"
+        let c = related("customer");
+        if value_or(c, #{}).level == "A" { assign("vip@x.com"); return; }
+        let team = if record.region == "east" { "shanghai" } else { "north" };
+        print(`members ${team_members(team).len()}`);
+        assign(least_loaded(team, "lead"));
+    "#;
+    let host = |f: &Fact| match f {
+        Fact::Related(field) if field == "customer" => json!({"level": "B"}),
+        Fact::TeamMembers(t) if t == "shanghai" => json!(["a@x.com", "b@x.com"]),
+        Fact::LeastLoaded { team, form } if team == "shanghai" && form == "lead" => {
+            json!("b@x.com")
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    let (o, asked) = run_facts(script, json!({"region": "east"}), host);
+    let o = o.unwrap();
+    assert_eq!(o.assigned.as_deref(), Some("b@x.com"));
+    // Only the last run's output counts: one line, not one per run.
+    assert_eq!(o.log, vec!["members 2"]);
+    assert_eq!(asked.len(), 3);
+}
+
+#[test]
+fn an_empty_answer_is_unit_and_assigning_it_keeps_the_owner() {
+    let (o, _) = run_facts(
+        r#"assign(round_robin("nobody")); lookup("customer", record.customer)"#,
+        json!({"customer": null}),
+        |_| Value::Null,
+    );
+    let o = o.unwrap();
+    assert_eq!(o.assigned, None);
+    assert_eq!(o.value, Value::Null);
+}
+
+#[test]
+fn a_fact_that_cannot_be_had_fails_where_the_script_asked() {
+    let e = engine();
+    let c = e
+        .compile("route", "let x = 1;\nassign(round_robin(\"nowhere\"));")
+        .unwrap();
+    let Ok(Step::Need(n)) = e.run_with(&c, &Map::new(), None, &mut Facts::new()) else {
+        panic!("expected a need");
+    };
+    let err = n.failed("route", "no team named \"nowhere\"");
+    assert_eq!((err.line, err.column), (Some(2), Some(8)));
+    assert_eq!(
+        err.to_string(),
+        "rule \"route\" at line 2, column 8: round_robin(): no team named \"nowhere\""
+    );
+}
+
+#[test]
+fn a_script_cannot_catch_the_pause_for_a_fact() {
+    let (o, asked) = run_facts(
+        r#"let n = 0; try { n = open_count("a@x.com", "lead"); } catch { n = -1; } n"#,
+        json!({}),
+        |_| json!(7),
+    );
+    assert_eq!(o.unwrap().value, json!(7));
+    assert_eq!(asked.len(), 1);
+}
+
+#[test]
+fn without_a_host_the_helpers_fail_with_their_name() {
+    let err = run(r#"team_members("north")"#, json!({})).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Runtime);
+    assert!(err.message.contains("team_members"), "{err}");
+}
+
+#[test]
+fn a_script_that_asks_for_endless_facts_is_stopped() {
+    let (o, asked) = run_facts(
+        r#"let i = 0; loop { lookup("lead", `${i}`); i += 1; }"#,
+        json!({}),
+        |_| json!({}),
+    );
+    let err = o.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::TooManyOperations);
+    assert!(err.message.contains("lookups"), "{err}");
+    assert_eq!(asked.len(), MAX_FACTS);
+}

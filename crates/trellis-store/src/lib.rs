@@ -9,6 +9,7 @@ pub mod bundles;
 pub mod db;
 pub mod entity;
 pub mod error;
+pub mod facts;
 pub mod files;
 pub mod forms;
 pub mod formulas;

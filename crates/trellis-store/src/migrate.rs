@@ -25,12 +25,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, "login failures"),
     (4, "roles, admin audit, public forms, narrower tokens"),
     (5, "rules"),
+    (6, "routing turns, re-runs tied to a rule version"),
 ];
 
 /// Rule definitions.
 pub const RULES: &str = "trellis_rules";
 /// Where a re-run of a rule over every record got to, so it can resume.
 pub const RULE_RUNS: &str = "trellis_rule_runs";
+
+/// Whose turn it is next, per team, for round-robin routing.
+pub const ROUTE_TURNS: &str = "trellis_route_turns";
 
 /// Role definitions.
 pub const ROLES: &str = "trellis_roles";
@@ -67,6 +71,37 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         trellis_query::Dialect::Sqlite
     };
     let schema = Schema::new(backend);
+    if n == 6 {
+        txn.execute(
+            Table::create()
+                .table(ROUTE_TURNS)
+                .col(ColumnDef::new("team").text().not_null().primary_key())
+                .col(ColumnDef::new("turn").big_integer().not_null()),
+        )
+        .await?;
+        // A checkpoint of another version of the rule is not resumed; failures and
+        // rejections add up across resumes like the rest.
+        for col in [
+            ColumnDef::new("version")
+                .text()
+                .not_null()
+                .default("")
+                .to_owned(),
+            ColumnDef::new("rejected")
+                .big_integer()
+                .not_null()
+                .default(0)
+                .to_owned(),
+            ColumnDef::new("failed")
+                .big_integer()
+                .not_null()
+                .default(0)
+                .to_owned(),
+        ] {
+            txn.execute(Table::alter().table(RULE_RUNS).add_column(col))
+                .await?;
+        }
+    }
     if n == 5 {
         txn.execute(
             Table::create()

@@ -20,6 +20,7 @@ use trellis_query::{Cursor, Dialect, Filter, FilterError, Sort, ValueKind, curso
 use crate::Store;
 use crate::access;
 use crate::error::{BlockingRow, StoreError};
+use crate::facts::{Host, Turns};
 use crate::forms::{FormEntry, SYSTEM, Snapshot, field_kind};
 use crate::migrate::{AUDIT, SEQUENCES};
 use crate::row::decode;
@@ -138,6 +139,22 @@ pub(crate) async fn count_all<C: ConnectionTrait>(c: &C, table: &str) -> Result<
     Ok(row
         .and_then(|r| r.try_get_by_index::<i64>(0).ok())
         .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}
+
+/// A whole record by id, as the system sees it (rules' lookups).
+pub(crate) async fn read_one<C: ConnectionTrait>(
+    c: &C,
+    dialect: Dialect,
+    entry: &FormEntry,
+    id: &str,
+) -> Result<Option<Map<String, Value>>, StoreError> {
+    let proj = Projection::new(entry, None, &[])?;
+    let mut s = proj.select(&entry.table);
+    s.and_where(col(&entry.table, "id").eq(id));
+    match c.query_one(&s).await? {
+        Some(r) => proj.read(&r, dialect).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The columns a select reads: system columns, then the wanted fields.
@@ -267,16 +284,32 @@ impl Store {
         actor: &Actor,
         perms: &Permissions,
     ) -> Result<Map<String, Value>, StoreError> {
-        if let Some(g) = &self.group {
+        let form_rules = self.rules.for_form(form);
+        // Routing counts workloads inside the create's own transaction.
+        if let Some(g) = self
+            .group
+            .as_ref()
+            .filter(|_| !crate::rules::routes(&form_rules))
+        {
             // Validate here, in parallel on the caller's task; the writer only writes.
             let snap = self.registry.snapshot();
             let entry = snap.get(form)?;
-            let form_rules = self.rules.for_form(form);
-            let (values, recorded) =
-                match new_record(&snap, &entry, &form_rules, input, perms, now_micros(), "")? {
-                    NewRecord::Ready(v, recorded) => (v, recorded),
-                    NewRecord::Invalid(es) => return Err(StoreError::Validation(es)),
-                };
+            let mut host = Host::new(&self.db.reader, self.db.dialect, &snap, &entry, Turns::Peek);
+            let (values, recorded) = match new_record(
+                &mut host,
+                &snap,
+                &entry,
+                &form_rules,
+                input,
+                perms,
+                now_micros(),
+                "",
+            )
+            .await?
+            {
+                NewRecord::Ready(v, recorded) => (v, recorded),
+                NewRecord::Invalid(es) => return Err(StoreError::Validation(es)),
+            };
             self.check_references(
                 &snap,
                 &entry,
@@ -332,8 +365,20 @@ impl Store {
         let mut errors = Vec::new();
         let form_rules = self.rules.for_form(form);
         let mut recorded = Vec::new();
+        let mut host = Host::new(&self.db.reader, self.db.dialect, &snap, &entry, Turns::Peek);
         for (i, input) in inputs.into_iter().enumerate() {
-            match new_record(&snap, &entry, &form_rules, input, perms, now, &prefix(i))? {
+            match new_record(
+                &mut host,
+                &snap,
+                &entry,
+                &form_rules,
+                input,
+                perms,
+                now,
+                &prefix(i),
+            )
+            .await?
+            {
                 NewRecord::Ready(v, r) => {
                     recorded.extend(r);
                     prepared.push(v);
@@ -348,6 +393,15 @@ impl Store {
         self.check_references(&snap, &entry, &prepared, None, perms, batch)
             .await?;
         let txn = self.db.writer.begin().await?;
+        if crate::rules::routes(&form_rules) {
+            // In the transaction: the turns taken and the workloads counted hold until commit.
+            let mut host = Host::new(&txn, self.db.dialect, &snap, &entry, Turns::Take);
+            for (i, v) in prepared.iter_mut().enumerate() {
+                let by = actor.user.as_deref();
+                recorded
+                    .extend(crate::rules::route(&mut host, &form_rules, v, by, &prefix(i)).await?);
+            }
+        }
         let mut records = insert_records(
             &txn,
             self.db.dialect,
@@ -666,8 +720,11 @@ impl Store {
         if !outputs.is_empty() || !form_rules.is_empty() {
             let mut full = merged.clone();
             entry.formulas.apply(&mut full, "")?;
+            let mut host = Host::new(&txn, dialect, &snap, &entry, Turns::Peek);
             recorded =
-                crate::rules::apply(&form_rules, &mut full, Some(&current), &keys, "")?.recorded;
+                crate::rules::apply(&mut host, &form_rules, &mut full, Some(&current), &keys, "")
+                    .await?
+                    .recorded;
             crate::rules::check_outputs(&entry, &form_rules, &mut full, "")?;
             entry.formulas.apply(&mut full, "")?;
             for name in outputs.iter().map(String::as_str) {
@@ -863,7 +920,9 @@ enum NewRecord {
 /// Everything a create does to one input before it is written, the same for a single
 /// create and each record of a batch: permission to create, validation, formulas, the
 /// create filters, rules (whose outputs are checked and may feed formulas).
-fn new_record(
+#[allow(clippy::too_many_arguments)]
+async fn new_record<C: ConnectionTrait>(
+    host: &mut Host<'_, C>,
     snap: &Snapshot,
     entry: &FormEntry,
     rules: &[crate::rules::RuleEntry],
@@ -889,7 +948,7 @@ fn new_record(
     };
     entry.formulas.apply(&mut v, prefix)?;
     access::check_create(perms, snap, form, &v, prefix)?;
-    let recorded = match crate::rules::apply(rules, &mut v, None, &[], prefix) {
+    let recorded = match crate::rules::apply(host, rules, &mut v, None, &[], prefix).await {
         Ok(a) => a.recorded,
         Err(StoreError::Validation(es)) => return Ok(NewRecord::Invalid(es)),
         Err(e) => return Err(e),

@@ -11,7 +11,8 @@ use trellis_query::value::format_datetime;
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::migrate::RULE_RUNS;
+use crate::facts::{Host, Turns};
+use crate::migrate::{RULE_RUNS, RULES};
 use crate::records::Actor;
 
 /// Records read per batch.
@@ -63,11 +64,14 @@ impl Store {
                 "只有评分、分级、公式和校验规则可以对全部记录重新运行",
             ));
         }
-        let form = self.registry.get(&rule.form)?;
-        let (mut last, mut p) = if restart {
-            (None, Progress::default())
-        } else {
-            self.checkpoint(name).await?
+        let snap = self.registry.snapshot();
+        let form = snap.get(&rule.form)?;
+        // A checkpoint of another version of the rule is not resumed: what it did is done,
+        // but the records after it would be scored by a different script.
+        let version = self.rule_version(name).await?;
+        let (mut last, mut p) = match self.checkpoint(name).await? {
+            Some((v, last, p)) if !restart && v == version => (last, p),
+            _ => (None, Progress::default()),
         };
         p.total = crate::records::count_all(&self.db.reader, &form.table).await?;
         let system = Permissions::system();
@@ -101,7 +105,9 @@ impl Store {
                     Err(e) => return Err(e),
                 };
                 // One record's failure is counted and logged; the run goes on.
-                let outcome = match trellis_rules::shared().run(&entry.compiled, &rec, Some(&rec)) {
+                let mut host =
+                    Host::new(&self.db.reader, self.db.dialect, &snap, &form, Turns::Peek);
+                let outcome = match host.run(&entry.compiled, &rec, Some(&rec)).await? {
                     Ok(o) => o,
                     Err(e) => {
                         tracing::warn!(rule = name, record = %id, error = %e, "the rule failed on a record");
@@ -136,54 +142,96 @@ impl Store {
                 }
             }
             last = ids.last().cloned();
-            self.save_checkpoint(name, last.as_deref(), &p).await?;
+            self.save_checkpoint(name, &version, last.as_deref(), &p)
+                .await?;
             progress(p);
         }
         Ok(p)
     }
 
-    async fn checkpoint(&self, rule: &str) -> Result<(Option<String>, Progress), StoreError> {
+    async fn checkpoint(
+        &self,
+        rule: &str,
+    ) -> Result<Option<(String, Option<String>, Progress)>, StoreError> {
         let mut s = Query::select();
-        s.columns(["last_id", "done", "changed"].map(Alias::new))
-            .from(Alias::new(RULE_RUNS))
-            .and_where(Expr::col(Alias::new("rule")).eq(rule));
-        Ok(match self.db.reader.query_one(&s).await? {
-            Some(r) => (
-                r.try_get_by_index(0)?,
-                Progress {
-                    done: u64::try_from(r.try_get_by_index::<i64>(1)?).unwrap_or(0),
-                    changed: u64::try_from(r.try_get_by_index::<i64>(2)?).unwrap_or(0),
-                    ..Progress::default()
-                },
-            ),
-            None => (None, Progress::default()),
-        })
+        s.columns(
+            [
+                "version", "last_id", "done", "changed", "rejected", "failed",
+            ]
+            .map(Alias::new),
+        )
+        .from(Alias::new(RULE_RUNS))
+        .and_where(Expr::col(Alias::new("rule")).eq(rule));
+        let Some(r) = self.db.reader.query_one(&s).await? else {
+            return Ok(None);
+        };
+        let n = |i: usize| -> Result<u64, StoreError> {
+            Ok(u64::try_from(r.try_get_by_index::<i64>(i)?).unwrap_or(0))
+        };
+        Ok(Some((
+            r.try_get_by_index(0)?,
+            r.try_get_by_index(1)?,
+            Progress {
+                done: n(2)?,
+                changed: n(3)?,
+                rejected: n(4)?,
+                failed: n(5)?,
+                total: 0,
+            },
+        )))
     }
 
     async fn save_checkpoint(
         &self,
         rule: &str,
+        version: &str,
         last: Option<&str>,
         p: &Progress,
     ) -> Result<(), StoreError> {
+        let n = |x: u64| Expr::val(i64::try_from(x).unwrap_or(i64::MAX));
+        let cols = [
+            "rule",
+            "version",
+            "last_id",
+            "done",
+            "changed",
+            "rejected",
+            "failed",
+            "updated_at",
+        ];
         let mut ins = Query::insert();
         ins.into_table(Alias::new(RULE_RUNS))
-            .columns(["rule", "last_id", "done", "changed", "updated_at"].map(Alias::new))
+            .columns(cols.map(Alias::new))
             .values([
                 Expr::val(rule),
+                Expr::val(version),
                 Expr::val(last.map(str::to_owned)),
-                Expr::val(i64::try_from(p.done).unwrap_or(i64::MAX)),
-                Expr::val(i64::try_from(p.changed).unwrap_or(i64::MAX)),
+                n(p.done),
+                n(p.changed),
+                n(p.rejected),
+                n(p.failed),
                 Expr::val(format_datetime(&chrono::Utc::now())),
             ])
             .map_err(|e| StoreError::Corrupt(e.to_string()))?
             .on_conflict(
                 OnConflict::column(Alias::new("rule"))
-                    .update_columns(["last_id", "done", "changed", "updated_at"].map(Alias::new))
+                    .update_columns(cols[1..].iter().map(|c| Alias::new(*c)))
                     .to_owned(),
             );
         self.db.writer.execute(&ins).await?;
         Ok(())
+    }
+
+    /// When the stored rule last changed: a checkpoint of another version is not resumed.
+    async fn rule_version(&self, rule: &str) -> Result<String, StoreError> {
+        let mut s = Query::select();
+        s.column(Alias::new("updated_at"))
+            .from(Alias::new(RULES))
+            .and_where(Expr::col(Alias::new("name")).eq(rule));
+        match self.db.reader.query_one(&s).await? {
+            Some(r) => Ok(r.try_get_by_index(0)?),
+            None => Err(StoreError::NotFound(format!("rule {rule}"))),
+        }
     }
 
     /// Forget where a re-run got to (after it finished), so the next one starts over.

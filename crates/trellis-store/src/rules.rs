@@ -17,6 +17,7 @@ use trellis_rules::{Compiled, RuleError};
 use crate::admin_audit::{self, By, Event};
 use crate::db::Db;
 use crate::error::StoreError;
+use crate::facts::Host;
 use crate::forms::Snapshot;
 use crate::migrate::RULES;
 
@@ -265,9 +266,10 @@ fn rule_failed(rule: &Rule, prefix: &str, e: &RuleError) -> FieldError {
 }
 
 /// Run the rules that apply to this write over `record` (in place): score, grade and formula
-/// rules set their field, validation rules gather their rejections, routing sets the owner
-/// of a new record. `changed` lists the fields an update changes.
-pub fn apply(
+/// rules set their field, validation rules gather their rejections. `changed` lists the
+/// fields an update changes. Routing runs later, in the create's transaction ([`route`]).
+pub async fn apply<C: ConnectionTrait>(
+    host: &mut Host<'_, C>,
     rules: &[RuleEntry],
     record: &mut Map<String, Value>,
     previous: Option<&Map<String, Value>>,
@@ -275,7 +277,6 @@ pub fn apply(
     prefix: &str,
 ) -> Result<Applied, StoreError> {
     let create = previous.is_none();
-    let engine = trellis_rules::shared();
     let mut out = Applied::default();
     let mut rejected = Vec::new();
     // What earlier rules change counts as changed for later ones (a grade watches the score).
@@ -283,10 +284,10 @@ pub fn apply(
     for e in rules {
         let r = &e.rule;
         let now: Vec<&str> = changed.iter().map(String::as_str).collect();
-        if !r.runs_on(create, &now) {
+        if r.kind == RuleKind::Route || !r.runs_on(create, &now) {
             continue;
         }
-        let outcome = match engine.run(&e.compiled, record, previous) {
+        let outcome = match host.run(&e.compiled, record, previous).await? {
             Ok(o) => o,
             Err(err) if r.on_error == OnError::Record => {
                 out.recorded.push(err);
@@ -311,12 +312,7 @@ pub fn apply(
                     x.message,
                 )
             })),
-            RuleKind::Route => {
-                if create && let Some(u) = outcome.assigned {
-                    record.insert("owner".into(), Value::String(u));
-                }
-            }
-            RuleKind::Condition => {}
+            RuleKind::Route | RuleKind::Condition => {}
         }
     }
     if rejected.is_empty() {
@@ -324,6 +320,72 @@ pub fn apply(
     } else {
         Err(StoreError::Validation(rejected))
     }
+}
+
+/// Does any active rule route new records of this form?
+pub fn routes(rules: &[RuleEntry]) -> bool {
+    rules
+        .iter()
+        .any(|e| e.rule.kind == RuleKind::Route && e.rule.runs_on(true, &[]))
+}
+
+/// Run the route rules of a new record, inside its create transaction: each
+/// `assign(user)` (an e-mail or id of an active user) sets the owner, or the user field the
+/// rule names. Scripts see `record.created_by`, the creator (`()` for a public form's
+/// visitor). Failures of rules that keep the write are returned.
+pub async fn route<C: ConnectionTrait>(
+    host: &mut Host<'_, C>,
+    rules: &[RuleEntry],
+    record: &mut Map<String, Value>,
+    creator: Option<&str>,
+    prefix: &str,
+) -> Result<Vec<RuleError>, StoreError> {
+    let mut recorded = Vec::new();
+    // The record as it will be stored: its creator is known.
+    record.insert(
+        "created_by".into(),
+        creator.map_or(Value::Null, |c| Value::String(c.to_owned())),
+    );
+    for e in rules {
+        let r = &e.rule;
+        if r.kind != RuleKind::Route || !r.runs_on(true, &[]) {
+            continue;
+        }
+        let field = r.field.as_deref().unwrap_or("owner");
+        let result = match host.run(&e.compiled, record, None).await? {
+            Ok(o) => match o.assigned {
+                None => Ok(None),
+                Some(who) => match host.user_id(&who).await? {
+                    Some(id) => Ok(Some(id)),
+                    None => Err(RuleError {
+                        rule: r.name.clone(),
+                        kind: trellis_rules::ErrorKind::Runtime,
+                        line: None,
+                        column: None,
+                        message: format!("assign(): no active user {who:?}"),
+                    }),
+                },
+            },
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok(Some(id)) => {
+                host.routed(record, field, &id);
+                record.insert(field.to_owned(), Value::String(id));
+            }
+            Ok(None) => {}
+            Err(err) if r.on_error == OnError::Record => recorded.push(err),
+            Err(err) => {
+                return Err(StoreError::Validation(vec![FieldError::new(
+                    format!("{prefix}{field}"),
+                    err.kind.code(),
+                    err.to_string(),
+                    format!("规则执行失败：{err}"),
+                )]));
+            }
+        }
+    }
+    Ok(recorded)
 }
 
 /// The fields the rules of a form set.
@@ -390,5 +452,31 @@ pub async fn record_failures(db: &Db, form: &str, failures: &[RuleError]) {
         if let Err(e) = r {
             tracing::warn!(rule = %f.rule, error = %e, "recording a rule failure failed");
         }
+    }
+}
+
+impl crate::Store {
+    /// Run a rule on a sample record, writing nothing: lookups read the database, turns are
+    /// only looked at.
+    pub async fn test_rule(
+        &self,
+        name: &str,
+        record: &Map<String, Value>,
+        previous: Option<&Map<String, Value>>,
+    ) -> Result<Result<trellis_rules::Outcome, RuleError>, StoreError> {
+        let e = self
+            .rules
+            .get(name)
+            .ok_or_else(|| StoreError::NotFound(format!("rule {name}")))?;
+        let snap = self.registry.snapshot();
+        let form = snap.get(&e.rule.form)?;
+        let mut host = Host::new(
+            &self.db.reader,
+            self.db.dialect,
+            &snap,
+            &form,
+            crate::facts::Turns::Peek,
+        );
+        host.run(&e.compiled, record, previous).await
     }
 }

@@ -150,11 +150,11 @@ pub async fn test(
     };
     let record = object("record")?.unwrap_or_default();
     let previous = object("previous")?;
-    // Scripts are CPU work: off the async workers.
-    let out =
-        web::block(move || trellis_rules::shared().run(&e.compiled, &record, previous.as_ref()))
-            .await
-            .map_err(|err| ApiError::new(Code::Internal, format!("the test run stopped: {err}")))?;
+    // Lookups read the database; the script's own work is bounded by the engine's limits.
+    let out = state
+        .store
+        .test_rule(&e.rule.name, &record, previous.as_ref())
+        .await?;
     Ok(HttpResponse::Ok().json(match out {
         Ok(o) => json!({"result": o.value, "rejections": o.rejections.iter()
             .map(|r| json!({"field": r.field, "message": r.message})).collect::<Vec<_>>(),
