@@ -25,6 +25,10 @@ lint:
 bench-rules n="1000000":
     cargo bench -p trellis-rules --bench score -- {{n}}
 
+# Latency a single create gains from the CRM's lead rules: scoring, then routing.
+bench-route n="2000" preload="100000":
+    bash bench/route.sh {{n}} {{preload}}
+
 # The filtered list as an administrator and as a sales rep with `own` scope.
 bench-scope n="100000":
     bash bench/scope.sh {{n}}
