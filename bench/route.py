@@ -6,7 +6,8 @@ POST /api/v1/data/lead, one client, keep-alive, on the demo CRM, with
   route    the same plus lead_route (team lookups, workload counts, a turn taken, in the
            create's transaction),
 in interleaved rounds so drift hits every configuration alike. --preload K first adds K
-open leads owned by the north reps, so the workload counts have rows to read.
+leads owned by the north reps, as a CRM holds them after a while: --open (default 20 %)
+of them still open, the rest converted or lost; the workload counts read the open ones.
 
     python3 bench/route.py --port 8088 --n 2000 --preload 100000
 
@@ -49,6 +50,7 @@ def main():
     ap.add_argument("--n", type=int, default=2000, help="creates per configuration")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--preload", type=int, default=0)
+    ap.add_argument("--open", type=float, default=0.2, help="share of preloaded leads still open")
     ap.add_argument("--out")
     opts = ap.parse_args()
     _, login = w.Http(opts.port).req("POST", "/api/v1/auth/login", {
@@ -70,10 +72,18 @@ def main():
         use(set())
         t = time.time()
         for start in range(0, opts.preload, 500):
-            batch = [dict(lead(rng, i), owner=north[i % len(north)])
-                     for i in range(start, min(opts.preload, start + 500))]
+            batch = []
+            for i in range(start, min(opts.preload, start + 500)):
+                r = dict(lead(rng, i), owner=north[i % len(north)])
+                x = rng.random()
+                if x >= opts.open:
+                    r["status"] = "converted" if x < opts.open + (1 - opts.open) / 2 else "lost"
+                    r["lost_reason"] = "budget" if r["status"] == "lost" else None
+                else:
+                    r["status"] = rng.choice(["new", "contacted", "qualified"])
+                batch.append(r)
             http.req("POST", "/api/v1/data/lead/batch", {"records": batch})
-        print(f"preloaded {opts.preload} leads in {time.time() - t:.1f} s")
+        print(f"preloaded {opts.preload} leads ({opts.open:.0%} open) in {time.time() - t:.1f} s")
     lat = {c: [] for c in CONFIGS}
     per_round = max(1, opts.n // opts.rounds)
     i = 0
@@ -100,7 +110,7 @@ def main():
               f"p99 {out[name]['p99_ms'] - out['none']['p99_ms']:+.2f} ms")
     if opts.out:
         with open(opts.out, "w") as f:
-            json.dump({"preload": opts.preload, "results": out}, f, indent=2)
+            json.dump({"preload": opts.preload, "open": opts.open, "results": out}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -15,3 +15,4 @@ mod people;
 mod records;
 mod routing;
 mod rules;
+mod stages;

@@ -147,7 +147,73 @@ pub fn semantic(form: &Form, form_exists: &dyn Fn(&str) -> bool, prefix: &str) -
         ));
     }
     check_fields(&form.fields, form_exists, &at("fields"), false, &mut errs);
+    check_stages(form, &at("fields"), &mut errs);
     errs
+}
+
+/// Stage gates: on top-level select fields only, naming the field's options and the
+/// form's fields.
+fn check_stages(form: &Form, base: &str, errs: &mut Vec<MetaError>) {
+    for (i, f) in form.fields.iter().enumerate() {
+        let p = format!("{base}[{i}]");
+        let select = f.kind == FieldType::Select;
+        if let Some(moves) = &f.transitions {
+            if !select {
+                errs.push(MetaError::new(
+                    format!("{p}.transitions"),
+                    "not_allowed",
+                    "only a select field has transitions",
+                ));
+            }
+            let known = |v: &str| f.options.iter().any(|o| o.value == v);
+            for (from, to) in moves {
+                if !known(from) {
+                    errs.push(MetaError::new(
+                        format!("{p}.transitions.{from}"),
+                        "unknown_option",
+                        format!("{from:?} is not an option of this field"),
+                    ));
+                }
+                for (j, t) in to.iter().enumerate() {
+                    if !known(t) {
+                        errs.push(MetaError::new(
+                            format!("{p}.transitions.{from}[{j}]"),
+                            "unknown_option",
+                            format!("{t:?} is not an option of this field"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (j, o) in f.options.iter().enumerate() {
+            for (k, r) in o.requires.iter().enumerate() {
+                let at = format!("{p}.options[{j}].requires[{k}]");
+                if !select {
+                    errs.push(MetaError::new(
+                        at,
+                        "not_allowed",
+                        "only the states of a select field require fields",
+                    ));
+                } else if r == &f.name || form.field(r).is_none() {
+                    errs.push(MetaError::new(
+                        at,
+                        "unknown_field",
+                        format!("{r:?} is not another field of this form"),
+                    ));
+                }
+            }
+        }
+        // Lines have no stages.
+        for (j, line) in f.fields.iter().enumerate() {
+            if line.transitions.is_some() || line.options.iter().any(|o| !o.requires.is_empty()) {
+                errs.push(MetaError::new(
+                    format!("{p}.fields[{j}]"),
+                    "not_allowed",
+                    "a subtable line's select field has no transitions or required fields",
+                ));
+            }
+        }
+    }
 }
 
 fn check_fields(
@@ -479,6 +545,26 @@ mod tests {
         for k in ["type", "additionalProperties", "required", "properties"] {
             assert_eq!(bundle["$defs"]["form"][k], form[k], "{k}");
         }
+    }
+
+    #[test]
+    fn stage_gates_name_options_and_fields_of_the_form() {
+        let errs = check(json!({"name":"deal","label":{"en":"Deal"},"fields":[
+            {"name":"amount","type":"currency"},
+            {"name":"stage","type":"select","options":[
+                {"value":"open"},{"value":"won","requires":["amount","nothing","stage"]}],
+             "transitions":{"open":["won","gone"],"ghost":[]}}]}))
+        .unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "fields[1].transitions.ghost",
+                "fields[1].transitions.open[1]",
+                "fields[1].options[1].requires[1]",
+                "fields[1].options[1].requires[2]",
+            ]
+        );
     }
 
     #[test]

@@ -186,6 +186,10 @@ pub struct SelectOption {
     /// work, and workload routing does not count it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub closed: bool,
+    /// Select fields only: fields that must hold a value for a record to enter this state
+    /// (an opportunity's `amount` to enter `proposal`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
 }
 
 impl Form {
@@ -255,6 +259,10 @@ pub struct Field {
     /// The choices of a select or multiselect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<SelectOption>,
+    /// Select fields only: for each state, the states it may move to (a state not listed
+    /// may move anywhere; `[]` is final).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transitions: Option<BTreeMap<String, Vec<String>>>,
     /// Target form of a relation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -310,6 +318,7 @@ impl Field {
             max_length: None,
             pattern: None,
             options: Vec::new(),
+            transitions: None,
             target: None,
             on_delete: None,
             format: None,

@@ -10,6 +10,7 @@ pub mod form;
 pub mod record;
 pub mod role;
 pub mod rule;
+pub mod stage;
 
 pub use bundle::Bundle;
 pub use error::{FieldError, MetaError};

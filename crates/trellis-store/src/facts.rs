@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use sea_orm::ConnectionTrait;
-use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, OnConflict, Query};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Map, Value, json};
 use trellis_meta::form::FieldType;
@@ -164,7 +164,9 @@ impl<'a, C: ConnectionTrait> Host<'a, C> {
                     return Err(Miss::Script(format!("no active user {user:?}")));
                 };
                 self.lock().await?;
-                let counts = self.counts(&entry, &field, std::slice::from_ref(&m.id)).await?;
+                let counts = self
+                    .counts(&entry, &field, std::slice::from_ref(&m.id))
+                    .await?;
                 Ok(json!(counts.get(&m.id).copied().unwrap_or(0)))
             }
             Fact::LeastLoaded { team, form } => {
@@ -274,21 +276,21 @@ impl<'a, C: ConnectionTrait> Host<'a, C> {
             return Err(Miss::Script(format!("no field {field:?}")));
         };
         let mut open = Condition::all().add(Expr::col(Alias::new(column)).is_in(users.to_vec()));
-        for (f, closed) in entry.form.closed_states() {
+        for (f, _) in entry.form.closed_states() {
             if let Some((c, _)) = entry.column(&f.name) {
+                // The open states, not "not closed": an (owner, status) index then reads
+                // only the open records, however many closed ones pile up.
+                let states = f.options.iter().filter(|o| !o.closed);
                 open = open.add(
                     Condition::any()
                         .add(Expr::col(Alias::new(c)).is_null())
-                        .add(
-                            Expr::col(Alias::new(c))
-                                .is_not_in(closed.iter().map(|s| (*s).to_owned())),
-                        ),
+                        .add(Expr::col(Alias::new(c)).is_in(states.map(|o| o.value.clone()))),
                 );
             }
         }
         let mut s = Query::select();
         s.column(Alias::new(column))
-            .expr(Func::count(Expr::col(Alias::new("id"))))
+            .expr(Expr::cust("COUNT(*)"))
             .from(Alias::new(&entry.table))
             .cond_where(open)
             .group_by_col(Alias::new(column));

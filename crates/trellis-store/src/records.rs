@@ -748,6 +748,11 @@ impl Store {
                 return Ok(current);
             }
         }
+        // Stage gates see the record as it will be stored, rules' work included.
+        let gates = entry.form.stage_errors(Some(&current), &merged);
+        if !gates.is_empty() {
+            return Err(StoreError::Validation(gates));
+        }
         let mut u = Query::update();
         u.table(Alias::new(&entry.table));
         for (c, v) in sets {
@@ -957,6 +962,18 @@ async fn new_record<C: ConnectionTrait>(
         crate::rules::check_outputs(entry, rules, &mut v, prefix)?;
         // What rules set may feed formulas.
         entry.formulas.apply(&mut v, prefix)?;
+    }
+    let gates = entry.form.stage_errors(None, &v);
+    if !gates.is_empty() {
+        return Ok(NewRecord::Invalid(
+            gates
+                .into_iter()
+                .map(|mut e| {
+                    e.field = format!("{prefix}{}", e.field);
+                    e
+                })
+                .collect(),
+        ));
     }
     Ok(NewRecord::Ready(v, recorded))
 }
