@@ -24,25 +24,7 @@ struct Crm {
 impl Crm {
     async fn start() -> Crm {
         let app = TestApp::spawn_with(&["--demo"]).await;
-        let (st, users) = app.get("/api/v1/users").await;
-        assert_eq!(st, StatusCode::OK);
-        let ids = users["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| {
-                (
-                    u["email"]
-                        .as_str()
-                        .unwrap()
-                        .split('@')
-                        .next()
-                        .unwrap()
-                        .to_owned(),
-                    u["id"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let ids = app.user_ids().await;
         let mut crm = Crm {
             app,
             ids,

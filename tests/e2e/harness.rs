@@ -215,6 +215,22 @@ impl TestApp {
         self.call(Method::DELETE, path, None).await
     }
 
+    /// User ids by the name part of their e-mail (`wangfang` for wangfang@demo.trellis.dev).
+    pub async fn user_ids(&self) -> std::collections::HashMap<String, String> {
+        let (st, users) = self.get("/api/v1/users").await;
+        assert_eq!(st, StatusCode::OK, "{users}");
+        users["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                let email = u["email"].as_str().unwrap();
+                let name = email.split('@').next().unwrap_or(email);
+                (name.to_owned(), u["id"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    }
+
     /// Create a form, asserting success.
     pub async fn form(&self, def: Value) {
         let (st, body) = self.post("/api/v1/forms", def).await;

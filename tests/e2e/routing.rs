@@ -12,20 +12,7 @@ use crate::harness::{TestApp, errors};
 /// The demo, with user ids by the name part of their e-mail.
 async fn demo() -> (TestApp, HashMap<String, String>) {
     let app = TestApp::spawn_with(&["--demo"]).await;
-    let (st, users) = app.get("/api/v1/users").await;
-    assert_eq!(st, StatusCode::OK);
-    let ids = users["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| {
-            let email = u["email"].as_str().unwrap();
-            (
-                email.split('@').next().unwrap().to_owned(),
-                u["id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let ids = app.user_ids().await;
     (app, ids)
 }
 

@@ -392,82 +392,40 @@ impl RuleEngine {
         });
         // `assign(least_loaded(..))` of an empty team leaves the owner as it is.
         engine.register_fn("assign", |_: ()| {});
-        engine.register_fn(
-            "team_members",
-            |ctx: NativeCallContext, team: ImmutableString| {
-                ask(&ctx, Fact::TeamMembers(team.to_string()))
-            },
-        );
-        engine.register_fn(
-            "team_manager",
-            |ctx: NativeCallContext, team: ImmutableString| {
-                ask(&ctx, Fact::TeamManager(team.to_string()))
-            },
-        );
-        engine.register_fn(
-            "open_count",
-            |ctx: NativeCallContext, user: ImmutableString, form: ImmutableString| {
-                ask(
-                    &ctx,
-                    Fact::OpenCount {
-                        user: user.to_string(),
-                        form: form.to_string(),
-                    },
-                )
-            },
-        );
-        engine.register_fn(
-            "least_loaded",
-            |ctx: NativeCallContext, team: ImmutableString, form: ImmutableString| {
-                ask(
-                    &ctx,
-                    Fact::LeastLoaded {
-                        team: team.to_string(),
-                        form: form.to_string(),
-                    },
-                )
-            },
-        );
-        engine.register_fn(
-            "has_role",
-            |ctx: NativeCallContext, user: ImmutableString, role: ImmutableString| {
-                ask(
-                    &ctx,
-                    Fact::HasRole {
-                        user: user.to_string(),
-                        role: role.to_string(),
-                    },
-                )
-            },
-        );
+        // Helpers that ask the host for a fact.
+        fn ask1(engine: &mut Engine, name: &str, fact: fn(String) -> Fact) {
+            engine.register_fn(name, move |ctx: NativeCallContext, a: ImmutableString| {
+                ask(&ctx, fact(a.to_string()))
+            });
+        }
+        fn ask2(engine: &mut Engine, name: &str, fact: fn(String, String) -> Fact) {
+            engine.register_fn(
+                name,
+                move |ctx: NativeCallContext, a: ImmutableString, b: ImmutableString| {
+                    ask(&ctx, fact(a.to_string(), b.to_string()))
+                },
+            );
+        }
+        ask1(&mut engine, "team_members", Fact::TeamMembers);
+        ask1(&mut engine, "team_manager", Fact::TeamManager);
+        ask1(&mut engine, "round_robin", Fact::RoundRobin);
+        ask1(&mut engine, "related", Fact::Related);
+        ask2(&mut engine, "open_count", |user, form| Fact::OpenCount {
+            user,
+            form,
+        });
+        ask2(&mut engine, "least_loaded", |team, form| {
+            Fact::LeastLoaded { team, form }
+        });
+        ask2(&mut engine, "has_role", |user, role| Fact::HasRole {
+            user,
+            role,
+        });
+        ask2(&mut engine, "lookup", |form, id| Fact::Record { form, id });
         // Nobody (a public form's visitor) holds no role.
         engine.register_fn("has_role", |_: (), _: ImmutableString| false);
-        engine.register_fn(
-            "round_robin",
-            |ctx: NativeCallContext, team: ImmutableString| {
-                ask(&ctx, Fact::RoundRobin(team.to_string()))
-            },
-        );
-        engine.register_fn(
-            "lookup",
-            |ctx: NativeCallContext, form: ImmutableString, id: ImmutableString| {
-                ask(
-                    &ctx,
-                    Fact::Record {
-                        form: form.to_string(),
-                        id: id.to_string(),
-                    },
-                )
-            },
-        );
         // A relation that is not set has no related record.
         engine.register_fn("lookup", |_: ImmutableString, _: ()| Dynamic::UNIT);
-        engine.register_fn(
-            "related",
-            |ctx: NativeCallContext, field: ImmutableString| {
-                ask(&ctx, Fact::Related(field.to_string()))
-            },
-        );
         engine.register_fn("now", || {
             Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         });

@@ -275,31 +275,44 @@ impl<'a, C: ConnectionTrait> Host<'a, C> {
         let Some((column, _)) = entry.column(field) else {
             return Err(Miss::Script(format!("no field {field:?}")));
         };
-        let mut open = Condition::all().add(Expr::col(Alias::new(column)).is_in(users.to_vec()));
+        // Open: in an open state of each gated select field, or in none yet. Each is
+        // counted apart ("= state" or "IS NULL"), so an (owner, status) index reads only
+        // the open records, however many closed ones pile up; an OR of both scans them all.
+        let mut parts =
+            vec![Condition::all().add(Expr::col(Alias::new(column)).is_in(users.to_vec()))];
         for (f, _) in entry.form.closed_states() {
-            if let Some((c, _)) = entry.column(&f.name) {
-                // The open states, not "not closed": an (owner, status) index then reads
-                // only the open records, however many closed ones pile up.
-                let states = f.options.iter().filter(|o| !o.closed);
-                open = open.add(
-                    Condition::any()
-                        .add(Expr::col(Alias::new(c)).is_null())
-                        .add(Expr::col(Alias::new(c)).is_in(states.map(|o| o.value.clone()))),
-                );
-            }
+            let Some((c, _)) = entry.column(&f.name) else {
+                continue;
+            };
+            let states: Vec<String> = f
+                .options
+                .iter()
+                .filter(|o| !o.closed)
+                .map(|o| o.value.clone())
+                .collect();
+            parts = parts
+                .into_iter()
+                .flat_map(|p| {
+                    [
+                        p.clone()
+                            .add(Expr::col(Alias::new(c)).is_in(states.clone())),
+                        p.add(Expr::col(Alias::new(c)).is_null()),
+                    ]
+                })
+                .collect();
         }
-        let mut s = Query::select();
-        s.column(Alias::new(column))
-            .expr(Expr::cust("COUNT(*)"))
-            .from(Alias::new(&entry.table))
-            .cond_where(open)
-            .group_by_col(Alias::new(column));
-        let mut out = HashMap::new();
-        for r in self.conn.query_all(&s).await? {
-            out.insert(
-                r.try_get_by_index::<String>(0)?,
-                r.try_get_by_index::<i64>(1)?,
-            );
+        let mut out: HashMap<String, i64> = HashMap::new();
+        for cond in parts {
+            let mut s = Query::select();
+            s.column(Alias::new(column))
+                .expr(Expr::cust("COUNT(*)"))
+                .from(Alias::new(&entry.table))
+                .cond_where(cond)
+                .group_by_col(Alias::new(column));
+            for r in self.conn.query_all(&s).await? {
+                *out.entry(r.try_get_by_index::<String>(0)?).or_default() +=
+                    r.try_get_by_index::<i64>(1)?;
+            }
         }
         for ((form, f, u), n) in &self.pending {
             if *form == entry.form.name && f == field && users.contains(u) {
