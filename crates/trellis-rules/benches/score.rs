@@ -129,25 +129,37 @@ fn main() {
         let got = engine.run(&rule, r, None).unwrap().value.as_i64().unwrap();
         assert_eq!(got, native(r), "{r:?}");
     }
-    let t = Instant::now();
-    let mut sum = 0i64;
-    for r in &data {
-        sum += native(r);
-    }
-    let native_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let mut sum2 = 0i64;
-    for r in &data {
-        sum2 += engine.run(&rule, r, None).unwrap().value.as_i64().unwrap();
-    }
-    let rhai_s = t.elapsed().as_secs_f64();
-    assert_eq!(sum, sum2);
+    // Three rounds, alternating, best of each: the machine is shared and noisy.
     let rate = |s: f64| n as f64 / s;
-    println!("lead_score over {n} in-memory leads, one thread");
-    println!("  rhai rule : {:>12.0} records/s", rate(rhai_s));
+    let (mut native_s, mut rhai_s) = (f64::MAX, f64::MAX);
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut sum = 0i64;
+        for r in &data {
+            sum += native(r);
+        }
+        let a = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut sum2 = 0i64;
+        for r in &data {
+            sum2 += engine.run(&rule, r, None).unwrap().value.as_i64().unwrap();
+        }
+        let b = t.elapsed().as_secs_f64();
+        assert_eq!(sum, sum2);
+        native_s = native_s.min(a);
+        rhai_s = rhai_s.min(b);
+        rounds.push(format!("{:.0}", rate(b)));
+    }
+    println!("lead_score over {n} in-memory leads, one thread, best of 3 rounds");
+    println!(
+        "  rhai rule : {:>12.0} records/s (rounds: {})",
+        rate(rhai_s),
+        rounds.join(", ")
+    );
     println!("  native    : {:>12.0} records/s", rate(native_s));
     println!(
         "  native is {:.1}x the rule (target for the rule: >= 100,000 records/s)",
-        native_s.recip() / rhai_s.recip()
+        rhai_s / native_s
     );
 }

@@ -281,7 +281,7 @@ fn ask(ctx: &NativeCallContext, fact: Fact) -> Result<Dynamic, Box<EvalAltResult
         };
         match known {
             Some(Value::Null) => Ok(Dynamic::UNIT),
-            Some(v) => rhai::serde::to_dynamic(v),
+            Some(v) => Ok(to_dynamic(&v)),
             None => {
                 let at = ctx.call_position();
                 r.needed = Some(Need {
@@ -507,25 +507,9 @@ impl RuleEngine {
         previous: Option<&Map<String, Value>>,
         facts: Option<Facts>,
     ) -> Result<(Step, Option<Facts>), RuleError> {
-        let to_dynamic = |m: &Map<String, Value>| {
-            rhai::serde::to_dynamic(m).map_err(|e| {
-                error(
-                    &rule.name,
-                    ErrorKind::Runtime,
-                    Position::NONE,
-                    e.to_string(),
-                )
-            })
-        };
         let mut scope = Scope::new();
-        scope.push_constant("record", to_dynamic(record)?);
-        scope.push_constant(
-            "previous",
-            match previous {
-                Some(p) => to_dynamic(p)?,
-                None => Dynamic::UNIT,
-            },
-        );
+        scope.push_constant("record", map_to_dynamic(record));
+        scope.push_constant("previous", previous.map_or(Dynamic::UNIT, map_to_dynamic));
         scope.push_constant("is_new", previous.is_none());
         RUN.with(|r| {
             *r.borrow_mut() = RunState {
@@ -575,6 +559,30 @@ impl RuleEngine {
             facts,
         ))
     }
+}
+
+/// JSON as rhai sees it: null is `()`, whole numbers are `INT`, others `FLOAT`. Built
+/// directly, not through serde: this runs for every record a rule sees.
+fn to_dynamic(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Dynamic::from(ImmutableString::from(s.as_str())),
+        Value::Array(a) => Dynamic::from_array(a.iter().map(to_dynamic).collect()),
+        Value::Object(m) => map_to_dynamic(m),
+    }
+}
+
+fn map_to_dynamic(m: &Map<String, Value>) -> Dynamic {
+    Dynamic::from_map(
+        m.iter()
+            .map(|(k, v)| (k.as_str().into(), to_dynamic(v)))
+            .collect(),
+    )
 }
 
 /// The process's engine, with the default limits.
