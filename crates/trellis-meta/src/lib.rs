@@ -1,4 +1,5 @@
-//! Definitions of forms and bundles, their checks, and the JSON Schema of a form's records.
+//! Definitions of forms, roles, rules, workflows and bundles, their checks, stage gates,
+//! and the JSON Schema of a form's records.
 //!
 //! This crate does no I/O: it knows nothing of SQL connections or HTTP.
 
@@ -11,6 +12,7 @@ pub mod record;
 pub mod role;
 pub mod rule;
 pub mod stage;
+pub mod workflow;
 
 pub use bundle::Bundle;
 pub use error::{FieldError, MetaError};
