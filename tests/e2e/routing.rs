@@ -176,6 +176,22 @@ async fn workload_balancing_spreads_concurrent_leads_evenly_across_a_team() {
         )
         .await;
     assert_eq!(next["owner"], json!(ids["wanglei"]));
+    // A rep who leaves is no longer a member to route to, however light their load.
+    let (st, body) = app
+        .patch(
+            &format!("/api/v1/users/{}", ids["wanglei"]),
+            json!({"active": false}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let after_leave = app
+        .create(
+            "lead",
+            json!({"company": "After Leave Ltd", "contact_name": "Cy", "source": "ads",
+                "email": "c@al.example", "region": "north", "industry": "it"}),
+        )
+        .await;
+    assert_eq!(after_leave["owner"], json!(ids["liuyang"]));
 }
 
 #[tokio::test]

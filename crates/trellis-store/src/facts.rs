@@ -10,8 +10,10 @@
 use std::collections::HashMap;
 
 use sea_orm::ConnectionTrait;
-use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::sea_query::{
+    Alias, Condition, Expr, ExprTrait, JoinType, OnConflict, Query, UnionType,
+};
+use sea_orm::{ColumnTrait, EntityName, EntityTrait, QueryFilter};
 use serde_json::{Map, Value, json};
 use trellis_meta::form::FieldType;
 use trellis_query::Dialect;
@@ -68,7 +70,7 @@ pub struct Host<'a, C> {
     turns: Turns,
     /// Records routed in this transaction, not yet written: (form, field, user id) → n.
     pending: HashMap<(String, String, String), i64>,
-    teams: HashMap<String, Vec<Member>>,
+    teams: HashMap<String, (Option<String>, Vec<Member>)>,
     users: HashMap<String, Option<Member>>,
     locked: bool,
 }
@@ -146,18 +148,13 @@ impl<'a, C: ConnectionTrait> Host<'a, C> {
                 let members = self.team(t).await?;
                 Ok(json!(members.iter().map(|m| &m.email).collect::<Vec<_>>()))
             }
-            Fact::TeamManager(t) => {
-                let Some(found) = team::Entity::find_by_id(t.clone()).one(self.conn).await? else {
-                    return Err(Miss::Script(format!("no team named {t:?}")));
-                };
-                Ok(match found.manager {
-                    Some(id) => self
-                        .user(&id)
-                        .await?
-                        .map_or(Value::Null, |m| json!(m.email)),
-                    None => Value::Null,
-                })
-            }
+            Fact::TeamManager(t) => Ok(match self.team_and_manager(t).await?.0 {
+                Some(id) => self
+                    .user(&id)
+                    .await?
+                    .map_or(Value::Null, |m| json!(m.email)),
+                None => Value::Null,
+            }),
             Fact::OpenCount { user, form } => {
                 let (entry, field) = self.workload(form)?;
                 let Some(m) = self.user(user).await? else {
@@ -189,22 +186,47 @@ impl<'a, C: ConnectionTrait> Host<'a, C> {
                 Ok(tied.get(pick).map_or(Value::Null, |m| json!(m.email)))
             }
             Fact::HasRole { user, role } => {
+                // Whether the role exists, and whether this active user holds it.
+                let (r, ur, u) = (Alias::new("r"), Alias::new("ur"), Alias::new("u"));
                 let mut q = Query::select();
-                q.column(Alias::new("name"))
-                    .from(Alias::new(ROLES))
-                    .and_where(Expr::col(Alias::new("name")).eq(role.as_str()));
-                if self.conn.query_one(&q).await?.is_none() {
+                q.expr(Expr::col((r.clone(), Alias::new("name"))).count())
+                    .expr(Expr::col((u.clone(), Alias::new("id"))).count())
+                    .from_as(Alias::new(ROLES), r.clone())
+                    .join_as(
+                        JoinType::LeftJoin,
+                        Alias::new(USER_ROLES),
+                        ur.clone(),
+                        Expr::col((ur.clone(), Alias::new("role")))
+                            .equals((r.clone(), Alias::new("name"))),
+                    )
+                    .join_as(
+                        JoinType::LeftJoin,
+                        Alias::new(user::Entity.table_name()),
+                        u.clone(),
+                        Condition::all()
+                            .add(
+                                Expr::col((u.clone(), Alias::new("id")))
+                                    .equals((ur, Alias::new("user_id"))),
+                            )
+                            .add(Expr::col((u.clone(), Alias::new("active"))).eq(true))
+                            .add(
+                                Condition::any()
+                                    .add(Expr::col((u.clone(), Alias::new("id"))).eq(user.as_str()))
+                                    .add(
+                                        Expr::col((u, Alias::new("email"))).eq(user.to_lowercase()),
+                                    ),
+                            ),
+                    )
+                    .and_where(Expr::col((r, Alias::new("name"))).eq(role.as_str()));
+                let row = self.conn.query_one(&q).await?;
+                let (exists, holds): (i64, i64) = match row {
+                    Some(r) => (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
+                    None => (0, 0),
+                };
+                if exists == 0 {
                     return Err(Miss::Script(format!("no role named {role:?}")));
                 }
-                let Some(m) = self.user(user).await? else {
-                    return Ok(json!(false));
-                };
-                let mut q = Query::select();
-                q.column(Alias::new("role"))
-                    .from(Alias::new(USER_ROLES))
-                    .and_where(Expr::col(Alias::new("user_id")).eq(m.id))
-                    .and_where(Expr::col(Alias::new("role")).eq(role.as_str()));
-                Ok(json!(self.conn.query_one(&q).await?.is_some()))
+                Ok(json!(holds > 0))
             }
             Fact::RoundRobin(team) => {
                 let members = self.team(team).await?;
@@ -301,18 +323,24 @@ impl<'a, C: ConnectionTrait> Host<'a, C> {
                 })
                 .collect();
         }
-        let mut out: HashMap<String, i64> = HashMap::new();
-        for cond in parts {
+        let select = |cond: Condition| {
             let mut s = Query::select();
             s.column(Alias::new(column))
                 .expr(Expr::cust("COUNT(*)"))
                 .from(Alias::new(&entry.table))
                 .cond_where(cond)
                 .group_by_col(Alias::new(column));
-            for r in self.conn.query_all(&s).await? {
-                *out.entry(r.try_get_by_index::<String>(0)?).or_default() +=
-                    r.try_get_by_index::<i64>(1)?;
-            }
+            s
+        };
+        let mut parts = parts.into_iter();
+        let mut q = select(parts.next().unwrap_or_else(Condition::all));
+        for p in parts {
+            q.union(UnionType::All, select(p));
+        }
+        let mut out: HashMap<String, i64> = HashMap::new();
+        for r in self.conn.query_all(&q).await? {
+            *out.entry(r.try_get_by_index::<String>(0)?).or_default() +=
+                r.try_get_by_index::<i64>(1)?;
         }
         for ((form, f, u), n) in &self.pending {
             if *form == entry.form.name && f == field && users.contains(u) {
@@ -376,38 +404,60 @@ impl<'a, C: ConnectionTrait> Host<'a, C> {
 
     /// The active members of a team but its manager, by e-mail.
     async fn team(&mut self, name: &str) -> Result<Vec<Member>, Miss> {
-        if let Some(m) = self.teams.get(name) {
-            return Ok(m.clone());
+        Ok(self.team_and_manager(name).await?.1)
+    }
+
+    /// A team's manager (id) and active members but the manager, in one query.
+    async fn team_and_manager(
+        &mut self,
+        name: &str,
+    ) -> Result<(Option<String>, Vec<Member>), Miss> {
+        if let Some(t) = self.teams.get(name) {
+            return Ok(t.clone());
         }
-        let Some(found) = team::Entity::find_by_id(name.to_owned())
-            .one(self.conn)
-            .await?
-        else {
+        let (t, m, u) = (Alias::new("t"), Alias::new("m"), Alias::new("u"));
+        let mut q = Query::select();
+        q.column((t.clone(), Alias::new("manager")))
+            .column((u.clone(), Alias::new("email")))
+            .column((u.clone(), Alias::new("id")))
+            .from_as(Alias::new(team::Entity.table_name()), t.clone())
+            .join_as(
+                JoinType::LeftJoin,
+                Alias::new(team_member::Entity.table_name()),
+                m.clone(),
+                Expr::col((m.clone(), Alias::new("team"))).equals((t.clone(), Alias::new("name"))),
+            )
+            .join_as(
+                JoinType::LeftJoin,
+                Alias::new(user::Entity.table_name()),
+                u.clone(),
+                Condition::all()
+                    .add(
+                        Expr::col((u.clone(), Alias::new("id"))).equals((m, Alias::new("user_id"))),
+                    )
+                    .add(Expr::col((u, Alias::new("active"))).eq(true)),
+            )
+            .and_where(Expr::col((t, Alias::new("name"))).eq(name));
+        let rows = self.conn.query_all(&q).await?;
+        let Some(first) = rows.first() else {
             return Err(Miss::Script(format!("no team named {name:?}")));
         };
-        // The manager leads the team; the members do its work.
-        let ids: Vec<String> = team_member::Entity::find()
-            .filter(team_member::Column::Team.eq(name))
-            .all(self.conn)
-            .await?
-            .into_iter()
-            .map(|m| m.user_id)
-            .filter(|id| found.manager.as_ref() != Some(id))
-            .collect();
-        let members: Vec<Member> = user::Entity::find()
-            .filter(user::Column::Id.is_in(ids))
-            .filter(user::Column::Active.eq(true))
-            .order_by_asc(user::Column::Email)
-            .all(self.conn)
-            .await?
-            .into_iter()
-            .map(|u| Member {
-                email: u.email,
-                id: u.id,
-            })
-            .collect();
-        self.teams.insert(name.to_owned(), members.clone());
-        Ok(members)
+        let manager: Option<String> = first.try_get_by_index(0)?;
+        let mut members = Vec::new();
+        for r in &rows {
+            let (email, id): (Option<String>, Option<String>) =
+                (r.try_get_by_index(1)?, r.try_get_by_index(2)?);
+            // The manager leads the team; the members do its work.
+            if let (Some(email), Some(id)) = (email, id)
+                && manager.as_ref() != Some(&id)
+            {
+                members.push(Member { email, id });
+            }
+        }
+        members.sort_by(|a, b| a.email.cmp(&b.email));
+        let out = (manager, members);
+        self.teams.insert(name.to_owned(), out.clone());
+        Ok(out)
     }
 
     /// An active user by e-mail (any case) or id.
