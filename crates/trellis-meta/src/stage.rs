@@ -16,11 +16,22 @@ fn empty(v: Option<&Value>) -> bool {
     }
 }
 
+fn needs(field: &str, state: &str, required: &str) -> FieldError {
+    FieldError::new(
+        required.to_owned(),
+        "required_for_stage",
+        format!("{required} is required for {field} to be {state}"),
+        format!("{field} 为 {state} 时必须填写 {required}"),
+    )
+}
+
 impl Form {
     /// What keeps a record from its states: a move its field's transitions do not allow
     /// (`transition`, on the field), a field a state requires left empty
     /// (`required_for_stage`, on that field). `before` is the stored record (`None` on
-    /// create: any state may be the first), `after` the record as it will be stored.
+    /// create: any state may be the first), `after` the record as it will be stored. A
+    /// state with listed moves cannot be cleared; staying in a state re-checks only the
+    /// required fields this write empties.
     pub fn stage_errors(
         &self,
         before: Option<&Map<String, Value>>,
@@ -28,17 +39,28 @@ impl Form {
     ) -> Vec<FieldError> {
         let mut errs = Vec::new();
         for f in self.fields.iter().filter(|f| f.kind == FieldType::Select) {
-            let Some(now) = after.get(&f.name).and_then(Value::as_str) else {
-                continue;
-            };
+            let now = after.get(&f.name).and_then(Value::as_str);
             let was = before.and_then(|b| b.get(&f.name)).and_then(Value::as_str);
-            if before.is_some() && was == Some(now) {
-                // Staying in a state is no entry; what it requires was checked on entry.
+            let requires = |state: Option<&str>| {
+                state
+                    .and_then(|s| f.options.iter().find(|o| o.value == s))
+                    .map(|o| o.requires.as_slice())
+                    .unwrap_or_default()
+            };
+            if let Some(b) = before
+                && was == now
+            {
+                // Staying in a state: only what this write empties is checked again.
+                for r in requires(now) {
+                    if empty(after.get(r)) && !empty(b.get(r)) {
+                        errs.push(needs(&f.name, now.unwrap_or_default(), r));
+                    }
+                }
                 continue;
             }
             if let (Some(was), Some(moves)) = (was, &f.transitions)
                 && let Some(allowed) = moves.get(was)
-                && !allowed.iter().any(|a| a == now)
+                && now.is_none_or(|n| !allowed.iter().any(|a| a == n))
             {
                 let to = if allowed.is_empty() {
                     "nowhere: it is final".to_owned()
@@ -50,31 +72,27 @@ impl Form {
                 } else {
                     allowed.join("、")
                 };
-                errs.push(FieldError::new(
-                    f.name.clone(),
-                    "transition",
-                    format!(
-                        "{} cannot move from {was} to {now}; from {was} it may move to {to}",
-                        f.name
+                let name = &f.name;
+                let (en, zh) = match now {
+                    Some(n) => (
+                        format!(
+                            "{name} cannot move from {was} to {n}; from {was} it may move to {to}"
+                        ),
+                        format!("{name} 不能从 {was} 变为 {n}；{was} 只能变为：{to_zh}"),
                     ),
-                    format!(
-                        "{} 不能从 {was} 变为 {now}；{was} 只能变为：{to_zh}",
-                        f.name
+                    None => (
+                        format!(
+                            "{name} cannot be cleared from {was}; from {was} it may move to {to}"
+                        ),
+                        format!("{name} 为 {was} 时不能清空；{was} 只能变为：{to_zh}"),
                     ),
-                ));
+                };
+                errs.push(FieldError::new(name.clone(), "transition", en, zh));
                 continue;
             }
-            let Some(opt) = f.options.iter().find(|o| o.value == now) else {
-                continue;
-            };
-            for r in &opt.requires {
+            for r in requires(now) {
                 if empty(after.get(r)) {
-                    errs.push(FieldError::new(
-                        r.clone(),
-                        "required_for_stage",
-                        format!("{r} is required for {} to be {now}", f.name),
-                        format!("{} 为 {now} 时必须填写 {r}", f.name),
-                    ));
+                    errs.push(needs(&f.name, now.unwrap_or_default(), r));
                 }
             }
         }
@@ -125,9 +143,11 @@ mod tests {
         // On create too, and blank text counts as empty.
         let errs = f.stage_errors(None, &rec(json!({"stage": "lost", "lost_reason": "  "})));
         assert_eq!(codes(&errs), vec![("lost_reason", "required_for_stage")]);
-        // Staying put re-checks nothing.
+        // Staying put checks only what this write empties.
         let stay = rec(json!({"stage": "proposal", "amount": null}));
         assert!(f.stage_errors(Some(&stay), &stay).is_empty());
+        let errs = f.stage_errors(Some(&ok), &stay);
+        assert_eq!(codes(&errs), vec![("amount", "required_for_stage")]);
     }
 
     #[test]
@@ -145,6 +165,10 @@ mod tests {
             "{}",
             errs[0].message
         );
+        // A final state cannot be cleared to escape it.
+        let errs = f.stage_errors(Some(&won), &rec(json!({"stage": null, "amount": 5})));
+        assert_eq!(codes(&errs), vec![("stage", "transition")]);
+        assert!(errs[0].message.contains("cleared"), "{}", errs[0].message);
         // A record without a state yet, or a create, may start anywhere.
         assert!(f.stage_errors(Some(&rec(json!({}))), &won).is_empty());
         assert!(f.stage_errors(None, &won).is_empty());

@@ -402,6 +402,11 @@ pub fn check_workflow_at(
     }
 }
 
+/// A system column (`owner`, `updated_at`): triggers may watch it.
+fn system(name: &str) -> bool {
+    crate::SYSTEM_COLUMNS.contains(&name)
+}
+
 struct Checker<'a> {
     wf: &'a Workflow,
     form: &'a Form,
@@ -465,10 +470,15 @@ impl Checker<'_> {
         match &self.wf.trigger {
             Trigger::Updated { fields } => {
                 for (i, f) in fields.iter().enumerate() {
-                    self.field(form, &format!("{at}.fields[{i}]"), f);
+                    if !system(f) {
+                        self.field(form, &format!("{at}.fields[{i}]"), f);
+                    }
                 }
             }
             Trigger::Changed { field, from, to } => {
+                if system(field) {
+                    return;
+                }
                 let Some(f) = self.field(form, &format!("{at}.field"), field) else {
                     return;
                 };
@@ -497,7 +507,7 @@ impl Checker<'_> {
                 }
             }
             Trigger::After { field, delay } => {
-                if let Some(f) = field {
+                if let Some(f) = field.as_deref().filter(|f| !system(f)) {
                     self.field(form, &format!("{at}.field"), f);
                 }
                 self.duration(&format!("{at}.delay"), delay);

@@ -202,9 +202,57 @@ impl Fact {
     }
 }
 
-/// Facts fetched so far for one evaluation; `null` answers "none" (no such record, an empty
-/// team).
-pub type Facts = HashMap<Fact, Value>;
+/// Facts fetched so far for one evaluation (`null` answers "none": no such record, an empty
+/// team), and when it began: all its runs share one time limit.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    known: HashMap<Fact, Value>,
+    started: Instant,
+}
+
+impl Facts {
+    /// None yet; the evaluation's clock starts now.
+    pub fn new() -> Self {
+        Self {
+            known: HashMap::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// None yet, for an evaluation that began at `started`.
+    pub fn since(started: Instant) -> Self {
+        Self {
+            known: HashMap::new(),
+            started,
+        }
+    }
+
+    /// Add what the host fetched.
+    pub fn insert(&mut self, fact: Fact, value: Value) {
+        self.known.insert(fact, value);
+    }
+
+    /// A fact fetched before.
+    pub fn get(&self, fact: &Fact) -> Option<&Value> {
+        self.known.get(fact)
+    }
+
+    /// How many were fetched.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// None fetched yet?
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+}
+
+impl Default for Facts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Most facts one evaluation may ask for.
 pub const MAX_FACTS: usize = 64;
@@ -269,7 +317,9 @@ struct RunState {
 }
 
 /// Answer a fact from what the host fetched, or stop the run to ask for it. The stop is
-/// `ErrorTerminated`, which a script's `try`/`catch` cannot swallow.
+/// `ErrorTerminated`, which `try`/`catch` cannot swallow at the top level; inside a script
+/// function rhai wraps it and a `catch` may see it, but the run is still answered as a
+/// pause for the fact (`needed` is looked at before the script's result).
 fn ask(ctx: &NativeCallContext, fact: Fact) -> Result<Dynamic, Box<EvalAltResult>> {
     RUN.with(|r| {
         let mut r = r.borrow_mut();
@@ -470,7 +520,8 @@ impl RuleEngine {
         record: &Map<String, Value>,
         previous: Option<&Map<String, Value>>,
     ) -> Result<Outcome, RuleError> {
-        match self.run_inner(rule, record, previous, None)? {
+        let deadline = Instant::now() + self.limits.max_time;
+        match self.run_inner(rule, record, previous, None, deadline)? {
             (Step::Done(o), _) => Ok(o),
             (Step::Need(n), _) => {
                 Err(n.failed(&rule.name, "needs data this rule cannot reach here"))
@@ -487,7 +538,16 @@ impl RuleEngine {
         previous: Option<&Map<String, Value>>,
         facts: &mut Facts,
     ) -> Result<Step, RuleError> {
-        if facts.len() >= MAX_FACTS {
+        let deadline = facts.started + self.limits.max_time;
+        let (step, back) = self.run_inner(
+            rule,
+            record,
+            previous,
+            Some(std::mem::take(facts)),
+            deadline,
+        )?;
+        *facts = back.unwrap_or_default();
+        if matches!(step, Step::Need(_)) && facts.len() >= MAX_FACTS {
             return Err(error(
                 &rule.name,
                 ErrorKind::TooManyOperations,
@@ -495,8 +555,6 @@ impl RuleEngine {
                 format!("the script asked for more than {MAX_FACTS} lookups"),
             ));
         }
-        let (step, back) = self.run_inner(rule, record, previous, Some(std::mem::take(facts)))?;
-        *facts = back.unwrap_or_default();
         Ok(step)
     }
 
@@ -506,6 +564,7 @@ impl RuleEngine {
         record: &Map<String, Value>,
         previous: Option<&Map<String, Value>>,
         facts: Option<Facts>,
+        deadline: Instant,
     ) -> Result<(Step, Option<Facts>), RuleError> {
         let mut scope = Scope::new();
         scope.push_constant("record", map_to_dynamic(record));
@@ -513,7 +572,7 @@ impl RuleEngine {
         scope.push_constant("is_new", previous.is_none());
         RUN.with(|r| {
             *r.borrow_mut() = RunState {
-                deadline: Some(Instant::now() + self.limits.max_time),
+                deadline: Some(deadline),
                 facts,
                 ..RunState::default()
             }

@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -327,4 +327,26 @@ fn a_script_that_asks_for_endless_facts_is_stopped() {
     assert_eq!(err.kind, ErrorKind::TooManyOperations);
     assert!(err.message.contains("lookups"), "{err}");
     assert_eq!(asked.len(), MAX_FACTS);
+}
+
+#[test]
+fn the_runs_of_one_evaluation_share_its_time_limit() {
+    let e = engine();
+    let c = e
+        .compile(
+            "slow",
+            r#"let i = 0; while i < 1000 { i += 1; } lookup("lead", "1")"#,
+        )
+        .unwrap();
+    // A fresh evaluation gets as far as its first fact...
+    let fresh = e.run_with(&c, &Map::new(), None, &mut Facts::new());
+    assert!(matches!(fresh, Ok(Step::Need(_))), "{fresh:?}");
+    // ...one that began longer ago than the limit is out of time, however short this run.
+    let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(1)) else {
+        return;
+    };
+    let err = e
+        .run_with(&c, &Map::new(), None, &mut Facts::since(long_ago))
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
 }

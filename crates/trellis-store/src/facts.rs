@@ -365,9 +365,12 @@ impl<'a, C: ConnectionTrait> Host<'a, C> {
     }
 
     /// The team's turn counter: taken (advanced in this transaction) or peeked.
-    async fn turn(&self, team: &str) -> Result<usize, Miss> {
+    async fn turn(&mut self, team: &str) -> Result<usize, Miss> {
         let n: i64 = match self.turns {
             Turns::Take => {
+                // The routing lock first, always: a turn row locked before it could
+                // deadlock with a transaction that holds the lock and wants the row.
+                self.lock().await?;
                 let mut ins = Query::insert();
                 ins.into_table(Alias::new(ROUTE_TURNS))
                     .columns([Alias::new("team"), Alias::new("turn")])
@@ -483,12 +486,13 @@ impl<'a, C: ConnectionTrait> Host<'a, C> {
     }
 }
 
-/// Is a record open work: none of its select fields holds an end state?
+/// Is a record open work: each select field with end states is unset or in an open state
+/// (as the counts in SQL see it)?
 fn is_open(form: &FormEntry, record: &Map<String, Value>) -> bool {
-    form.form.closed_states().iter().all(|(f, closed)| {
-        record
-            .get(&f.name)
-            .and_then(Value::as_str)
-            .is_none_or(|v| !closed.contains(&v))
+    form.form.closed_states().iter().all(|(f, _)| {
+        match record.get(&f.name).and_then(Value::as_str) {
+            None => true,
+            Some(v) => f.options.iter().any(|o| o.value == v && !o.closed),
+        }
     })
 }

@@ -401,6 +401,24 @@ impl Store {
                 recorded
                     .extend(crate::rules::route(&mut host, &form_rules, v, by, &prefix(i)).await?);
             }
+            let gates: Vec<FieldError> = prepared
+                .iter()
+                .enumerate()
+                .flat_map(|(i, v)| {
+                    let at = prefix(i);
+                    entry
+                        .form
+                        .stage_errors(None, v)
+                        .into_iter()
+                        .map(move |mut e| {
+                            e.field = format!("{at}{}", e.field);
+                            e
+                        })
+                })
+                .collect();
+            if !gates.is_empty() {
+                return Err(StoreError::Validation(gates));
+            }
         }
         let mut records = insert_records(
             &txn,
@@ -963,7 +981,12 @@ async fn new_record<C: ConnectionTrait>(
         // What rules set may feed formulas.
         entry.formulas.apply(&mut v, prefix)?;
     }
-    let gates = entry.form.stage_errors(None, &v);
+    // With route rules the gates wait for routing (a state may need the routed assignee).
+    let gates = if crate::rules::routes(rules) {
+        Vec::new()
+    } else {
+        entry.form.stage_errors(None, &v)
+    };
     if !gates.is_empty() {
         return Ok(NewRecord::Invalid(
             gates

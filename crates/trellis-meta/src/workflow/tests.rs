@@ -147,6 +147,11 @@ fn a_workflow_that_would_set_itself_off_is_refused() {
         paths(&check(looped).unwrap_err()),
         vec![("trigger", "retriggers_itself")]
     );
+    // The owner is a field a trigger may watch (three days after assignment).
+    let assigned = json!({"name": "x", "label": {"en": "X"}, "form": "lead",
+        "trigger": {"on": "after", "field": "owner", "delay": "3d"}, "condition": {"status": "new"},
+        "steps": [{"type": "notify", "to": "owner_manager", "message": "Still new"}]});
+    assert!(check(assigned).is_ok());
     let narrowed = json!({"name": "x", "label": {"en": "X"}, "form": "lead",
         "trigger": {"on": "updated", "fields": ["company"]},
         "steps": [{"type": "set", "values": {"status": "contacted"}}]});
