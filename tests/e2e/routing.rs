@@ -309,3 +309,40 @@ async fn a_route_rule_that_cannot_route_names_the_rule_and_line() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn round_robin_takes_turns_fairly_and_a_failed_create_gives_its_turn_back() {
+    let (app, ids) = demo().await;
+    app.form(
+        json!({"name": "visit", "label": {"en": "Visit"}, "fields": [
+        {"name": "title", "type": "text", "required": true, "unique": true}]}),
+    )
+    .await;
+    let (st, body) = app
+        .post(
+            "/api/v1/rules",
+            json!({"name": "visit_turns", "label": {"en": "Visit turns"}, "form": "visit",
+                "kind": "route", "on": ["create"], "script": "assign(round_robin(\"north\"))"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    // Ten at once: five each (the north reps, by e-mail: liuyang, then wanglei).
+    let creates =
+        (0..10).map(|i| app.post("/api/v1/data/visit", json!({"title": format!("v{i}")})));
+    let mut per: HashMap<String, usize> = HashMap::new();
+    for (st, body) in join_all(creates).await {
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        *per.entry(body["owner"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(per.get(&ids["liuyang"]), Some(&5), "{per:?}");
+    assert_eq!(per.get(&ids["wanglei"]), Some(&5), "{per:?}");
+    // Turn 10 goes to liuyang; a create that fails after routing gives its turn back, so
+    // the next one goes to wanglei, not to liuyang again.
+    let a = app.create("visit", json!({"title": "a"})).await;
+    assert_eq!(a["owner"], json!(ids["liuyang"]));
+    let (st, body) = app.post("/api/v1/data/visit", json!({"title": "a"})).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    let b = app.create("visit", json!({"title": "b"})).await;
+    assert_eq!(b["owner"], json!(ids["wanglei"]));
+}
