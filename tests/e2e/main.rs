@@ -16,3 +16,4 @@ mod records;
 mod routing;
 mod rules;
 mod stages;
+mod workflows;

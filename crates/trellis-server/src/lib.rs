@@ -20,7 +20,9 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::auth::TokenCache;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
-use crate::routes::{audit, bundles, files, forms, ops, public, records, roles, rules, users};
+use crate::routes::{
+    audit, bundles, files, forms, ops, public, records, roles, rules, users, workflows,
+};
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone)]
@@ -156,6 +158,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .delete(rules::delete),
                 )
                 .service(resource("/rules/{name}/test").post(rules::test))
+                .service(
+                    resource("/workflows")
+                        .get(workflows::list)
+                        .post(workflows::create),
+                )
+                .service(
+                    resource("/workflows/{name}")
+                        .get(workflows::get)
+                        .put(workflows::put)
+                        .delete(workflows::delete),
+                )
+                .service(resource("/workflows/{name}/versions").get(workflows::versions))
                 .service(resource("/audit").get(audit::list))
                 .service(resource("/public/{key}").post(public::submit))
                 .service(resource("/forms").get(forms::list).post(forms::create))

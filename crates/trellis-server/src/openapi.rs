@@ -8,7 +8,7 @@ use trellis_meta::record::{Mode, input_schema, output_schema};
 use trellis_store::FormEntry;
 use utoipa::OpenApi;
 
-use crate::routes::{audit, bundles, forms, ops, public, roles, rules, users};
+use crate::routes::{audit, bundles, forms, ops, public, roles, rules, users, workflows};
 
 /// The static part of the API.
 #[derive(OpenApi)]
@@ -20,12 +20,13 @@ use crate::routes::{audit, bundles, forms, ops, public, roles, rules, users};
         users::list_teams, users::create_team, users::get_team, users::patch_team,
         roles::list, roles::create, roles::get, roles::put, roles::delete, audit::list,
         rules::list, rules::create, rules::get, rules::put, rules::delete, rules::test,
+        workflows::list, workflows::create, workflows::get, workflows::put, workflows::delete, workflows::versions,
         public::get, public::put, public::delete, public::submit,
         forms::list, forms::create, forms::get, forms::put, forms::delete, forms::list_versions, forms::columns,
         bundles::list, bundles::install, bundles::export,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
-    tags((name = "auth"), (name = "people"), (name = "rules"), (name = "forms"), (name = "bundles"), (name = "operations"), (name = "records", description = "Generated for every form"))
+    tags((name = "auth"), (name = "people"), (name = "rules"), (name = "workflows"), (name = "forms"), (name = "bundles"), (name = "operations"), (name = "records", description = "Generated for every form"))
 )]
 pub struct ApiDoc;
 

@@ -30,6 +30,7 @@ mod row;
 pub mod rules;
 pub mod seed;
 pub mod stats;
+pub mod workflows;
 
 pub use db::{Db, DbOptions};
 pub use error::StoreError;

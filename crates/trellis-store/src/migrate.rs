@@ -26,12 +26,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, "roles, admin audit, public forms, narrower tokens"),
     (5, "rules"),
     (6, "routing turns, re-runs tied to a rule version"),
+    (7, "workflow definitions and their versions"),
 ];
 
 /// Rule definitions.
 pub const RULES: &str = "trellis_rules";
 /// Where a re-run of a rule over every record got to, so it can resume.
 pub const RULE_RUNS: &str = "trellis_rule_runs";
+
+/// Workflow definitions, current version.
+pub const WORKFLOWS: &str = "trellis_workflows";
+/// Every version of every workflow (a run keeps the version it started with).
+pub const WORKFLOW_VERSIONS: &str = "trellis_workflow_versions";
 
 /// Whose turn it is next, per team, for round-robin routing.
 pub const ROUTE_TURNS: &str = "trellis_route_turns";
@@ -71,6 +77,29 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         trellis_query::Dialect::Sqlite
     };
     let schema = Schema::new(backend);
+    if n == 7 {
+        txn.execute(
+            Table::create()
+                .table(WORKFLOWS)
+                .col(ColumnDef::new("name").text().not_null().primary_key())
+                .col(ColumnDef::new("form").text().not_null())
+                .col(ColumnDef::new("version").big_integer().not_null())
+                .col(ColumnDef::new("definition").text().not_null())
+                .col(ColumnDef::new("bundle").text())
+                .col(ColumnDef::new("updated_at").text().not_null()),
+        )
+        .await?;
+        txn.execute(
+            Table::create()
+                .table(WORKFLOW_VERSIONS)
+                .col(ColumnDef::new("name").text().not_null())
+                .col(ColumnDef::new("version").big_integer().not_null())
+                .col(ColumnDef::new("definition").text().not_null())
+                .col(ColumnDef::new("created_at").text().not_null())
+                .primary_key(Index::create().col("name").col("version")),
+        )
+        .await?;
+    }
     if n == 6 {
         txn.execute(
             Table::create()

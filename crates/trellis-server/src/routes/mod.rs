@@ -10,6 +10,7 @@ pub mod records;
 pub mod roles;
 pub mod rules;
 pub mod users;
+pub mod workflows;
 
 use actix_web::web;
 use futures_util::StreamExt;

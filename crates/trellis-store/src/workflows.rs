@@ -1,0 +1,337 @@
+//! Workflow definitions, stored with every version they had: a run keeps the version it
+//! started with, so a change never alters a run under way.
+
+use chrono::Utc;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Order, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
+use serde_json::{Value, json};
+use trellis_meta::MetaError;
+use trellis_meta::workflow::{Assignee, Catalog, Step, StepKind, Workflow, check_workflow_at};
+use trellis_query::Filter;
+use trellis_query::value::format_datetime;
+
+use crate::admin_audit::{self, By, Event};
+use crate::db::Db;
+use crate::entity::user;
+use crate::error::StoreError;
+use crate::forms::Snapshot;
+use crate::migrate::{WORKFLOW_VERSIONS, WORKFLOWS};
+use crate::roles::Roles;
+use crate::rules::RuleSet;
+
+/// A stored workflow.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The definition.
+    pub workflow: Workflow,
+    /// Its version, from 1, one more on every change.
+    pub version: i64,
+    /// Bundle that installed it.
+    pub bundle: Option<String>,
+}
+
+/// Where the filters of a workflow are, for checking them.
+fn filters<'a>(steps: &'a [Step], at: &str, out: &mut Vec<(String, &'a Value)>) {
+    for (i, s) in steps.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        match &s.kind {
+            StepKind::Approval {
+                levels,
+                on_approve,
+                on_reject,
+            } => {
+                for (j, l) in levels.iter().enumerate() {
+                    if let Some(w) = &l.when {
+                        out.push((format!("{at}.levels[{j}].when"), w));
+                    }
+                }
+                filters(on_approve, &format!("{at}.on_approve"), out);
+                filters(on_reject, &format!("{at}.on_reject"), out);
+            }
+            StepKind::Wait { until: Some(u), .. } => out.push((format!("{at}.until"), u)),
+            StepKind::If {
+                condition,
+                then,
+                otherwise,
+                ..
+            } => {
+                if let Some(c) = condition {
+                    out.push((format!("{at}.condition"), c));
+                }
+                filters(then, &format!("{at}.then"), out);
+                filters(otherwise, &format!("{at}.else"), out);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The users named by e-mail in a workflow (approvers, assignees), with where.
+fn users<'a>(steps: &'a [Step], at: &str, out: &mut Vec<(String, &'a str)>) {
+    for (i, s) in steps.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let mut one = |path: String, a: &'a Assignee| {
+            if let Assignee::User { user } = a {
+                out.push((path, user.as_str()));
+            }
+        };
+        match &s.kind {
+            StepKind::Task { assignee, .. } => one(format!("{at}.assignee"), assignee),
+            StepKind::Notify { to, .. } => one(format!("{at}.to"), to),
+            StepKind::Approval {
+                levels,
+                on_approve,
+                on_reject,
+            } => {
+                for (j, l) in levels.iter().enumerate() {
+                    one(format!("{at}.levels[{j}].approver"), &l.approver);
+                }
+                users(on_approve, &format!("{at}.on_approve"), out);
+                users(on_reject, &format!("{at}.on_reject"), out);
+            }
+            StepKind::If {
+                then, otherwise, ..
+            } => {
+                users(then, &format!("{at}.then"), out);
+                users(otherwise, &format!("{at}.else"), out);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Check a workflow against the forms, rules and roles, and its filters against its form.
+pub fn check(
+    doc: &Value,
+    snap: &Snapshot,
+    rules: &RuleSet,
+    roles: &Roles,
+) -> Result<Workflow, Vec<MetaError>> {
+    let cat = Catalog {
+        form: &|f| snap.0.get(f).map(|e| e.form.clone()),
+        rule: &|r| rules.get(r).map(|e| (e.rule.form.clone(), e.rule.kind)),
+        role: &|r| roles.get(r).is_some(),
+    };
+    let wf = check_workflow_at(doc, &cat, "")?;
+    let mut found = Vec::new();
+    if let Some(c) = &wf.condition {
+        found.push(("condition".to_owned(), c));
+    }
+    filters(&wf.steps, "steps", &mut found);
+    let errs: Vec<MetaError> = found
+        .into_iter()
+        .filter_map(|(at, f)| {
+            Filter::parse(&wf.form, f, snap, Utc::now()).err().map(|e| {
+                let path = if e.path.is_empty() {
+                    at
+                } else {
+                    format!("{at}.{}", e.path)
+                };
+                MetaError::new(path, e.code, e.message)
+            })
+        })
+        .collect();
+    if errs.is_empty() { Ok(wf) } else { Err(errs) }
+}
+
+/// Users a workflow names by e-mail must exist.
+async fn check_users<C: ConnectionTrait>(c: &C, wf: &Workflow) -> Result<(), StoreError> {
+    let mut named = Vec::new();
+    users(&wf.steps, "steps", &mut named);
+    let mut errs = Vec::new();
+    for (at, email) in named {
+        let found = user::Entity::find()
+            .filter(user::Column::Email.eq(email.to_lowercase()))
+            .one(c)
+            .await?;
+        if found.is_none() {
+            errs.push(MetaError::new(
+                format!("{at}.user"),
+                "unknown_user",
+                format!("no user with the e-mail {email:?}"),
+            ));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Definition(errs))
+    }
+}
+
+/// Store a workflow inside a transaction with its audit entry: a changed definition gets
+/// the next version, kept beside the earlier ones. Answers whether anything changed.
+pub async fn save<C: ConnectionTrait>(
+    c: &C,
+    wf: &Workflow,
+    bundle: Option<&str>,
+    by: By<'_>,
+) -> Result<bool, StoreError> {
+    check_users(c, wf).await?;
+    let before = load(c, &wf.name).await?;
+    let bundle = bundle
+        .map(str::to_owned)
+        .or_else(|| before.as_ref().and_then(|b| b.bundle.clone()));
+    if let Some(b) = &before
+        && b.workflow == *wf
+        && b.bundle == bundle
+    {
+        return Ok(false);
+    }
+    let changed = before.as_ref().is_none_or(|b| b.workflow != *wf);
+    let version = before
+        .as_ref()
+        .map_or(1, |b| b.version + i64::from(changed));
+    let now = format_datetime(&Utc::now());
+    let definition = serde_json::to_string(wf)?;
+    let mut ins = Query::insert();
+    ins.into_table(Alias::new(WORKFLOWS))
+        .columns(
+            [
+                "name",
+                "form",
+                "version",
+                "definition",
+                "bundle",
+                "updated_at",
+            ]
+            .map(Alias::new),
+        )
+        .values([
+            Expr::val(wf.name.as_str()),
+            Expr::val(wf.form.as_str()),
+            Expr::val(version),
+            Expr::val(definition.as_str()),
+            Expr::val(bundle.clone()),
+            Expr::val(now.as_str()),
+        ])
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .on_conflict(
+            OnConflict::column(Alias::new("name"))
+                .update_columns(
+                    ["form", "version", "definition", "bundle", "updated_at"].map(Alias::new),
+                )
+                .to_owned(),
+        );
+    c.execute(&ins).await?;
+    if changed {
+        let mut v = Query::insert();
+        v.into_table(Alias::new(WORKFLOW_VERSIONS))
+            .columns(["name", "version", "definition", "created_at"].map(Alias::new))
+            .values([
+                Expr::val(wf.name.as_str()),
+                Expr::val(version),
+                Expr::val(definition.as_str()),
+                Expr::val(now.as_str()),
+            ])
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        c.execute(&v).await?;
+    }
+    admin_audit::record(
+        c,
+        Event {
+            actor: by.actor,
+            action: if before.is_some() {
+                "workflow.update"
+            } else {
+                "workflow.create"
+            },
+            target: Some(&wf.name),
+            ip: by.ip,
+            detail: json!({"version": version, "before": before.map(|b| b.workflow), "after": wf, "bundle": bundle}),
+        },
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Store a workflow on its own (not from a bundle).
+pub async fn put(db: &Db, wf: &Workflow, by: By<'_>) -> Result<(), StoreError> {
+    let txn = db.writer.begin().await?;
+    save(&txn, wf, None, by).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Delete a workflow with its audit entry; its versions stay for the runs that use them.
+pub async fn delete(db: &Db, name: &str, by: By<'_>) -> Result<(), StoreError> {
+    let txn = db.writer.begin().await?;
+    let mut d = Query::delete();
+    d.from_table(Alias::new(WORKFLOWS))
+        .and_where(Expr::col(Alias::new("name")).eq(name));
+    if txn.execute(&d).await?.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("workflow {name}")));
+    }
+    admin_audit::record(
+        &txn,
+        Event {
+            actor: by.actor,
+            action: "workflow.delete",
+            target: Some(name),
+            ip: by.ip,
+            detail: json!({}),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// One workflow, current version.
+pub async fn load<C: ConnectionTrait>(c: &C, name: &str) -> Result<Option<Stored>, StoreError> {
+    let mut s = Query::select();
+    s.columns(["definition", "version", "bundle"].map(Alias::new))
+        .from(Alias::new(WORKFLOWS))
+        .and_where(Expr::col(Alias::new("name")).eq(name));
+    match c.query_one(&s).await? {
+        Some(r) => Ok(Some(Stored {
+            workflow: serde_json::from_str(&r.try_get_by_index::<String>(0)?)?,
+            version: r.try_get_by_index(1)?,
+            bundle: r.try_get_by_index(2)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Every workflow, by form then name.
+pub async fn list<C: ConnectionTrait>(c: &C) -> Result<Vec<Stored>, StoreError> {
+    let mut s = Query::select();
+    s.columns(["definition", "version", "bundle"].map(Alias::new))
+        .from(Alias::new(WORKFLOWS))
+        .order_by(Alias::new("form"), Order::Asc)
+        .order_by(Alias::new("name"), Order::Asc);
+    c.query_all(&s)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Stored {
+                workflow: serde_json::from_str(&r.try_get_by_index::<String>(0)?)?,
+                version: r.try_get_by_index(1)?,
+                bundle: r.try_get_by_index(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Every version of a workflow, newest first: (version, created_at, definition).
+pub async fn versions<C: ConnectionTrait>(
+    c: &C,
+    name: &str,
+) -> Result<Vec<(i64, String, Workflow)>, StoreError> {
+    let mut s = Query::select();
+    s.columns(["version", "created_at", "definition"].map(Alias::new))
+        .from(Alias::new(WORKFLOW_VERSIONS))
+        .and_where(Expr::col(Alias::new("name")).eq(name))
+        .order_by(Alias::new("version"), Order::Desc);
+    c.query_all(&s)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                r.try_get_by_index(1)?,
+                serde_json::from_str(&r.try_get_by_index::<String>(2)?)?,
+            ))
+        })
+        .collect()
+}
