@@ -439,6 +439,19 @@ impl Checker<'_> {
         f
     }
 
+    /// The form a step writes to, named at `{at}.form`.
+    fn other_form(&mut self, at: &str, name: &str) -> Option<Form> {
+        let f = (self.cat.form)(name);
+        if f.is_none() {
+            self.err(
+                &format!("{at}.form"),
+                "unknown_form",
+                format!("no form named {name:?}"),
+            );
+        }
+        f
+    }
+
     fn duration(&mut self, at: &str, s: &str) {
         if let Err(e) = parse_duration(s, &self.wf.params) {
             self.err(at, "invalid_duration", e);
@@ -608,12 +621,7 @@ impl Checker<'_> {
                 self.sets.insert("owner".into());
             }
             StepKind::Create { form, values, link } => {
-                let Some(target) = (self.cat.form)(form) else {
-                    self.err(
-                        &format!("{at}.form"),
-                        "unknown_form",
-                        format!("no form named {form:?}"),
-                    );
+                let Some(target) = self.other_form(at, form) else {
                     return;
                 };
                 self.values(&target, &format!("{at}.values"), values);
@@ -629,12 +637,7 @@ impl Checker<'_> {
                 }
             }
             StepKind::UpdateRelated { form, via, values } => {
-                let Some(target) = (self.cat.form)(form) else {
-                    self.err(
-                        &format!("{at}.form"),
-                        "unknown_form",
-                        format!("no form named {form:?}"),
-                    );
+                let Some(target) = self.other_form(at, form) else {
                     return;
                 };
                 if let Some(f) = self.field(&target, &format!("{at}.via"), via)
