@@ -66,6 +66,24 @@ pub fn check_bundle(
             "a version looks like 1.2.3",
         ));
     }
+    // Kinds a bundle cannot install yet are refused, not silently dropped.
+    for (kind, how) in [
+        ("workflows", "PUT /api/v1/workflows/{name}"),
+        ("reports", "the reports API, once it exists"),
+        ("dashboards", "the dashboards API, once it exists"),
+    ] {
+        if doc
+            .get(kind)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            errs.push(MetaError::new(
+                kind,
+                "not_supported",
+                format!("bundles cannot install {kind} yet; store them with {how}"),
+            ));
+        }
+    }
     let form_docs = doc
         .get("forms")
         .and_then(Value::as_array)
@@ -174,6 +192,15 @@ mod tests {
         assert_eq!(parse_version("1.2.3"), Some((1, 2, 3)));
         assert_eq!(parse_version("1.2.3-beta.1"), Some((1, 2, 3)));
         assert_eq!(parse_version("1.2"), None);
+    }
+
+    #[test]
+    fn kinds_not_installable_yet_are_refused_not_dropped() {
+        let doc = json!({"name":"app","version":"1.0.0","label":{"en":"App"},"forms":[],
+            "workflows":[{"name":"w"}], "reports": []});
+        let errs = check_bundle(&doc, &|_| None).unwrap_err();
+        let paths: Vec<(&str, &str)> = errs.iter().map(|e| (e.path.as_str(), e.code)).collect();
+        assert_eq!(paths, vec![("workflows", "not_supported")]);
     }
 
     #[test]
