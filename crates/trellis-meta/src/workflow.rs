@@ -128,6 +128,31 @@ pub struct Step {
     pub kind: StepKind,
 }
 
+impl Step {
+    /// Visit these steps and every step in their branches, each with its path
+    /// (`steps[2].then[0]`).
+    pub fn walk<'a>(steps: &'a [Step], at: &str, f: &mut dyn FnMut(&str, &'a StepKind)) {
+        for (i, s) in steps.iter().enumerate() {
+            let at = format!("{at}[{i}]");
+            f(&at, &s.kind);
+            let branches: [(&str, &'a [Step]); 2] = match &s.kind {
+                StepKind::Approval {
+                    on_approve,
+                    on_reject,
+                    ..
+                } => [("on_approve", on_approve), ("on_reject", on_reject)],
+                StepKind::If {
+                    then, otherwise, ..
+                } => [("then", then), ("else", otherwise)],
+                _ => continue,
+            };
+            for (name, b) in branches {
+                Self::walk(b, &format!("{at}.{name}"), f);
+            }
+        }
+    }
+}
+
 /// What a step does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -7,6 +7,7 @@ pub mod admin_audit;
 pub mod auth;
 pub mod bundles;
 pub mod db;
+mod definitions;
 pub mod entity;
 pub mod error;
 pub mod facts;

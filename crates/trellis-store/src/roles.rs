@@ -46,21 +46,18 @@ impl Roles {
 
     /// Read all roles again (cheap: a handful of rows); other processes' changes arrive so.
     pub async fn reload(&self, db: &Db) -> Result<(), StoreError> {
-        let mut s = Query::select();
-        s.columns(["name", "definition", "bundle", "position"].map(Alias::new))
-            .from(Alias::new(ROLES));
-        let mut map = HashMap::new();
-        for r in db.reader.query_all(&s).await? {
-            let role: Role = serde_json::from_str(&r.try_get_by_index::<String>(1)?)?;
-            map.insert(
-                r.try_get_by_index::<String>(0)?,
-                RoleEntry {
-                    role: Arc::new(role),
-                    bundle: r.try_get_by_index(2)?,
-                    position: r.try_get_by_index(3)?,
-                },
-            );
-        }
+        let map = crate::definitions::all::<Role, _>(&db.reader, ROLES)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let e = RoleEntry {
+                    role: Arc::new(r.def),
+                    bundle: r.bundle,
+                    position: r.position,
+                };
+                (r.name, e)
+            })
+            .collect();
         *self.map.write() = Arc::new(map);
         Ok(())
     }
@@ -151,18 +148,9 @@ pub async fn save<C: ConnectionTrait>(
     actor: Option<&str>,
     ip: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let mut s = Query::select();
-    s.columns(["definition", "bundle", "position"].map(Alias::new))
-        .from(Alias::new(ROLES))
-        .and_where(Expr::col(Alias::new("name")).eq(role.name.as_str()));
-    let before: Option<(Role, Option<String>, i64)> = match c.query_one(&s).await? {
-        Some(r) => Some((
-            serde_json::from_str(&r.try_get_by_index::<String>(0)?)?,
-            r.try_get_by_index(1)?,
-            r.try_get_by_index(2)?,
-        )),
-        None => None,
-    };
+    let before: Option<(Role, Option<String>, i64)> = crate::definitions::one(c, ROLES, &role.name)
+        .await?
+        .map(|r| (r.def, r.bundle, r.position));
     if let Some((b, bb, bp)) = &before
         && b == role
         && bb.as_deref() == bundle

@@ -37,7 +37,14 @@ pub struct RuleEntry {
 /// Every rule, cached; replaced whole on every change.
 #[derive(Default)]
 pub struct RuleSet {
-    map: RwLock<Arc<HashMap<String, RuleEntry>>>,
+    cached: RwLock<Arc<Cached>>,
+}
+
+#[derive(Default)]
+struct Cached {
+    by_name: HashMap<String, RuleEntry>,
+    /// Each form's rules in the order they run, built once per change: writes only read it.
+    by_form: HashMap<String, Arc<[RuleEntry]>>,
 }
 
 impl RuleSet {
@@ -51,18 +58,12 @@ impl RuleSet {
     /// Read and compile all rules again (other processes' changes arrive so). A stored
     /// script that no longer compiles is skipped and logged.
     pub async fn reload(&self, db: &Db) -> Result<(), StoreError> {
-        let mut s = Query::select();
-        s.columns(["name", "definition", "bundle", "position"].map(Alias::new))
-            .from(Alias::new(RULES));
-        let old = self.map.read().clone();
+        let old = self.cached.read().clone();
         let mut map = HashMap::new();
-        for r in db.reader.query_all(&s).await? {
-            let name: String = r.try_get_by_index(0)?;
-            let rule: Rule = serde_json::from_str(&r.try_get_by_index::<String>(1)?)?;
-            let bundle: Option<String> = r.try_get_by_index(2)?;
-            let position: i64 = r.try_get_by_index(3)?;
+        for r in crate::definitions::all::<Rule, _>(&db.reader, RULES).await? {
+            let (name, rule, bundle, position) = (r.name, r.def, r.bundle, r.position);
             // Unchanged definitions keep their compiled script.
-            if let Some(e) = old.get(&name).filter(|e| *e.rule == rule) {
+            if let Some(e) = old.by_name.get(&name).filter(|e| *e.rule == rule) {
                 map.insert(
                     name,
                     RuleEntry {
@@ -90,18 +91,35 @@ impl RuleSet {
                 }
             }
         }
-        *self.map.write() = Arc::new(map);
+        let mut by_form: HashMap<String, Vec<RuleEntry>> = HashMap::new();
+        for e in map.values() {
+            by_form
+                .entry(e.rule.form.clone())
+                .or_default()
+                .push(e.clone());
+        }
+        let by_form = by_form
+            .into_iter()
+            .map(|(form, mut v)| {
+                v.sort_by(|a, b| (a.rule.order, &a.rule.name).cmp(&(b.rule.order, &b.rule.name)));
+                (form, v.into())
+            })
+            .collect();
+        *self.cached.write() = Arc::new(Cached {
+            by_name: map,
+            by_form,
+        });
         Ok(())
     }
 
     /// One rule.
     pub fn get(&self, name: &str) -> Option<RuleEntry> {
-        self.map.read().get(name).cloned()
+        self.cached.read().by_name.get(name).cloned()
     }
 
     /// Every rule, by form then order then name.
     pub fn list(&self) -> Vec<RuleEntry> {
-        let mut v: Vec<RuleEntry> = self.map.read().values().cloned().collect();
+        let mut v: Vec<RuleEntry> = self.cached.read().by_name.values().cloned().collect();
         v.sort_by(|a, b| {
             (&a.rule.form, a.rule.order, &a.rule.name).cmp(&(
                 &b.rule.form,
@@ -113,16 +131,13 @@ impl RuleSet {
     }
 
     /// The rules of one form, in the order they run.
-    pub fn for_form(&self, form: &str) -> Vec<RuleEntry> {
-        let mut v: Vec<RuleEntry> = self
-            .map
+    pub fn for_form(&self, form: &str) -> Arc<[RuleEntry]> {
+        self.cached
             .read()
-            .values()
-            .filter(|e| e.rule.form == form)
+            .by_form
+            .get(form)
             .cloned()
-            .collect();
-        v.sort_by(|a, b| (a.rule.order, &a.rule.name).cmp(&(b.rule.order, &b.rule.name)));
-        v
+            .unwrap_or_else(|| Arc::from([]))
     }
 }
 
@@ -145,18 +160,9 @@ pub async fn save<C: ConnectionTrait>(
     position: i64,
     by: By<'_>,
 ) -> Result<bool, StoreError> {
-    let mut q = Query::select();
-    q.columns(["definition", "bundle", "position"].map(Alias::new))
-        .from(Alias::new(RULES))
-        .and_where(Expr::col(Alias::new("name")).eq(rule.name.as_str()));
-    let before: Option<(Rule, Option<String>, i64)> = match c.query_one(&q).await? {
-        Some(r) => Some((
-            serde_json::from_str(&r.try_get_by_index::<String>(0)?)?,
-            r.try_get_by_index(1)?,
-            r.try_get_by_index(2)?,
-        )),
-        None => None,
-    };
+    let before: Option<(Rule, Option<String>, i64)> = crate::definitions::one(c, RULES, &rule.name)
+        .await?
+        .map(|r| (r.def, r.bundle, r.position));
     let (bundle, position) = match (&before, bundle) {
         (_, Some(b)) => (Some(b.to_owned()), position),
         (Some((_, b, p)), None) => (b.clone(), *p),

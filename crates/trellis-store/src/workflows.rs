@@ -30,74 +30,45 @@ pub struct Stored {
     pub bundle: Option<String>,
 }
 
-/// Where the filters of a workflow are, for checking them.
-fn filters<'a>(steps: &'a [Step], at: &str, out: &mut Vec<(String, &'a Value)>) {
-    for (i, s) in steps.iter().enumerate() {
-        let at = format!("{at}[{i}]");
-        match &s.kind {
-            StepKind::Approval {
-                levels,
-                on_approve,
-                on_reject,
-            } => {
-                for (j, l) in levels.iter().enumerate() {
-                    if let Some(w) = &l.when {
-                        out.push((format!("{at}.levels[{j}].when"), w));
-                    }
+/// Where the filters of a workflow's steps are, for checking them.
+fn filters<'a>(steps: &'a [Step], out: &mut Vec<(String, &'a Value)>) {
+    Step::walk(steps, "steps", &mut |at, kind| match kind {
+        StepKind::Approval { levels, .. } => {
+            for (j, l) in levels.iter().enumerate() {
+                if let Some(w) = &l.when {
+                    out.push((format!("{at}.levels[{j}].when"), w));
                 }
-                filters(on_approve, &format!("{at}.on_approve"), out);
-                filters(on_reject, &format!("{at}.on_reject"), out);
             }
-            StepKind::Wait { until: Some(u), .. } => out.push((format!("{at}.until"), u)),
-            StepKind::If {
-                condition,
-                then,
-                otherwise,
-                ..
-            } => {
-                if let Some(c) = condition {
-                    out.push((format!("{at}.condition"), c));
-                }
-                filters(then, &format!("{at}.then"), out);
-                filters(otherwise, &format!("{at}.else"), out);
-            }
-            _ => {}
         }
-    }
+        StepKind::Wait { until: Some(u), .. } => out.push((format!("{at}.until"), u)),
+        StepKind::If {
+            condition: Some(c), ..
+        } => out.push((format!("{at}.condition"), c)),
+        _ => {}
+    });
 }
 
-/// The users named by e-mail in a workflow (approvers, assignees), with where.
-fn users<'a>(steps: &'a [Step], at: &str, out: &mut Vec<(String, &'a str)>) {
-    for (i, s) in steps.iter().enumerate() {
-        let at = format!("{at}[{i}]");
-        let mut one = |path: String, a: &'a Assignee| {
+/// The users a workflow names by e-mail (approvers, assignees), with where.
+fn users(steps: &[Step]) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    Step::walk(steps, "steps", &mut |at, kind| {
+        let named: Vec<(String, &Assignee)> = match kind {
+            StepKind::Task { assignee, .. } => vec![(format!("{at}.assignee"), assignee)],
+            StepKind::Notify { to, .. } => vec![(format!("{at}.to"), to)],
+            StepKind::Approval { levels, .. } => levels
+                .iter()
+                .enumerate()
+                .map(|(j, l)| (format!("{at}.levels[{j}].approver"), &l.approver))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (path, a) in named {
             if let Assignee::User { user } = a {
                 out.push((path, user.as_str()));
             }
-        };
-        match &s.kind {
-            StepKind::Task { assignee, .. } => one(format!("{at}.assignee"), assignee),
-            StepKind::Notify { to, .. } => one(format!("{at}.to"), to),
-            StepKind::Approval {
-                levels,
-                on_approve,
-                on_reject,
-            } => {
-                for (j, l) in levels.iter().enumerate() {
-                    one(format!("{at}.levels[{j}].approver"), &l.approver);
-                }
-                users(on_approve, &format!("{at}.on_approve"), out);
-                users(on_reject, &format!("{at}.on_reject"), out);
-            }
-            StepKind::If {
-                then, otherwise, ..
-            } => {
-                users(then, &format!("{at}.then"), out);
-                users(otherwise, &format!("{at}.else"), out);
-            }
-            _ => {}
         }
-    }
+    });
+    out
 }
 
 /// Check a workflow against the forms, rules and roles, and its filters against its form.
@@ -117,7 +88,7 @@ pub fn check(
     if let Some(c) = &wf.condition {
         found.push(("condition".to_owned(), c));
     }
-    filters(&wf.steps, "steps", &mut found);
+    filters(&wf.steps, &mut found);
     let errs: Vec<MetaError> = found
         .into_iter()
         .filter_map(|(at, f)| {
@@ -136,10 +107,8 @@ pub fn check(
 
 /// Users a workflow names by e-mail must exist.
 async fn check_users<C: ConnectionTrait>(c: &C, wf: &Workflow) -> Result<(), StoreError> {
-    let mut named = Vec::new();
-    users(&wf.steps, "steps", &mut named);
     let mut errs = Vec::new();
-    for (at, email) in named {
+    for (at, email) in users(&wf.steps) {
         let found = user::Entity::find()
             .filter(user::Column::Email.eq(email.to_lowercase()))
             .one(c)

@@ -55,6 +55,37 @@ pub async fn read_body(
     Ok(buf.freeze())
 }
 
+/// Largest body of a role, rule or workflow definition.
+const DEFINITION_LIMIT: usize = 1 << 20;
+
+/// Read a role, rule or workflow definition from the body.
+pub async fn read_definition(
+    req: &actix_web::HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<Value> {
+    parse_json(&read_body(req, payload, DEFINITION_LIMIT).await?)
+}
+
+/// The definition a `PUT /api/v1/{plural}/{name}` stores: the body, named by the address.
+pub async fn read_named_definition(
+    req: &actix_web::HttpRequest,
+    payload: web::Payload,
+    name: &str,
+    plural: &str,
+) -> ApiResult<Value> {
+    named(read_definition(req, payload).await?, name, plural)
+}
+
+/// What creating a `kind` answers when one with this name exists (409).
+pub fn name_taken(kind: &str, plural: &str, name: &str) -> ApiError {
+    ApiError::field(
+        Code::Conflict,
+        "name",
+        "duplicate_name",
+        format!("a {kind} named {name:?} exists; PUT /api/v1/{plural}/{name} changes it"),
+    )
+}
+
 /// Parse a body as JSON.
 pub fn parse_json(body: &[u8]) -> ApiResult<Value> {
     if body.is_empty() {

@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::access;
 use crate::auth::{Caller, client_ip};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::routes::{named, parse_json, read_body};
+use crate::routes::{name_taken, read_definition, read_named_definition};
 
 fn view(e: &RoleEntry) -> ApiResult<Value> {
     let mut v = serde_json::to_value(&*e.role).map_err(StoreError::from)?;
@@ -66,16 +66,11 @@ pub async fn create(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
-    let doc = parse_json(&read_body(&req, payload, 1 << 20).await?)?;
+    let doc = read_definition(&req, payload).await?;
     if let Some(n) = doc.get("name").and_then(Value::as_str)
         && state.store.roles.get(n).is_some()
     {
-        return Err(ApiError::field(
-            Code::Conflict,
-            "name",
-            "duplicate_name",
-            format!("a role named {n:?} exists; PUT /api/v1/roles/{n} changes it"),
-        ));
+        return Err(name_taken("role", "roles", n));
     }
     let (_, v) = save(&state, &caller, &req, &doc).await?;
     Ok(HttpResponse::Created().json(v))
@@ -108,11 +103,7 @@ pub async fn put(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
-    let doc = named(
-        parse_json(&read_body(&req, payload, 1 << 20).await?)?,
-        &path,
-        "roles",
-    )?;
+    let doc = read_named_definition(&req, payload, &path, "roles").await?;
     let (_, v) = save(&state, &caller, &req, &doc).await?;
     Ok(HttpResponse::Ok().json(v))
 }

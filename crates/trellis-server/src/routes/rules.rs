@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::access;
 use crate::auth::{Caller, client_ip};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::routes::{named, parse_json, parse_object, read_body};
+use crate::routes::{name_taken, parse_object, read_body, read_definition, read_named_definition};
 
 fn view(e: &RuleEntry) -> ApiResult<Value> {
     let mut v = serde_json::to_value(&*e.rule).map_err(StoreError::from)?;
@@ -62,16 +62,11 @@ pub async fn create(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
-    let doc = parse_json(&read_body(&req, payload, 1 << 20).await?)?;
+    let doc = read_definition(&req, payload).await?;
     if let Some(n) = doc.get("name").and_then(Value::as_str)
         && state.store.rules.get(n).is_some()
     {
-        return Err(ApiError::field(
-            Code::Conflict,
-            "name",
-            "duplicate_name",
-            format!("a rule named {n:?} exists; PUT /api/v1/rules/{n} changes it"),
-        ));
+        return Err(name_taken("rule", "rules", n));
     }
     Ok(HttpResponse::Created().json(save(&state, &caller, &req, &doc).await?))
 }
@@ -98,11 +93,7 @@ pub async fn put(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
-    let doc = named(
-        parse_json(&read_body(&req, payload, 1 << 20).await?)?,
-        &path,
-        "rules",
-    )?;
+    let doc = read_named_definition(&req, payload, &path, "rules").await?;
     Ok(HttpResponse::Ok().json(save(&state, &caller, &req, &doc).await?))
 }
 

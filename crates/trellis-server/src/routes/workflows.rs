@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::access;
 use crate::auth::{Caller, client_ip};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::routes::{named, parse_json, read_body};
+use crate::routes::{name_taken, read_definition, read_named_definition};
 
 fn view(s: &Stored) -> ApiResult<Value> {
     let mut v = serde_json::to_value(&s.workflow).map_err(StoreError::from)?;
@@ -60,16 +60,11 @@ pub async fn create(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
-    let doc = parse_json(&read_body(&req, payload, 1 << 20).await?)?;
+    let doc = read_definition(&req, payload).await?;
     if let Some(n) = doc.get("name").and_then(Value::as_str)
         && workflows::load(&state.store.db.reader, n).await?.is_some()
     {
-        return Err(ApiError::field(
-            Code::Conflict,
-            "name",
-            "duplicate_name",
-            format!("a workflow named {n:?} exists; PUT /api/v1/workflows/{n} changes it"),
-        ));
+        return Err(name_taken("workflow", "workflows", n));
     }
     Ok(HttpResponse::Created().json(save(&state, &caller, &req, &doc).await?))
 }
@@ -97,11 +92,7 @@ pub async fn put(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     access::admin(&caller)?;
-    let doc = named(
-        parse_json(&read_body(&req, payload, 1 << 20).await?)?,
-        &path,
-        "workflows",
-    )?;
+    let doc = read_named_definition(&req, payload, &path, "workflows").await?;
     Ok(HttpResponse::Ok().json(save(&state, &caller, &req, &doc).await?))
 }
 
