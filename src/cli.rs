@@ -350,7 +350,7 @@ async fn install_demo(store: &Store) -> Result<()> {
         .into_iter()
         .find(|u| u.is_admin)
         .map(|u| u.id);
-    let actor = Actor { user: admin };
+    let actor = Actor::user(admin);
     bundles::install(
         &store.db,
         &store.registry,

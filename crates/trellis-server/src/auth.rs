@@ -69,9 +69,7 @@ pub struct Caller(pub Principal, pub Permissions);
 impl Caller {
     /// The caller as the author of a write.
     pub fn actor(&self) -> trellis_store::Actor {
-        trellis_store::Actor {
-            user: Some(self.0.id.clone()),
-        }
+        trellis_store::Actor::user(Some(self.0.id.clone()))
     }
 
     /// What the caller may do.

@@ -13,6 +13,7 @@ use crate::entity::bundle as bundle_e;
 use crate::error::StoreError;
 use crate::forms::{FormEntry, Registry, Snapshot, initial_columns, insert_form};
 use crate::plan::{Plan, apply, make_plan, save_definition};
+use crate::db::Watch;
 use crate::records::{Actor, write_audit};
 use crate::roles::{Roles, check_filters, save as save_role};
 
@@ -259,6 +260,7 @@ pub async fn install(
                     .await?;
                     write_audit(
                         &txn,
+                        &Watch::default(),
                         &[(
                             "$form",
                             form.name.as_str(),

@@ -1,6 +1,11 @@
 //! Connections: on SQLite one writer and a pool of readers (WAL), on PostgreSQL one pool.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::sync::Notify;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
@@ -26,6 +31,37 @@ pub struct Db {
     pub reader: DatabaseConnection,
     /// Which SQL dialect.
     pub dialect: Dialect,
+    /// Forms whose record changes are written to the workflow outbox.
+    pub watch: Arc<Watch>,
+}
+
+/// The forms that workflows watch, and a bell rung when their events commit.
+#[derive(Debug, Default)]
+pub struct Watch {
+    forms: RwLock<Arc<HashSet<String>>>,
+    bell: Notify,
+}
+
+impl Watch {
+    /// Does a change of this form's records start or wake workflows?
+    pub fn watches(&self, form: &str) -> bool {
+        self.forms.read().contains(form)
+    }
+
+    /// Replace the watched forms.
+    pub fn set(&self, forms: HashSet<String>) {
+        *self.forms.write() = Arc::new(forms);
+    }
+
+    /// Tell the workflow engine that events (or other work) may be waiting.
+    pub fn ring(&self) {
+        self.bell.notify_one();
+    }
+
+    /// Wait for the bell.
+    pub async fn wait(&self) {
+        self.bell.notified().await;
+    }
 }
 
 fn sqlite_url(url: &str) -> String {
@@ -51,6 +87,7 @@ impl Db {
                 writer: pool.clone(),
                 reader: pool,
                 dialect: Dialect::Postgres,
+                watch: Arc::default(),
             });
         }
         let url = sqlite_url(&opts.url);
@@ -81,6 +118,7 @@ impl Db {
             writer,
             reader,
             dialect: Dialect::Sqlite,
+            watch: Arc::default(),
         })
     }
 

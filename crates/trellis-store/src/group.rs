@@ -130,7 +130,7 @@ async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) -> Vec<(Strin
         let values: Vec<Map<String, Value>> = group.iter().map(|j| j.values.clone()).collect();
         let together = match txn.begin().await {
             Ok(sp) => {
-                match insert_records(&sp, db.dialect, &snap, &entry, values, &actor, now, false)
+                match insert_records(&sp, db, &snap, &entry, values, &actor, now, false)
                     .await
                 {
                     Ok(recs) => match sp.commit().await {
@@ -166,7 +166,7 @@ async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) -> Vec<(Strin
                     };
                     match insert_records(
                         &sp,
-                        db.dialect,
+                        db,
                         &snap,
                         &entry,
                         vec![j.values],
@@ -201,6 +201,7 @@ async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) -> Vec<(Strin
     }
     match txn.commit().await {
         Ok(()) => {
+            db.watch.ring();
             for (reply, rec) in done {
                 let _ = reply.send(Ok(rec));
             }

@@ -10,6 +10,7 @@ pub mod db;
 mod definitions;
 pub mod entity;
 pub mod error;
+mod events;
 pub mod facts;
 pub mod files;
 pub mod forms;
@@ -33,7 +34,7 @@ pub mod seed;
 pub mod stats;
 pub mod workflows;
 
-pub use db::{Db, DbOptions};
+pub use db::{Db, DbOptions, Watch};
 pub use error::StoreError;
 pub use forms::{FormEntry, Registry};
 pub use records::{Actor, ListQuery, Page};

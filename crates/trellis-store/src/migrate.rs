@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, "rules"),
     (6, "routing turns, re-runs tied to a rule version"),
     (7, "workflow definitions and their versions"),
+    (8, "workflow outbox, runs, steps, tasks, approvals, notifications, messages"),
 ];
 
 /// Rule definitions.
@@ -38,6 +39,21 @@ pub const RULE_RUNS: &str = "trellis_rule_runs";
 pub const WORKFLOWS: &str = "trellis_workflows";
 /// Every version of every workflow (a run keeps the version it started with).
 pub const WORKFLOW_VERSIONS: &str = "trellis_workflow_versions";
+
+/// Record changes waiting for the workflow engine (the transactional outbox).
+pub const EVENTS: &str = "trellis_events";
+/// Workflow runs: where each is, and when it wakes.
+pub const RUNS: &str = "trellis_runs";
+/// The log of every step a run took.
+pub const RUN_STEPS: &str = "trellis_run_steps";
+/// To-dos, from workflows or people.
+pub const TASKS: &str = "trellis_tasks";
+/// Approval requests, one per level.
+pub const APPROVALS: &str = "trellis_approvals";
+/// In-app notices.
+pub const NOTIFICATIONS: &str = "trellis_notifications";
+/// Outgoing e-mails and webhook calls, each sent once under its own key.
+pub const MESSAGES: &str = "trellis_messages";
 
 /// Whose turn it is next, per team, for round-robin routing.
 pub const ROUTE_TURNS: &str = "trellis_route_turns";
@@ -77,6 +93,9 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         trellis_query::Dialect::Sqlite
     };
     let schema = Schema::new(backend);
+    if n == 8 {
+        workflow_tables(txn).await?;
+    }
     if n == 7 {
         txn.execute(
             Table::create()
@@ -334,6 +353,197 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Migration 8. Times the engine compares are milliseconds since 1970, so that due work
+/// is found with an index range on any backend.
+async fn workflow_tables(txn: &DatabaseTransaction) -> Result<(), StoreError> {
+    let ms = |name: &'static str| ColumnDef::new(name).big_integer().not_null().to_owned();
+    let ms_null = |name: &'static str| ColumnDef::new(name).big_integer().to_owned();
+    let text = |name: &'static str| ColumnDef::new(name).text().not_null().to_owned();
+    let text_null = |name: &'static str| ColumnDef::new(name).text().to_owned();
+    let int = |name: &'static str| ColumnDef::new(name).integer().not_null().default(0).to_owned();
+    txn.execute(
+        Table::create()
+            .table(EVENTS)
+            .col(serial_id())
+            .col(text("form"))
+            .col(text("record_id"))
+            .col(text("action"))
+            .col(text("changes"))
+            .col(text_null("actor"))
+            .col(int("depth"))
+            .col(ms("at")),
+    )
+    .await?;
+    txn.execute(
+        Table::create()
+            .table(RUNS)
+            .col(ColumnDef::new("id").text().not_null().primary_key())
+            .col(text("workflow"))
+            .col(ColumnDef::new("version").big_integer().not_null())
+            .col(text("form"))
+            .col(text_null("record_id"))
+            .col(text("status"))
+            .col(int("depth"))
+            .col(text("trigger"))
+            .col(text("state"))
+            .col(text_null("waiting_for"))
+            .col(ms_null("wake_at"))
+            .col(text_null("claim"))
+            .col(ms_null("lease_until"))
+            .col(text_null("error"))
+            .col(text_null("dedupe"))
+            .col(ms("started_at"))
+            .col(ms("updated_at"))
+            .col(ms_null("finished_at")),
+    )
+    .await?;
+    for (name, cols, unique) in [
+        ("ix_runs_due", &["status", "wake_at"][..], false),
+        ("ix_runs_workflow", &["workflow", "started_at"][..], false),
+        ("ix_runs_record", &["form", "record_id"][..], false),
+        ("ux_runs_dedupe", &["dedupe"][..], true),
+    ] {
+        let mut i = Index::create();
+        i.name(name).table(RUNS);
+        for c in cols {
+            i.col(*c);
+        }
+        if unique {
+            i.unique();
+        }
+        txn.execute(&i).await?;
+    }
+    txn.execute(
+        Table::create()
+            .table(RUN_STEPS)
+            .col(serial_id())
+            .col(text("run_id"))
+            .col(text("path"))
+            .col(text_null("step"))
+            .col(text("kind"))
+            .col(text("status"))
+            .col(ms("at"))
+            .col(ColumnDef::new("micros").big_integer().not_null().default(0))
+            .col(text("detail"))
+            .col(text_null("error")),
+    )
+    .await?;
+    txn.execute(
+        Index::create()
+            .name("ix_run_steps_run")
+            .table(RUN_STEPS)
+            .col("run_id")
+            .col("id"),
+    )
+    .await?;
+    txn.execute(
+        Table::create()
+            .table(TASKS)
+            .col(ColumnDef::new("id").text().not_null().primary_key())
+            .col(text("title"))
+            .col(text_null("description"))
+            .col(text_null("assignee"))
+            .col(text_null("role"))
+            .col(text_null("form"))
+            .col(text_null("record_id"))
+            .col(text_null("run_id"))
+            .col(text("status"))
+            .col(ms_null("due_at"))
+            .col(ms("created_at"))
+            .col(text_null("created_by"))
+            .col(ms_null("completed_at"))
+            .col(text_null("completed_by"))
+            .col(text_null("comment")),
+    )
+    .await?;
+    for (name, cols) in [
+        ("ix_tasks_assignee", &["assignee", "status"][..]),
+        ("ix_tasks_role", &["role", "status"][..]),
+        ("ix_tasks_record", &["form", "record_id"][..]),
+    ] {
+        let mut i = Index::create();
+        i.name(name).table(TASKS);
+        for c in cols {
+            i.col(*c);
+        }
+        txn.execute(&i).await?;
+    }
+    txn.execute(
+        Table::create()
+            .table(APPROVALS)
+            .col(ColumnDef::new("id").text().not_null().primary_key())
+            .col(text("run_id"))
+            .col(text("form"))
+            .col(text("record_id"))
+            .col(int("level"))
+            .col(int("levels"))
+            .col(text("label"))
+            .col(text("approvers"))
+            .col(text("status"))
+            .col(ms("created_at"))
+            .col(text_null("decided_by"))
+            .col(ms_null("decided_at"))
+            .col(text_null("comment")),
+    )
+    .await?;
+    txn.execute(
+        Index::create()
+            .name("ix_approvals_status")
+            .table(APPROVALS)
+            .col("status")
+            .col("created_at"),
+    )
+    .await?;
+    txn.execute(
+        Table::create()
+            .table(NOTIFICATIONS)
+            .col(serial_id())
+            .col(text("user_id"))
+            .col(text("message"))
+            .col(text_null("form"))
+            .col(text_null("record_id"))
+            .col(text_null("run_id"))
+            .col(ms("created_at"))
+            .col(ms_null("read_at")),
+    )
+    .await?;
+    txn.execute(
+        Index::create()
+            .name("ix_notifications_user")
+            .table(NOTIFICATIONS)
+            .col("user_id")
+            .col("read_at"),
+    )
+    .await?;
+    txn.execute(
+        Table::create()
+            .table(MESSAGES)
+            .col(ColumnDef::new("id").text().not_null().primary_key())
+            .col(text("kind"))
+            .col(text_null("run_id"))
+            .col(text("payload"))
+            .col(text("status"))
+            .col(int("attempts"))
+            .col(int("max_attempts"))
+            .col(ms("next_at"))
+            .col(text_null("claim"))
+            .col(ms_null("lease_until"))
+            .col(text_null("last_error"))
+            .col(ms("created_at"))
+            .col(ms_null("sent_at")),
+    )
+    .await?;
+    txn.execute(
+        Index::create()
+            .name("ix_messages_due")
+            .table(MESSAGES)
+            .col("status")
+            .col("next_at"),
+    )
+    .await?;
     Ok(())
 }
 

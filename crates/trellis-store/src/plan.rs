@@ -22,6 +22,7 @@ use crate::forms::{
     ColumnInfo, ColumnState, FormEntry, Registry, check_new, column_def, drop_index_sqls,
     field_kind, index_sqls, kind_name, parse_kind, q, save_version, wants_index,
 };
+use crate::db::Watch;
 use crate::records::{Actor, write_audit};
 use crate::row::decode;
 
@@ -705,6 +706,7 @@ pub async fn update_form(
     .await?;
     write_audit(
         &txn,
+        &Watch::default(),
         &[(
             "$form",
             name,

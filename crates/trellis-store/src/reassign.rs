@@ -150,7 +150,7 @@ impl Store {
                     )
                 })
                 .collect();
-            write_audit(&txn, &entries, actor, now).await?;
+            write_audit(&txn, &self.db.watch, &entries, actor, now).await?;
             if !rows.is_empty() {
                 let from = match sel {
                     Selection::OwnedBy(u) => json!(u),

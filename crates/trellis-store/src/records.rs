@@ -18,6 +18,7 @@ use trellis_query::value::{format_datetime, parse_datetime, to_sql};
 use trellis_query::{Cursor, Dialect, Filter, FilterError, Sort, ValueKind, cursor};
 
 use crate::Store;
+use crate::db::{Db, Watch};
 use crate::access;
 use crate::error::{BlockingRow, StoreError};
 use crate::facts::{Host, Turns};
@@ -25,6 +26,7 @@ use crate::forms::{FormEntry, SYSTEM, Snapshot, field_kind};
 use crate::migrate::{AUDIT, SEQUENCES};
 use crate::row::decode;
 use trellis_access::Permissions;
+use trellis_rules::RuleError;
 use trellis_meta::role::Action;
 
 /// Who performs a write.
@@ -32,6 +34,16 @@ use trellis_meta::role::Action;
 pub struct Actor {
     /// The user id, if a user.
     pub user: Option<String>,
+    /// How many workflow runs led to this write (0 for a person's), so a workflow that
+    /// sets itself off again is cut off.
+    pub depth: u32,
+}
+
+impl Actor {
+    /// A person or an API client.
+    pub fn user(user: Option<String>) -> Self {
+        Self { user, depth: 0 }
+    }
 }
 
 /// What a list asks for.
@@ -350,6 +362,30 @@ impl Store {
         batch: bool,
         perms: &Permissions,
     ) -> Result<Vec<Map<String, Value>>, StoreError> {
+        let (records, recorded) = self
+            .create_with(&self.db.writer, form, inputs, actor, batch, perms)
+            .await?;
+        crate::rules::record_failures(&self.db, form, &recorded).await;
+        // The records are committed: a failed ANALYZE must not turn that into an error.
+        let table = crate::forms::table_name(form);
+        if let Err(e) = self.stats.note(&self.db, &table, records.len() as u64).await {
+            tracing::warn!(error = %e, "analyzing a table failed");
+        }
+        Ok(records)
+    }
+
+    /// Create records in a transaction of `conn` (a savepoint when `conn` is one), for a
+    /// caller that commits more with them. Answers the records and the rule failures that
+    /// were kept rather than refused, for the caller to record after its commit.
+    pub async fn create_with<C: TransactionTrait<Transaction = DatabaseTransaction>>(
+        &self,
+        conn: &C,
+        form: &str,
+        inputs: Vec<Map<String, Value>>,
+        actor: &Actor,
+        batch: bool,
+        perms: &Permissions,
+    ) -> Result<(Vec<Map<String, Value>>, Vec<RuleError>), StoreError> {
         let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
@@ -392,7 +428,7 @@ impl Store {
         check_unique_within(&entry, &prepared, batch)?;
         self.check_references(&snap, &entry, &prepared, None, perms, batch)
             .await?;
-        let txn = self.db.writer.begin().await?;
+        let txn = conn.begin().await?;
         if crate::rules::routes(&form_rules) {
             // In the transaction: the turns taken and the workloads counted hold until commit.
             let mut host = Host::new(&txn, self.db.dialect, &snap, &entry, Turns::Take);
@@ -422,7 +458,7 @@ impl Store {
         }
         let mut records = insert_records(
             &txn,
-            self.db.dialect,
+            &self.db,
             &snap,
             &entry,
             prepared,
@@ -432,19 +468,11 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
-        crate::rules::record_failures(&self.db, form, &recorded).await;
+        self.db.watch.ring();
         for r in &mut records {
             access::redact(perms, form, r);
         }
-        // The records are committed: a failed ANALYZE must not turn that into an error.
-        if let Err(e) = self
-            .stats
-            .note(&self.db, &entry.table, records.len() as u64)
-            .await
-        {
-            tracing::warn!(error = %e, "analyzing a table failed");
-        }
-        Ok(records)
+        Ok((records, recorded))
     }
 
     /// One record by id.
@@ -635,6 +663,26 @@ impl Store {
         actor: &Actor,
         perms: &Permissions,
     ) -> Result<Map<String, Value>, StoreError> {
+        let (rec, recorded) = self
+            .update_with(&self.db.writer, form, id, patch, if_match, actor, perms)
+            .await?;
+        crate::rules::record_failures(&self.db, form, &recorded).await;
+        Ok(rec)
+    }
+
+    /// Update a record in a transaction of `conn` (a savepoint when `conn` is one).
+    /// Answers the record and the rule failures kept rather than refused.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_with<C: TransactionTrait<Transaction = DatabaseTransaction>>(
+        &self,
+        conn: &C,
+        form: &str,
+        id: &str,
+        patch: Map<String, Value>,
+        if_match: Option<i64>,
+        actor: &Actor,
+        perms: &Permissions,
+    ) -> Result<(Map<String, Value>, Vec<RuleError>), StoreError> {
         let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
@@ -657,7 +705,7 @@ impl Store {
             .validator
             .prepare(patch, Mode::Update, now)
             .map_err(StoreError::Validation)?;
-        let txn = self.db.writer.begin().await?;
+        let txn = conn.begin().await?;
         let mut one = [values];
         crate::files::resolve(&txn, &entry.form.fields, &mut one, &|_| String::new()).await?;
         let [values] = one;
@@ -699,7 +747,7 @@ impl Store {
             txn.rollback().await?;
             let mut current = current;
             access::redact(perms, form, &mut current);
-            return Ok(current);
+            return Ok((current, Vec::new()));
         }
         access::check_fields(perms, form, changed.keys(), "")?;
         if let Some(o) = changed.get("owner")
@@ -763,7 +811,7 @@ impl Store {
                 txn.rollback().await?;
                 let mut current = current;
                 access::redact(perms, form, &mut current);
-                return Ok(current);
+                return Ok((current, recorded));
             }
         }
         // Stage gates see the record as it will be stored, rules' work included.
@@ -787,15 +835,16 @@ impl Store {
         merged.insert("updated_at".into(), json!(format_datetime(&now)));
         write_audit(
             &txn,
+            &self.db.watch,
             &[(form, id, version + 1, "update", Value::Object(changes))],
             actor,
             now,
         )
         .await?;
         txn.commit().await?;
-        crate::rules::record_failures(&self.db, form, &recorded).await;
+        self.db.watch.ring();
         access::redact(perms, form, &mut merged);
-        Ok(merged)
+        Ok((merged, recorded))
     }
 
     /// The error for a record the action's scope does not reach: 403 when the caller may
@@ -826,6 +875,20 @@ impl Store {
         actor: &Actor,
         perms: &Permissions,
     ) -> Result<(), StoreError> {
+        self.delete_with(&self.db.writer, form, id, if_match, actor, perms)
+            .await
+    }
+
+    /// Delete a record in a transaction of `conn` (a savepoint when `conn` is one).
+    pub async fn delete_with<C: TransactionTrait<Transaction = DatabaseTransaction>>(
+        &self,
+        conn: &C,
+        form: &str,
+        id: &str,
+        if_match: Option<i64>,
+        actor: &Actor,
+        perms: &Permissions,
+    ) -> Result<(), StoreError> {
         let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
@@ -833,7 +896,7 @@ impl Store {
             access::rows(perms, &snap, form, Action::Delete)?,
             access::rows(perms, &snap, form, Action::Read)?,
         );
-        let txn = self.db.writer.begin().await?;
+        let txn = conn.begin().await?;
         let current = match read_for_update(&txn, self.db.dialect, &entry, id, scope.as_ref()).await
         {
             Err(StoreError::RecordNotFound { .. }) if scope.is_some() => {
@@ -850,7 +913,7 @@ impl Store {
         }
         delete_in(
             &txn,
-            self.db.dialect,
+            &self.db,
             &snap,
             entry,
             current,
@@ -875,6 +938,7 @@ impl Store {
             e => e,
         })?;
         txn.commit().await?;
+        self.db.watch.ring();
         Ok(())
     }
 
@@ -1389,7 +1453,7 @@ async fn next_seq(
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_records(
     txn: &DatabaseTransaction,
-    dialect: Dialect,
+    db: &Db,
     snap: &Snapshot,
     entry: &Arc<FormEntry>,
     mut prepared: Vec<Map<String, Value>>,
@@ -1397,6 +1461,7 @@ pub(crate) async fn insert_records(
     now: DateTime<Utc>,
     batch: bool,
 ) -> Result<Vec<Map<String, Value>>, StoreError> {
+    let dialect = db.dialect;
     let prefix = |i: usize| {
         if batch {
             format!("records[{i}].")
@@ -1510,17 +1575,20 @@ pub(crate) async fn insert_records(
         .iter()
         .map(|(id, v, ch)| (form.name.as_str(), id.as_str(), *v, "create", ch.clone()))
         .collect();
-    write_audit(txn, &refs, actor, now).await?;
+    write_audit(txn, &db.watch, &refs, actor, now).await?;
     Ok(records)
 }
 
-/// Append audit entries: (form, record id, version, action, changes).
+/// Append audit entries: (form, record id, version, action, changes). A change to a form
+/// that workflows watch also goes to the outbox, in the same transaction.
 pub(crate) async fn write_audit<C: ConnectionTrait>(
     c: &C,
+    watch: &Watch,
     entries: &[(&str, &str, i64, &str, Value)],
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    crate::events::emit(c, watch, entries, actor, now).await?;
     let at = format_datetime(&now);
     for chunk in entries.chunks(2000) {
         let mut ins = Query::insert();
@@ -1556,6 +1624,7 @@ pub(crate) async fn write_audit<C: ConnectionTrait>(
 /// Audit `update` entries of one form: (record id, new version, changes).
 async fn audit_updates(
     txn: &DatabaseTransaction,
+    watch: &Watch,
     form: &str,
     audits: &[(String, i64, Value)],
     actor: &Actor,
@@ -1565,13 +1634,13 @@ async fn audit_updates(
         .iter()
         .map(|(rid, v, ch)| (form, rid.as_str(), *v, "update", ch.clone()))
         .collect();
-    write_audit(txn, &entries, actor, now).await
+    write_audit(txn, watch, &entries, actor, now).await
 }
 
 #[allow(clippy::too_many_arguments)]
 fn delete_in<'a>(
     txn: &'a DatabaseTransaction,
-    dialect: Dialect,
+    db: &'a Db,
     snap: &'a Snapshot,
     entry: Arc<FormEntry>,
     current: Map<String, Value>,
@@ -1580,6 +1649,7 @@ fn delete_in<'a>(
     depth: usize,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>> {
     Box::pin(async move {
+        let dialect = db.dialect;
         if depth > CASCADE_DEPTH {
             return Err(StoreError::Conflict {
                 field: entry.form.name.clone(),
@@ -1669,12 +1739,12 @@ fn delete_in<'a>(
                         .into_iter()
                         .map(|(rid, v)| (rid, v, ch.clone()))
                         .collect();
-                    audit_updates(txn, &re.form.name, &audits, actor, now).await?;
+                    audit_updates(txn, &db.watch, &re.form.name, &audits, actor, now).await?;
                 }
                 OnDelete::Cascade => {
                     for r in &rows {
                         let m = refs_proj.read(r, dialect)?;
-                        delete_in(txn, dialect, snap, re.clone(), m, actor, now, depth + 1).await?;
+                        delete_in(txn, db, snap, re.clone(), m, actor, now, depth + 1).await?;
                     }
                 }
             }
@@ -1787,7 +1857,7 @@ fn delete_in<'a>(
                             json!({ sub.name.clone(): {"before": before, "after": after} }),
                         ));
                     }
-                    audit_updates(txn, &re.form.name, &audits, actor, now).await?;
+                    audit_updates(txn, &db.watch, &re.form.name, &audits, actor, now).await?;
                 }
             }
         }
@@ -1812,6 +1882,7 @@ fn delete_in<'a>(
         let version = current.get("version").and_then(Value::as_i64).unwrap_or(0) + 1;
         write_audit(
             txn,
+            &db.watch,
             &[(
                 entry.form.name.as_str(),
                 id.as_str(),

@@ -212,7 +212,7 @@ pub async fn submit(
                 .create(
                     &p.form,
                     values,
-                    &Actor { user: None },
+                    &Actor::user(None),
                     &Permissions::system(),
                 )
                 .await;
