@@ -50,6 +50,56 @@ struct Cli {
     command: Command,
 }
 
+/// Settings of the workflow engine.
+#[derive(Debug, Clone, clap::Args)]
+struct WorkflowArgs {
+    /// SMTP server for workflow e-mail (without one, e-mails wait in the outbox).
+    #[arg(long, env = "TRELLIS_SMTP_HOST")]
+    smtp_host: Option<String>,
+    /// SMTP port.
+    #[arg(long, env = "TRELLIS_SMTP_PORT", default_value_t = 25)]
+    smtp_port: u16,
+    /// Upgrade the SMTP connection with STARTTLS.
+    #[arg(long, env = "TRELLIS_SMTP_STARTTLS", default_value_t = false)]
+    smtp_starttls: bool,
+    /// SMTP user name.
+    #[arg(long, env = "TRELLIS_SMTP_USER")]
+    smtp_user: Option<String>,
+    /// SMTP password.
+    #[arg(long, env = "TRELLIS_SMTP_PASSWORD", hide_env_values = true)]
+    smtp_password: Option<String>,
+    /// The sender of workflow e-mail.
+    #[arg(long, env = "TRELLIS_SMTP_FROM", default_value = "Trellis <trellis@localhost>")]
+    smtp_from: String,
+    /// How often the engine looks for due work when nothing wakes it, in milliseconds.
+    #[arg(long, env = "TRELLIS_WORKFLOW_POLL_MS", default_value_t = 500)]
+    workflow_poll_ms: u64,
+    /// The first retry of a failed webhook waits this long (ms); each next one twice as long.
+    #[arg(long, env = "TRELLIS_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    webhook_retry_base_ms: u64,
+    /// How long a process's claim on a run or message holds, in seconds.
+    #[arg(long, env = "TRELLIS_WORKFLOW_LEASE_SECS", default_value_t = 120)]
+    workflow_lease_secs: u64,
+}
+
+impl WorkflowArgs {
+    fn options(&self) -> trellis_workflow::Options {
+        trellis_workflow::Options {
+            poll: std::time::Duration::from_millis(self.workflow_poll_ms.max(10)),
+            lease: std::time::Duration::from_secs(self.workflow_lease_secs.max(5)),
+            retry_base: std::time::Duration::from_millis(self.webhook_retry_base_ms),
+            smtp: self.smtp_host.as_ref().map(|h| trellis_workflow::Smtp {
+                host: h.clone(),
+                port: self.smtp_port,
+                starttls: self.smtp_starttls,
+                user: self.smtp_user.clone(),
+                password: self.smtp_password.clone(),
+                from: self.smtp_from.clone(),
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
@@ -78,6 +128,8 @@ enum Command {
         /// Password of the first administrator; generated and printed once when absent.
         #[arg(long, env = "TRELLIS_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+        #[command(flatten)]
+        workflow: WorkflowArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -216,6 +268,7 @@ fn apply_toml(m: &ArgMatches, cli: &mut Cli) -> Result<()> {
             admin_password,
             files_dir,
             max_upload_bytes,
+            workflow,
         },
         Some(("serve", sm)),
     ) = (&mut cli.command, m.subcommand())
@@ -255,6 +308,41 @@ fn apply_toml(m: &ArgMatches, cli: &mut Cli) -> Result<()> {
         }
         if admin_password.is_none() {
             *admin_password = s("admin_password");
+        }
+        for (key, slot) in [
+            ("smtp_host", &mut workflow.smtp_host),
+            ("smtp_user", &mut workflow.smtp_user),
+            ("smtp_password", &mut workflow.smtp_password),
+        ] {
+            if slot.is_none() {
+                *slot = s(key);
+            }
+        }
+        if defaulted(sm, "smtp_from")
+            && let Some(v) = s("smtp_from")
+        {
+            workflow.smtp_from = v;
+        }
+        if defaulted(sm, "smtp_starttls")
+            && let Some(v) = t.get("smtp_starttls").and_then(|v| v.as_bool())
+        {
+            workflow.smtp_starttls = v;
+        }
+        if defaulted(sm, "smtp_port")
+            && let Some(v) = i("smtp_port")
+        {
+            workflow.smtp_port = u16::try_from(v).context("smtp_port")?;
+        }
+        for (key, slot) in [
+            ("workflow_poll_ms", &mut workflow.workflow_poll_ms),
+            ("webhook_retry_base_ms", &mut workflow.webhook_retry_base_ms),
+            ("workflow_lease_secs", &mut workflow.workflow_lease_secs),
+        ] {
+            if defaulted(sm, key)
+                && let Some(v) = i(key)
+            {
+                *slot = u64::try_from(v).context(key)?;
+            }
         }
     }
     Ok(())
@@ -385,6 +473,7 @@ async fn run(cli: Cli) -> Result<()> {
             admin_password,
             files_dir,
             max_upload_bytes,
+            workflow,
         } => {
             let store = open(&cli).await?;
             if let Some((email, generated)) =
@@ -401,8 +490,11 @@ async fn run(cli: Cli) -> Result<()> {
             if *demo {
                 install_demo(&store).await?;
             }
+            let engine = trellis_workflow::Engine::new(store.clone(), workflow.options()).await?;
+            engine.start().await?;
             let state = trellis_server::state(
                 store,
+                engine,
                 ServerConfig {
                     max_body_bytes: *max_body_bytes,
                     workers: *workers,

@@ -312,6 +312,25 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<trellis_workflow::WorkflowError> for ApiError {
+    fn from(e: trellis_workflow::WorkflowError) -> Self {
+        use trellis_workflow::WorkflowError as W;
+        match e {
+            W::Store(e) => e.into(),
+            W::NotFound(m) => Self::new(Code::NotFound, format!("{m} not found")),
+            W::Forbidden(m) => Self::new(Code::Forbidden, m),
+            W::Conflict(m) => Self::new(Code::Conflict, m),
+            W::Invalid { field, message } => {
+                Self::field(Code::Validation, &field, "invalid", message)
+            }
+            other => {
+                tracing::error!(error = %other, "workflow engine error");
+                Self::new(Code::Internal, "the workflow engine failed; the error is logged")
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

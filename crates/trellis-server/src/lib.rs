@@ -21,7 +21,7 @@ use crate::auth::TokenCache;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
 use crate::routes::{
-    audit, bundles, files, forms, ops, public, records, roles, rules, users, workflows,
+    audit, bundles, files, inbox, forms, ops, public, records, roles, rules, users, workflows,
 };
 
 /// Settings of the HTTP server.
@@ -52,6 +52,8 @@ impl Default for ServerConfig {
 pub struct AppState {
     /// The store.
     pub store: Store,
+    /// The workflow engine.
+    pub engine: trellis_workflow::Engine,
     /// Resolved tokens.
     pub tokens: TokenCache,
     /// Metrics.
@@ -170,6 +172,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .delete(workflows::delete),
                 )
                 .service(resource("/workflows/{name}/versions").get(workflows::versions))
+                .service(resource("/workflows/{name}/runs").get(inbox::workflow_runs))
+                .service(resource("/workflows/{name}/start").post(inbox::start))
+                .service(resource("/runs").get(inbox::runs))
+                .service(resource("/runs/{id}").get(inbox::run))
+                .service(resource("/runs/{id}/retry").post(inbox::retry))
+                .service(resource("/runs/{id}/cancel").post(inbox::cancel))
+                .service(resource("/tasks").get(inbox::tasks).post(inbox::create_task))
+                .service(resource("/tasks/{id}/complete").post(inbox::complete_task))
+                .service(resource("/approvals").get(inbox::approvals))
+                .service(resource("/approvals/{id}/decision").post(inbox::decide))
+                .service(resource("/notifications").get(inbox::notifications))
+                .service(resource("/notifications/read").post(inbox::mark_read))
+                .service(resource("/messages").get(inbox::messages))
+                .service(resource("/messages/{id}/replay").post(inbox::replay))
                 .service(resource("/audit").get(audit::list))
                 .service(resource("/public/{key}").post(public::submit))
                 .service(resource("/forms").get(forms::list).post(forms::create))
@@ -215,9 +231,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Build the shared state.
-pub fn state(store: Store, config: ServerConfig) -> Result<web::Data<AppState>, prometheus::Error> {
+pub fn state(
+    store: Store,
+    engine: trellis_workflow::Engine,
+    config: ServerConfig,
+) -> Result<web::Data<AppState>, prometheus::Error> {
     Ok(web::Data::new(AppState {
         store,
+        engine,
         tokens: TokenCache::default(),
         metrics: Metrics::new()?,
         openapi_base: openapi::base(),
@@ -253,6 +274,9 @@ pub async fn run(
             }
             if let Err(e) = refresher.store.rules.reload(&refresher.store.db).await {
                 tracing::warn!(error = %e, "refreshing rules failed");
+            }
+            if let Err(e) = refresher.engine.reload().await {
+                tracing::warn!(error = %e, "refreshing workflows failed");
             }
             if tick % 5 == 0
                 && let Err(e) = refresher.store.maintain().await

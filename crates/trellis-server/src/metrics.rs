@@ -55,13 +55,13 @@ impl Metrics {
     }
 
     /// Render the text exposition format.
-    pub fn render(&self, pool: (u32, usize)) -> String {
+    pub fn render(&self, pool: (u32, usize), more: Vec<prometheus::proto::MetricFamily>) -> String {
         self.pool_size.set(i64::from(pool.0));
         self.pool_idle.set(i64::try_from(pool.1).unwrap_or(0));
         let mut buf = Vec::new();
-        if TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .is_err()
+        let mut all = self.registry.gather();
+        all.extend(more);
+        if TextEncoder::new().encode(&all, &mut buf).is_err()
         {
             return String::new();
         }

@@ -8,7 +8,7 @@ use trellis_meta::record::{Mode, input_schema, output_schema};
 use trellis_store::FormEntry;
 use utoipa::OpenApi;
 
-use crate::routes::{audit, bundles, forms, ops, public, roles, rules, users, workflows};
+use crate::routes::{audit, bundles, forms, inbox, ops, public, roles, rules, users, workflows};
 
 /// The static part of the API.
 #[derive(OpenApi)]
@@ -21,6 +21,9 @@ use crate::routes::{audit, bundles, forms, ops, public, roles, rules, users, wor
         roles::list, roles::create, roles::get, roles::put, roles::delete, audit::list,
         rules::list, rules::create, rules::get, rules::put, rules::delete, rules::test,
         workflows::list, workflows::create, workflows::get, workflows::put, workflows::delete, workflows::versions,
+        inbox::tasks, inbox::create_task, inbox::complete_task, inbox::approvals, inbox::decide,
+        inbox::notifications, inbox::mark_read, inbox::runs, inbox::workflow_runs, inbox::run,
+        inbox::retry, inbox::cancel, inbox::start, inbox::messages, inbox::replay,
         public::get, public::put, public::delete, public::submit,
         forms::list, forms::create, forms::get, forms::put, forms::delete, forms::list_versions, forms::columns,
         bundles::list, bundles::install, bundles::export,

@@ -61,7 +61,7 @@ pub(crate) async fn emit<C: ConnectionTrait>(
         ])
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         n += 1;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             c.execute(&ins).await?;
             ins = Query::insert();
             ins.into_table(Alias::new(EVENTS)).columns(
@@ -70,7 +70,7 @@ pub(crate) async fn emit<C: ConnectionTrait>(
             );
         }
     }
-    if n % 1000 != 0 {
+    if !n.is_multiple_of(1000) {
         c.execute(&ins).await?;
     }
     Ok(())

@@ -475,6 +475,17 @@ impl Store {
         Ok((records, recorded))
     }
 
+    /// A whole record by id as the system sees it (no permissions), read over `conn`.
+    pub async fn read_record<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        form: &str,
+        id: &str,
+    ) -> Result<Option<Map<String, Value>>, StoreError> {
+        let entry = self.registry.get(form)?;
+        read_one(conn, self.db.dialect, &entry, id).await
+    }
+
     /// One record by id.
     pub async fn get(
         &self,

@@ -304,3 +304,20 @@ pub async fn versions<C: ConnectionTrait>(
         })
         .collect()
 }
+
+/// One version of a workflow, as a run that started on it needs it.
+pub async fn load_version<C: ConnectionTrait>(
+    c: &C,
+    name: &str,
+    version: i64,
+) -> Result<Option<Workflow>, StoreError> {
+    let mut s = Query::select();
+    s.column(Alias::new("definition"))
+        .from(Alias::new(WORKFLOW_VERSIONS))
+        .and_where(Expr::col(Alias::new("name")).eq(name))
+        .and_where(Expr::col(Alias::new("version")).eq(version));
+    match c.query_one(&s).await? {
+        Some(r) => Ok(Some(serde_json::from_str(&r.try_get_by_index::<String>(0)?)?)),
+        None => Ok(None),
+    }
+}

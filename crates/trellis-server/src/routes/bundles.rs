@@ -54,6 +54,7 @@ pub async fn install(
         &actor,
     )
     .await?;
+    state.engine.reload().await?;
     Ok(HttpResponse::Ok().json(report))
 }
 

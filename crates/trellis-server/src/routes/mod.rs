@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bundles;
 pub mod files;
+pub mod inbox;
 pub mod forms;
 pub mod ops;
 pub mod public;

@@ -32,7 +32,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(state.store.db.pool_stats()))
+        .body(
+            state
+                .metrics
+                .render(state.store.db.pool_stats(), state.engine.metrics().gather()),
+        )
 }
 
 /// The OpenAPI document, with a path set and schemas for every form as it is now.

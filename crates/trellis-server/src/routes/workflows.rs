@@ -47,6 +47,7 @@ async fn save(
         .map_err(StoreError::Definition)?;
     let ip = client_ip(req);
     workflows::put(&state.store.db, &wf, caller.by(&ip)).await?;
+    state.engine.reload().await?;
     view(&stored(state, &wf.name).await?)
 }
 
@@ -108,6 +109,7 @@ pub async fn delete(
     access::admin(&caller)?;
     let ip = client_ip(&req);
     workflows::delete(&state.store.db, &path, caller.by(&ip)).await?;
+    state.engine.reload().await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
