@@ -26,6 +26,7 @@ fn main() {
     let forms = read_all("forms");
     let roles = read_all("roles");
     let rules = read_all("rules");
+    let workflows = read_all("workflows");
     // The manifest without its closing brace, then the forms: the binary parses the result.
     let manifest = manifest
         .trim()
@@ -34,10 +35,11 @@ fn main() {
         .trim_end_matches(',')
         .to_owned();
     let doc = format!(
-        "{manifest},\n\"forms\": [\n{}\n],\n\"roles\": [\n{}\n],\n\"rules\": [\n{}\n]\n}}\n",
+        "{manifest},\n\"forms\": [\n{}\n],\n\"roles\": [\n{}\n],\n\"rules\": [\n{}\n],\n\"workflows\": [\n{}\n]\n}}\n",
         forms.join(",\n"),
         roles.join(",\n"),
-        rules.join(",\n")
+        rules.join(",\n"),
+        workflows.join(",\n")
     );
     let _ = fs::write(Path::new(&out).join("crm_bundle.json"), doc);
     let demo = fs::read_to_string(dir.join("demo.json")).unwrap_or_else(|_| "{}".into());

@@ -362,7 +362,8 @@ fn init_logging(format: &str) {
     }
 }
 
-/// Read a bundle from a JSON file or a folder (`bundle.json`, `forms/`, `roles/`, `rules/`).
+/// Read a bundle from a JSON file or a folder (`bundle.json`, `forms/`, `roles/`, `rules/`,
+/// `workflows/`).
 pub fn read_bundle(path: &Path) -> Result<Value> {
     if path.is_file() {
         let text =
@@ -374,7 +375,7 @@ pub fn read_bundle(path: &Path) -> Result<Value> {
         .with_context(|| format!("reading {}", manifest.display()))?;
     let mut doc: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    for sub in ["forms", "roles", "rules"] {
+    for sub in ["forms", "roles", "rules", "workflows"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path.join(sub))
             .map(|rd| {
                 rd.filter_map(Result::ok)
@@ -520,12 +521,13 @@ async fn run(cli: Cli) -> Result<()> {
                 let doc = read_bundle(path)?;
                 match bundles::check_alone(&doc) {
                     Ok(b) => println!(
-                        "{} {}: {} forms, {} roles, {} rules, valid",
+                        "{} {}: {} forms, {} roles, {} rules, {} workflows, valid",
                         b.name,
                         b.version,
                         b.forms.len(),
                         b.roles.len(),
-                        b.rules.len()
+                        b.rules.len(),
+                        b.workflows.len()
                     ),
                     Err(errs) => {
                         eprintln!("{} is invalid:", path.display());

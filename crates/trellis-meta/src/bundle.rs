@@ -9,7 +9,8 @@ use crate::check::{check_bundle_shape, check_form_at};
 use crate::error::MetaError;
 use crate::form::{Form, Label};
 use crate::role::{Role, check_role_at};
-use crate::rule::{Rule, check_rule_at};
+use crate::rule::{Rule, RuleKind, check_rule_at};
+use crate::workflow::{Catalog, Workflow, check_workflow_at};
 
 /// A bundle document: forms now, more sections as the engine grows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,19 @@ pub struct Bundle {
     /// Rule definitions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// Workflow definitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workflows: Vec<Workflow>,
+}
+
+/// What is installed already, for checking a bundle that refers to it.
+pub struct Installed<'a> {
+    /// A form by name.
+    pub form: &'a dyn Fn(&str) -> Option<Form>,
+    /// A rule's form and kind by name.
+    pub rule: &'a dyn Fn(&str) -> Option<(String, RuleKind)>,
+    /// Does a role exist?
+    pub role: &'a dyn Fn(&str) -> bool,
 }
 
 /// Parse a semantic version `MAJOR.MINOR.PATCH` (pre-release and build suffixes ignored).
@@ -51,6 +65,20 @@ pub fn check_bundle(
     doc: &Value,
     existing: &dyn Fn(&str) -> Option<Form>,
 ) -> Result<Bundle, Vec<MetaError>> {
+    check_bundle_with(
+        doc,
+        &Installed {
+            form: existing,
+            rule: &|_| None,
+            role: &|_| false,
+        },
+    )
+}
+
+/// Check a bundle against what is installed: as [`check_bundle`], and its workflows
+/// against the bundle's and the installed forms, rules and roles.
+pub fn check_bundle_with(doc: &Value, installed: &Installed<'_>) -> Result<Bundle, Vec<MetaError>> {
+    let existing = installed.form;
     let mut errs = check_bundle_shape(doc);
     if !errs.is_empty() {
         return Err(errs);
@@ -68,7 +96,6 @@ pub fn check_bundle(
     }
     // Kinds a bundle cannot install yet are refused, not silently dropped.
     for (kind, how) in [
-        ("workflows", "PUT /api/v1/workflows/{name}"),
         ("reports", "the reports API, once it exists"),
         ("dashboards", "the dashboards API, once it exists"),
     ] {
@@ -170,6 +197,44 @@ pub fn check_bundle(
             Err(e) => errs.extend(e),
         }
     }
+    let rule_of = |n: &str| {
+        rules
+            .iter()
+            .find(|r: &&Rule| r.name == n)
+            .map(|r| (r.form.clone(), r.kind))
+            .or_else(|| (installed.rule)(n))
+    };
+    let role_names: HashSet<&str> = roles.iter().map(|r: &Role| r.name.as_str()).collect();
+    let has_role = |n: &str| role_names.contains(n) || (installed.role)(n);
+    let cat = Catalog {
+        form: &form_of,
+        rule: &rule_of,
+        role: &has_role,
+    };
+    let mut workflows = Vec::new();
+    let mut seen_workflows = HashSet::new();
+    for (i, wd) in doc
+        .get("workflows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("workflows[{i}]");
+        if let Some(n) = wd.get("name").and_then(Value::as_str)
+            && !seen_workflows.insert(n.to_owned())
+        {
+            errs.push(MetaError::new(
+                format!("{at}.name"),
+                "duplicate_name",
+                format!("the workflow {n:?} is listed twice"),
+            ));
+        }
+        match check_workflow_at(wd, &cat, &at) {
+            Ok(w) => workflows.push(w),
+            Err(e) => errs.extend(e),
+        }
+    }
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -178,6 +243,7 @@ pub fn check_bundle(
     bundle.forms = forms;
     bundle.roles = roles;
     bundle.rules = rules;
+    bundle.workflows = workflows;
     Ok(bundle)
 }
 
@@ -197,10 +263,10 @@ mod tests {
     #[test]
     fn kinds_not_installable_yet_are_refused_not_dropped() {
         let doc = json!({"name":"app","version":"1.0.0","label":{"en":"App"},"forms":[],
-            "workflows":[{"name":"w"}], "reports": []});
+            "reports":[{"name":"r"}], "dashboards": []});
         let errs = check_bundle(&doc, &|_| None).unwrap_err();
         let paths: Vec<(&str, &str)> = errs.iter().map(|e| (e.path.as_str(), e.code)).collect();
-        assert_eq!(paths, vec![("workflows", "not_supported")]);
+        assert_eq!(paths, vec![("reports", "not_supported")]);
     }
 
     #[test]

@@ -534,13 +534,33 @@ impl Checker<'_> {
                     }
                 }
             }
-            Trigger::Schedule { cron, .. } => {
+            Trigger::Schedule { cron, timezone } => {
                 let n = cron.split_whitespace().count();
                 if !(6..=7).contains(&n) {
                     self.err(
                         &format!("{at}.cron"),
                         "invalid_cron",
                         format!("a schedule has six fields with seconds (\"0 0 9 * * *\"); {cron:?} has {n}"),
+                    );
+                } else if let Err(e) = croner::parser::CronParser::builder()
+                    .seconds(croner::parser::Seconds::Required)
+                    .dom_and_dow(true)
+                    .build()
+                    .parse(cron)
+                {
+                    self.err(
+                        &format!("{at}.cron"),
+                        "invalid_cron",
+                        format!("{cron:?} does not parse: {e}"),
+                    );
+                }
+                if let Some(tz) = timezone
+                    && tz.parse::<chrono_tz::Tz>().is_err()
+                {
+                    self.err(
+                        &format!("{at}.timezone"),
+                        "unknown_timezone",
+                        format!("{tz:?} is not an IANA time zone (such as \"Asia/Shanghai\")"),
                     );
                 }
             }
@@ -605,6 +625,37 @@ impl Checker<'_> {
         }
     }
 
+    /// A template (or a value holding templates) must parse.
+    fn template(&mut self, at: &str, v: &Value) {
+        match v {
+            Value::String(t) if t.contains("{{") || t.contains("{%") => {
+                let env = minijinja::Environment::new();
+                if let Err(e) = env.template_from_str(t) {
+                    self.err(
+                        at,
+                        "invalid_template",
+                        format!("the template does not parse: {e}"),
+                    );
+                }
+            }
+            Value::Object(m) => {
+                for (k, x) in m {
+                    self.template(&format!("{at}.{k}"), x);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    self.template(&format!("{at}[{i}]"), x);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn text(&mut self, at: &str, t: &str) {
+        self.template(at, &Value::String(t.to_owned()));
+    }
+
     fn steps(&mut self, steps: &[Step], at: &str, depth: usize) {
         if depth > MAX_DEPTH {
             self.err(
@@ -634,6 +685,7 @@ impl Checker<'_> {
         match kind {
             StepKind::Set { values } => {
                 self.values(own, &format!("{at}.values"), values);
+                self.template(&format!("{at}.values"), &Value::Object(values.clone()));
                 self.sets.extend(values.keys().cloned());
             }
             StepKind::Rule { rule } => self.rule(
@@ -650,6 +702,7 @@ impl Checker<'_> {
                     return;
                 };
                 self.values(&target, &format!("{at}.values"), values);
+                self.template(&format!("{at}.values"), &Value::Object(values.clone()));
                 if let Some(l) = link
                     && let Some(f) = self.field(&target, &format!("{at}.link"), l)
                     && f.target.as_deref() != Some(own.name.as_str())
@@ -675,16 +728,39 @@ impl Checker<'_> {
                     );
                 }
                 self.values(&target, &format!("{at}.values"), values);
+                self.template(&format!("{at}.values"), &Value::Object(values.clone()));
             }
-            StepKind::Task { assignee, due, .. } => {
+            StepKind::Task {
+                assignee,
+                due,
+                title,
+                description,
+            } => {
+                self.text(&format!("{at}.title"), title);
+                if let Some(d) = description {
+                    self.text(&format!("{at}.description"), d);
+                }
                 self.assignee(&format!("{at}.assignee"), assignee);
                 if let Some(d) = due {
                     self.duration(&format!("{at}.due"), d);
                 }
             }
-            StepKind::Notify { to, .. } => self.assignee(&format!("{at}.to"), to),
-            StepKind::Email { .. } => {}
-            StepKind::Webhook { timeout, .. } => {
+            StepKind::Notify { to, message } => {
+                self.assignee(&format!("{at}.to"), to);
+                self.text(&format!("{at}.message"), message);
+            }
+            StepKind::Email { to, subject, body } => {
+                self.text(&format!("{at}.to"), to);
+                self.text(&format!("{at}.subject"), subject);
+                self.text(&format!("{at}.body"), body);
+            }
+            StepKind::Webhook {
+                timeout, url, body, ..
+            } => {
+                self.text(&format!("{at}.url"), url);
+                if let Some(b) = body {
+                    self.template(&format!("{at}.body"), b);
+                }
                 if let Some(t) = timeout {
                     self.duration(&format!("{at}.timeout"), t);
                 }

@@ -6,7 +6,7 @@ use chrono::Utc;
 use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, TransactionTrait};
 use serde::Serialize;
 use serde_json::{Value, json};
-use trellis_meta::bundle::{Bundle, check_bundle, parse_version};
+use trellis_meta::bundle::{Bundle, Installed, check_bundle, check_bundle_with, parse_version};
 
 use crate::db::Db;
 use crate::entity::bundle as bundle_e;
@@ -44,6 +44,15 @@ pub struct RuleChange {
     /// Rule.
     pub rule: String,
     /// `create`, `update` or `unchanged`.
+    pub action: &'static str,
+}
+
+/// What installing did (or would do) to one workflow.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowChange {
+    /// Workflow.
+    pub workflow: String,
+    /// `create`, `update` (a new version) or `unchanged`.
     pub action: &'static str,
 }
 
@@ -92,6 +101,8 @@ pub struct InstallReport {
     pub roles: Vec<RoleChange>,
     /// Per rule: `create`, `update` or `unchanged`.
     pub rules: Vec<RuleChange>,
+    /// Per workflow: `create`, `update` or `unchanged`.
+    pub workflows: Vec<WorkflowChange>,
     /// Whether anything changed.
     pub changed: bool,
     /// Whether it was applied (false on a dry run).
@@ -111,8 +122,15 @@ pub async fn install(
 ) -> Result<InstallReport, StoreError> {
     let _changing = registry.change.write().await;
     let snapshot = registry.snapshot();
-    let bundle = check_bundle(doc, &|n| snapshot.0.get(n).map(|e| e.form.clone()))
-        .map_err(StoreError::Definition)?;
+    let bundle = check_bundle_with(
+        doc,
+        &Installed {
+            form: &|n| snapshot.0.get(n).map(|e| e.form.clone()),
+            rule: &|n| rules.get(n).map(|e| (e.rule.form.clone(), e.rule.kind)),
+            role: &|n| roles.get(n).is_some(),
+        },
+    )
+    .map_err(StoreError::Definition)?;
     // Role filters are checked against the forms as the bundle leaves them.
     let mut after = (*snapshot.0).clone();
     for f in &bundle.forms {
@@ -129,6 +147,13 @@ pub async fn install(
         .flat_map(|(i, r)| check_filters(r, &after, &format!("roles[{i}]")))
         .collect();
     role_errs.extend(compile_rules(&bundle));
+    for (i, w) in bundle.workflows.iter().enumerate() {
+        role_errs.extend(crate::workflows::check_filters(
+            w,
+            &after,
+            &format!("workflows[{i}]"),
+        ));
+    }
     if !role_errs.is_empty() {
         return Err(StoreError::Definition(role_errs));
     }
@@ -340,10 +365,34 @@ pub async fn install(
             .await?;
         }
     }
+    let mut workflow_changes = Vec::new();
+    for w in &bundle.workflows {
+        let current = crate::workflows::load(&txn, &w.name).await?;
+        let same = current
+            .as_ref()
+            .is_some_and(|c| c.workflow == *w && c.bundle.as_deref() == Some(bundle.name.as_str()));
+        workflow_changes.push(WorkflowChange {
+            workflow: w.name.clone(),
+            action: change(current.is_some(), same),
+        });
+        if !dry_run && !same {
+            crate::workflows::save(
+                &txn,
+                w,
+                Some(&bundle.name),
+                crate::admin_audit::By {
+                    actor: actor.user.as_deref(),
+                    ip: None,
+                },
+            )
+            .await?;
+        }
+    }
     let changed = manifest_changed
         || changes.iter().any(|c| c.action != "unchanged")
         || role_changes.iter().any(|c| c.action != "unchanged")
-        || rule_changes.iter().any(|c| c.action != "unchanged");
+        || rule_changes.iter().any(|c| c.action != "unchanged")
+        || workflow_changes.iter().any(|c| c.action != "unchanged");
     if dry_run || !changed {
         txn.rollback().await?;
     } else {
@@ -383,13 +432,14 @@ pub async fn install(
         forms: changes,
         roles: role_changes,
         rules: rule_changes,
+        workflows: workflow_changes,
         changed,
         applied: !dry_run && changed,
     })
 }
 
-/// Check a bundle on its own, without a database: its forms, and its roles with their
-/// filters against the bundle's forms.
+/// Check a bundle on its own, without a database: its forms, and its roles and workflows
+/// with their filters against the bundle's forms.
 pub fn check_alone(doc: &Value) -> Result<Bundle, Vec<trellis_meta::MetaError>> {
     let bundle = check_bundle(doc, &|_| None)?;
     let errs = compile_rules(&bundle);
@@ -405,12 +455,19 @@ pub fn check_alone(doc: &Value) -> Result<Bundle, Vec<trellis_meta::MetaError>> 
         forms.insert(f.name.clone(), Arc::new(e));
     }
     let snap = Snapshot(Arc::new(forms));
-    let errs: Vec<_> = bundle
+    let mut errs: Vec<_> = bundle
         .roles
         .iter()
         .enumerate()
         .flat_map(|(i, r)| check_filters(r, &snap, &format!("roles[{i}]")))
         .collect();
+    for (i, w) in bundle.workflows.iter().enumerate() {
+        errs.extend(crate::workflows::check_filters(
+            w,
+            &snap,
+            &format!("workflows[{i}]"),
+        ));
+    }
     if errs.is_empty() {
         Ok(bundle)
     } else {
@@ -458,5 +515,11 @@ pub async fn export(
         .collect();
     own.sort_by_key(|e| e.position);
     b.rules = own.into_iter().map(|e| (*e.rule).clone()).collect();
+    b.workflows = crate::workflows::list(&db.reader)
+        .await?
+        .into_iter()
+        .filter(|w| w.bundle.as_deref() == Some(name))
+        .map(|w| w.workflow)
+        .collect();
     Ok(b)
 }

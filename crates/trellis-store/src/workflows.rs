@@ -84,25 +84,34 @@ pub fn check(
         role: &|r| roles.get(r).is_some(),
     };
     let wf = check_workflow_at(doc, &cat, "")?;
+    let errs = check_filters(&wf, snap, "");
+    if errs.is_empty() { Ok(wf) } else { Err(errs) }
+}
+
+/// The filters of a workflow (its condition, `when`, `until`, `if`) against its form;
+/// errors are placed under `prefix`.
+pub fn check_filters(wf: &Workflow, snap: &Snapshot, prefix: &str) -> Vec<MetaError> {
     let mut found = Vec::new();
     if let Some(c) = &wf.condition {
         found.push(("condition".to_owned(), c));
     }
     filters(&wf.steps, &mut found);
-    let errs: Vec<MetaError> = found
+    found
         .into_iter()
         .filter_map(|(at, f)| {
             Filter::parse(&wf.form, f, snap, Utc::now()).err().map(|e| {
-                let path = if e.path.is_empty() {
+                let mut path = if prefix.is_empty() {
                     at
                 } else {
-                    format!("{at}.{}", e.path)
+                    format!("{prefix}.{at}")
                 };
+                if !e.path.is_empty() {
+                    path = format!("{path}.{}", e.path);
+                }
                 MetaError::new(path, e.code, e.message)
             })
         })
-        .collect();
-    if errs.is_empty() { Ok(wf) } else { Err(errs) }
+        .collect()
 }
 
 /// Users a workflow names by e-mail must exist.

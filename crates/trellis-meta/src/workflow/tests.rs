@@ -175,3 +175,29 @@ fn durations() {
     assert!(parse_duration("3 days", &p).is_err());
     assert!(parse_duration("99999999999w", &p).is_err());
 }
+
+#[test]
+fn cron_time_zones_and_templates_are_checked_at_save() {
+    let doc = json!({
+        "name": "w", "label": {"en": "W"}, "form": "lead",
+        "trigger": {"on": "schedule", "cron": "0 0 25 * * *", "timezone": "Mars/Olympus"},
+        "steps": [
+            {"type": "task", "title": "Call {{ record.company", "assignee": "owner"},
+            {"type": "email", "to": "{{ record.email }}", "subject": "Hi", "body": "{% if x %}open"},
+            {"type": "set", "values": {"company": "{{ record.company | }}"}}
+        ]
+    });
+    let errs = check(doc).unwrap_err();
+    let p = paths(&errs);
+    assert!(p.contains(&("trigger.cron", "invalid_cron")), "{p:?}");
+    assert!(p.contains(&("trigger.timezone", "unknown_timezone")), "{p:?}");
+    assert!(p.contains(&("steps[0].title", "invalid_template")), "{p:?}");
+    assert!(p.contains(&("steps[1].body", "invalid_template")), "{p:?}");
+    assert!(p.contains(&("steps[2].values.company", "invalid_template")), "{p:?}");
+    let good = json!({
+        "name": "w", "label": {"en": "W"}, "form": "lead",
+        "trigger": {"on": "schedule", "cron": "0 0 9 * * Mon-Fri", "timezone": "Asia/Shanghai"},
+        "steps": [{"type": "task", "title": "Call {{ record.company }}", "assignee": "owner"}]
+    });
+    assert!(check(good).is_ok());
+}
