@@ -69,7 +69,11 @@ struct WorkflowArgs {
     #[arg(long, env = "TRELLIS_SMTP_PASSWORD", hide_env_values = true)]
     smtp_password: Option<String>,
     /// The sender of workflow e-mail.
-    #[arg(long, env = "TRELLIS_SMTP_FROM", default_value = "Trellis <trellis@localhost>")]
+    #[arg(
+        long,
+        env = "TRELLIS_SMTP_FROM",
+        default_value = "Trellis <trellis@localhost>"
+    )]
     smtp_from: String,
     /// How often the engine looks for due work when nothing wakes it, in milliseconds.
     #[arg(long, env = "TRELLIS_WORKFLOW_POLL_MS", default_value_t = 500)]

@@ -12,7 +12,7 @@ pub fn read_bundle(dir: &str) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut doc: Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("bundle.json")).unwrap()).unwrap();
-    for sub in ["forms", "roles", "rules"] {
+    for sub in ["forms", "roles", "rules", "workflows"] {
         let Ok(rd) = std::fs::read_dir(root.join(sub)) else {
             continue;
         };
@@ -64,11 +64,13 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
             .all(|f| f["action"] == "create")
     );
     assert_eq!(r["roles"].as_array().unwrap().len(), 7, "{r}");
-    assert_eq!(r["rules"].as_array().unwrap().len(), 5, "{r}");
+    assert_eq!(r["rules"].as_array().unwrap().len(), 6, "{r}");
+    assert_eq!(r["workflows"].as_array().unwrap().len(), 14, "{r}");
     let first = export(&app, "crm").await;
     let exported: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(exported["roles"].as_array().unwrap().len(), 7);
-    assert_eq!(exported["rules"].as_array().unwrap().len(), 5);
+    assert_eq!(exported["rules"].as_array().unwrap().len(), 6);
+    assert_eq!(exported["workflows"].as_array().unwrap().len(), 14);
     let (_, r) = app.post("/api/v1/bundles", crm.clone()).await;
     assert_eq!(r["changed"], false, "installing twice changes nothing: {r}");
     let (_, versions) = app.get("/api/v1/forms/lead/versions").await;
@@ -87,7 +89,7 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
 
     // An upgrade adds a field through a planned migration; a downgrade is refused.
     let mut v2 = crm.clone();
-    v2["version"] = json!("1.1.0");
+    v2["version"] = json!("1.5.0");
     let lead = v2["forms"]
         .as_array_mut()
         .unwrap()
@@ -122,7 +124,7 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
     assert_eq!(role["bundle"], "crm");
     // A bundle's role filter must fit the forms.
     let mut bad = crm.clone();
-    bad["version"] = json!("1.2.0");
+    bad["version"] = json!("1.6.0");
     bad["roles"][0]["forms"] = json!({"lead": {"read": "all", "filter": {"ghost": 1}}});
     let (st, refused) = app.post("/api/v1/bundles", bad).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
@@ -139,7 +141,7 @@ async fn the_crm_installs_idempotently_and_round_trips_byte_for_byte() {
     assert_eq!(lead["action"], "upgrade");
     assert_eq!(lead["plan"]["steps"][0]["op"], "add_field");
     let (st, _) = app.post("/api/v1/bundles", crm).await;
-    assert_eq!(st, StatusCode::CONFLICT, "1.0.0 after 1.1.0 is a downgrade");
+    assert_eq!(st, StatusCode::CONFLICT, "1.1.0 after 1.5.0 is a downgrade");
 }
 
 #[tokio::test]

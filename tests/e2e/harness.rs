@@ -130,6 +130,22 @@ impl TestApp {
         app
     }
 
+    /// Kill the process with SIGKILL (no chance to finish anything) and start a new one on
+    /// the same database and directory.
+    pub async fn kill_and_restart(mut self, extra: &[&str]) -> TestApp {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self._dir, tempdir::Dir::new());
+        let db_url = self.db_url.clone();
+        drop(self);
+        Self::start(dir, db_url, extra).await
+    }
+
+    /// A second server process on the same database (PostgreSQL).
+    pub async fn another(&self, extra: &[&str]) -> TestApp {
+        Self::start(tempdir::Dir::new(), self.db_url.clone(), extra).await
+    }
+
     /// Send SIGTERM and wait for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

@@ -9,6 +9,7 @@ mod sinks;
 mod access;
 mod bundles;
 mod cli;
+mod flows;
 mod forms;
 mod formulas;
 mod ops;

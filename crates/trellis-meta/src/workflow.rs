@@ -71,6 +71,13 @@ pub enum Trigger {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         fields: Vec<String>,
     },
+    /// A record was created, or updated when one of `fields` changed (any, if none are
+    /// named): for work that must follow a record's first state and every edit of it.
+    Saved {
+        /// Only these fields count on update.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fields: Vec<String>,
+    },
     /// A record was deleted.
     Deleted,
     /// A field changed, optionally from and to given values.
@@ -224,7 +231,7 @@ pub enum StepKind {
     Webhook {
         /// The URL (a template).
         url: String,
-        /// HMAC-SHA256 signing secret.
+        /// HMAC-SHA256 signing secret (a template: `{{ params.secret }}`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret: Option<String>,
         /// How long one attempt may take.
@@ -406,7 +413,7 @@ pub fn check_workflow_at(
     }
     c.steps(&wf.steps, &at("steps"), 1);
     // A workflow that sets what its own update trigger watches would set itself off again.
-    if let Trigger::Updated { fields } = &wf.trigger {
+    if let Trigger::Updated { fields } | Trigger::Saved { fields } = &wf.trigger {
         let loops = if fields.is_empty() {
             !c.sets.is_empty()
         } else {
@@ -506,7 +513,7 @@ impl Checker<'_> {
     fn trigger(&mut self, at: &str) {
         let form = self.form;
         match &self.wf.trigger {
-            Trigger::Updated { fields } => {
+            Trigger::Updated { fields } | Trigger::Saved { fields } => {
                 for (i, f) in fields.iter().enumerate() {
                     if !system(f) {
                         self.field(form, &format!("{at}.fields[{i}]"), f);
@@ -755,9 +762,16 @@ impl Checker<'_> {
                 self.text(&format!("{at}.body"), body);
             }
             StepKind::Webhook {
-                timeout, url, body, ..
+                timeout,
+                url,
+                body,
+                secret,
+                ..
             } => {
                 self.text(&format!("{at}.url"), url);
+                if let Some(x) = secret {
+                    self.text(&format!("{at}.secret"), x);
+                }
                 if let Some(b) = body {
                     self.template(&format!("{at}.body"), b);
                 }

@@ -325,7 +325,10 @@ impl From<trellis_workflow::WorkflowError> for ApiError {
             }
             other => {
                 tracing::error!(error = %other, "workflow engine error");
-                Self::new(Code::Internal, "the workflow engine failed; the error is logged")
+                Self::new(
+                    Code::Internal,
+                    "the workflow engine failed; the error is logged",
+                )
             }
         }
     }

@@ -21,7 +21,7 @@ use crate::auth::TokenCache;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
 use crate::routes::{
-    audit, bundles, files, inbox, forms, ops, public, records, roles, rules, users, workflows,
+    audit, bundles, files, forms, inbox, ops, public, records, roles, rules, users, workflows,
 };
 
 /// Settings of the HTTP server.
@@ -178,7 +178,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/runs/{id}").get(inbox::run))
                 .service(resource("/runs/{id}/retry").post(inbox::retry))
                 .service(resource("/runs/{id}/cancel").post(inbox::cancel))
-                .service(resource("/tasks").get(inbox::tasks).post(inbox::create_task))
+                .service(
+                    resource("/tasks")
+                        .get(inbox::tasks)
+                        .post(inbox::create_task),
+                )
                 .service(resource("/tasks/{id}/complete").post(inbox::complete_task))
                 .service(resource("/approvals").get(inbox::approvals))
                 .service(resource("/approvals/{id}/decision").post(inbox::decide))

@@ -61,8 +61,7 @@ impl Metrics {
         let mut buf = Vec::new();
         let mut all = self.registry.gather();
         all.extend(more);
-        if TextEncoder::new().encode(&all, &mut buf).is_err()
-        {
+        if TextEncoder::new().encode(&all, &mut buf).is_err() {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()

@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use trellis_meta::bundle::{Bundle, Installed, check_bundle, check_bundle_with, parse_version};
 
 use crate::db::Db;
+use crate::db::Watch;
 use crate::entity::bundle as bundle_e;
 use crate::error::StoreError;
 use crate::forms::{FormEntry, Registry, Snapshot, initial_columns, insert_form};
 use crate::plan::{Plan, apply, make_plan, save_definition};
-use crate::db::Watch;
 use crate::records::{Actor, write_audit};
 use crate::roles::{Roles, check_filters, save as save_role};
 

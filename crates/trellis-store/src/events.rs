@@ -46,7 +46,16 @@ pub(crate) async fn emit<C: ConnectionTrait>(
     let depth = i64::from(actor.depth);
     let mut ins = Query::insert();
     ins.into_table(Alias::new(EVENTS)).columns(
-        ["form", "record_id", "action", "changes", "actor", "depth", "at"].map(Alias::new),
+        [
+            "form",
+            "record_id",
+            "action",
+            "changes",
+            "actor",
+            "depth",
+            "at",
+        ]
+        .map(Alias::new),
     );
     let mut n = 0usize;
     for (form, id, action, changes) in rows {
@@ -65,8 +74,16 @@ pub(crate) async fn emit<C: ConnectionTrait>(
             c.execute(&ins).await?;
             ins = Query::insert();
             ins.into_table(Alias::new(EVENTS)).columns(
-                ["form", "record_id", "action", "changes", "actor", "depth", "at"]
-                    .map(Alias::new),
+                [
+                    "form",
+                    "record_id",
+                    "action",
+                    "changes",
+                    "actor",
+                    "depth",
+                    "at",
+                ]
+                .map(Alias::new),
             );
         }
     }

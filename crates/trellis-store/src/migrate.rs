@@ -27,7 +27,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, "rules"),
     (6, "routing turns, re-runs tied to a rule version"),
     (7, "workflow definitions and their versions"),
-    (8, "workflow outbox, runs, steps, tasks, approvals, notifications, messages"),
+    (
+        8,
+        "workflow outbox, runs, steps, tasks, approvals, notifications, messages",
+    ),
 ];
 
 /// Rule definitions.
@@ -363,7 +366,13 @@ async fn workflow_tables(txn: &DatabaseTransaction) -> Result<(), StoreError> {
     let ms_null = |name: &'static str| ColumnDef::new(name).big_integer().to_owned();
     let text = |name: &'static str| ColumnDef::new(name).text().not_null().to_owned();
     let text_null = |name: &'static str| ColumnDef::new(name).text().to_owned();
-    let int = |name: &'static str| ColumnDef::new(name).integer().not_null().default(0).to_owned();
+    let int = |name: &'static str| {
+        ColumnDef::new(name)
+            .integer()
+            .not_null()
+            .default(0)
+            .to_owned()
+    };
     txn.execute(
         Table::create()
             .table(EVENTS)

@@ -16,13 +16,13 @@ use trellis_query::value::{format_datetime, parse_datetime};
 use trellis_query::{Dialect, ValueKind};
 
 use crate::db::Db;
+use crate::db::Watch;
 use crate::entity::form as form_e;
 use crate::error::{BlockingRow, StoreError};
 use crate::forms::{
     ColumnInfo, ColumnState, FormEntry, Registry, check_new, column_def, drop_index_sqls,
     field_kind, index_sqls, kind_name, parse_kind, q, save_version, wants_index,
 };
-use crate::db::Watch;
 use crate::records::{Actor, write_audit};
 use crate::row::decode;
 

@@ -18,16 +18,16 @@ use trellis_query::value::{format_datetime, parse_datetime, to_sql};
 use trellis_query::{Cursor, Dialect, Filter, FilterError, Sort, ValueKind, cursor};
 
 use crate::Store;
-use crate::db::{Db, Watch};
 use crate::access;
+use crate::db::{Db, Watch};
 use crate::error::{BlockingRow, StoreError};
 use crate::facts::{Host, Turns};
 use crate::forms::{FormEntry, SYSTEM, Snapshot, field_kind};
 use crate::migrate::{AUDIT, SEQUENCES};
 use crate::row::decode;
 use trellis_access::Permissions;
-use trellis_rules::RuleError;
 use trellis_meta::role::Action;
+use trellis_rules::RuleError;
 
 /// Who performs a write.
 #[derive(Debug, Clone, Default)]
@@ -368,7 +368,11 @@ impl Store {
         crate::rules::record_failures(&self.db, form, &recorded).await;
         // The records are committed: a failed ANALYZE must not turn that into an error.
         let table = crate::forms::table_name(form);
-        if let Err(e) = self.stats.note(&self.db, &table, records.len() as u64).await {
+        if let Err(e) = self
+            .stats
+            .note(&self.db, &table, records.len() as u64)
+            .await
+        {
             tracing::warn!(error = %e, "analyzing a table failed");
         }
         Ok(records)
@@ -456,17 +460,8 @@ impl Store {
                 return Err(StoreError::Validation(gates));
             }
         }
-        let mut records = insert_records(
-            &txn,
-            &self.db,
-            &snap,
-            &entry,
-            prepared,
-            actor,
-            now,
-            batch,
-        )
-        .await?;
+        let mut records =
+            insert_records(&txn, &self.db, &snap, &entry, prepared, actor, now, batch).await?;
         txn.commit().await?;
         self.db.watch.ring();
         for r in &mut records {

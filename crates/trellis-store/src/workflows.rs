@@ -326,7 +326,9 @@ pub async fn load_version<C: ConnectionTrait>(
         .and_where(Expr::col(Alias::new("name")).eq(name))
         .and_where(Expr::col(Alias::new("version")).eq(version));
     match c.query_one(&s).await? {
-        Some(r) => Ok(Some(serde_json::from_str(&r.try_get_by_index::<String>(0)?)?)),
+        Some(r) => Ok(Some(serde_json::from_str(
+            &r.try_get_by_index::<String>(0)?,
+        )?)),
         None => Ok(None),
     }
 }

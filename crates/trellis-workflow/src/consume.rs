@@ -38,7 +38,17 @@ pub(crate) async fn events(inner: &Arc<Inner>) -> Result<usize> {
     let txn = db.writer.begin().await?;
     let mut s = Query::select();
     s.columns(
-        ["id", "form", "record_id", "action", "changes", "actor", "depth", "at"].map(Alias::new),
+        [
+            "id",
+            "form",
+            "record_id",
+            "action",
+            "changes",
+            "actor",
+            "depth",
+            "at",
+        ]
+        .map(Alias::new),
     )
     .from(Alias::new(EVENTS))
     .order_by(Alias::new("id"), Order::Asc)
@@ -134,9 +144,15 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
                 ev.action == "updated"
                     && (fields.is_empty() || fields.iter().any(|f| ev.changes.contains_key(f)))
             }
+            Trigger::Saved { fields } => {
+                ev.action == "created"
+                    || (ev.action == "updated"
+                        && (fields.is_empty() || fields.iter().any(|f| ev.changes.contains_key(f))))
+            }
             Trigger::Changed { field, from, to } => match change(ev, field) {
                 Some((b, a)) if b != a && ev.action != "deleted" => {
-                    from.as_ref().is_none_or(|f| as_text(&b).as_ref() == Some(f))
+                    from.as_ref()
+                        .is_none_or(|f| as_text(&b).as_ref() == Some(f))
                         && to.as_ref().is_none_or(|t| as_text(&a).as_ref() == Some(t))
                 }
                 _ => false,

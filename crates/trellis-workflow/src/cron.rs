@@ -43,7 +43,10 @@ pub(crate) async fn sync(inner: &Arc<Inner>) -> Result<()> {
         .filter_map(|s| match &s.workflow.trigger {
             Trigger::Schedule { cron, timezone } => Some((
                 s.workflow.name.clone(),
-                (cron.clone(), timezone.clone().unwrap_or_else(|| "UTC".into())),
+                (
+                    cron.clone(),
+                    timezone.clone().unwrap_or_else(|| "UTC".into()),
+                ),
             )),
             _ => None,
         })

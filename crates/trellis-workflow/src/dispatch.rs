@@ -12,9 +12,9 @@ use hmac::{Hmac, Mac};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sea_orm::ConnectionTrait;
 use sea_orm::TransactionTrait;
 use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Order, Query};
-use sea_orm::ConnectionTrait;
 use serde_json::Value;
 use sha2::Sha256;
 use trellis_store::migrate::MESSAGES;
@@ -110,7 +110,12 @@ pub(crate) async fn due(inner: &Arc<Inner>) -> Result<usize> {
     // The lease covers the slowest attempt a message may make.
     let longest = claimed
         .iter()
-        .map(|m| m.payload.get("timeout_ms").and_then(Value::as_i64).unwrap_or(30_000))
+        .map(|m| {
+            m.payload
+                .get("timeout_ms")
+                .and_then(Value::as_i64)
+                .unwrap_or(30_000)
+        })
         .max()
         .unwrap_or(30_000);
     let mut u = Query::update();
@@ -155,7 +160,10 @@ async fn send(inner: &Inner, m: &Claimed) -> std::result::Result<(), String> {
 }
 
 async fn send_email(inner: &Inner, m: &Claimed) -> std::result::Result<(), String> {
-    let mailer = inner.mailer.as_ref().ok_or("no SMTP server is configured")?;
+    let mailer = inner
+        .mailer
+        .as_ref()
+        .ok_or("no SMTP server is configured")?;
     let p = &m.payload;
     let mut b = Message::builder()
         .from(mailer.from.clone())
@@ -169,7 +177,12 @@ async fn send_email(inner: &Inner, m: &Claimed) -> std::result::Result<(), Strin
     }
     let msg = b
         .header(ContentType::TEXT_PLAIN)
-        .body(p.get("body").and_then(Value::as_str).unwrap_or_default().to_owned())
+        .body(
+            p.get("body")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        )
         .map_err(|e| format!("the e-mail does not build: {e}"))?;
     mailer
         .transport
@@ -193,9 +206,12 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 async fn send_webhook(inner: &Inner, m: &Claimed) -> std::result::Result<(), String> {
     let p = &m.payload;
     let url = p.get("url").and_then(Value::as_str).ok_or("no URL")?;
-    let body = serde_json::to_vec(p.get("body").unwrap_or(&Value::Null))
-        .map_err(|e| e.to_string())?;
-    let timeout = p.get("timeout_ms").and_then(Value::as_u64).unwrap_or(10_000);
+    let body =
+        serde_json::to_vec(p.get("body").unwrap_or(&Value::Null)).map_err(|e| e.to_string())?;
+    let timeout = p
+        .get("timeout_ms")
+        .and_then(Value::as_u64)
+        .unwrap_or(10_000);
     let mut req = inner
         .http
         .post(url)
@@ -241,13 +257,21 @@ async fn settle(
             u.value(Alias::new("status"), "sent")
                 .value(Alias::new("sent_at"), now)
                 .value(Alias::new("last_error"), None::<String>);
-            inner.metrics.sent.with_label_values(&[m.kind.as_str()]).inc();
+            inner
+                .metrics
+                .sent
+                .with_label_values(&[m.kind.as_str()])
+                .inc();
         }
         Err(e) if attempts >= m.max_attempts => {
             tracing::warn!(message = %m.id, kind = %m.kind, error = %e, "message given up on");
             u.value(Alias::new("status"), "dead")
                 .value(Alias::new("last_error"), e);
-            inner.metrics.dead.with_label_values(&[m.kind.as_str()]).inc();
+            inner
+                .metrics
+                .dead
+                .with_label_values(&[m.kind.as_str()])
+                .inc();
         }
         Err(e) => {
             let base = i64::try_from(inner.opts.retry_base.as_millis()).unwrap_or(1000);
@@ -255,7 +279,11 @@ async fn settle(
             u.value(Alias::new("status"), "pending")
                 .value(Alias::new("next_at"), now + wait)
                 .value(Alias::new("last_error"), e);
-            inner.metrics.retries.with_label_values(&[m.kind.as_str()]).inc();
+            inner
+                .metrics
+                .retries
+                .with_label_values(&[m.kind.as_str()])
+                .inc();
         }
     }
     let db = &inner.store.db;

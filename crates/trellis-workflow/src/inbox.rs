@@ -244,7 +244,12 @@ impl Engine {
 
     /// Approval requests: `pending` ones waiting for the caller (all, for administrators),
     /// or decided ones the caller could decide.
-    pub async fn approvals(&self, who: &Who, status: Option<&str>, limit: u64) -> Result<Vec<Value>> {
+    pub async fn approvals(
+        &self,
+        who: &Who,
+        status: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Value>> {
         let mut s = approval_select();
         if let Some(st) = status.filter(|s| *s != "any") {
             s.and_where(Expr::col(Alias::new("status")).eq(st));
@@ -308,7 +313,10 @@ impl Engine {
         let decision = if approve { "approve" } else { "reject" };
         let mut u = Query::update();
         u.table(Alias::new(APPROVALS))
-            .value(Alias::new("status"), if approve { "approved" } else { "rejected" })
+            .value(
+                Alias::new("status"),
+                if approve { "approved" } else { "rejected" },
+            )
             .value(Alias::new("decided_by"), who.user.as_str())
             .value(Alias::new("decided_at"), now)
             .value(Alias::new("comment"), comment)
@@ -317,8 +325,16 @@ impl Engine {
         let run_id = current["run_id"].as_str().unwrap_or_default().to_owned();
         let mut rs = Query::select();
         rs.columns(
-            ["workflow", "version", "form", "record_id", "depth", "trigger", "state"]
-                .map(Alias::new),
+            [
+                "workflow",
+                "version",
+                "form",
+                "record_id",
+                "depth",
+                "trigger",
+                "state",
+            ]
+            .map(Alias::new),
         )
         .from(Alias::new(RUNS))
         .and_where(Expr::col(Alias::new("id")).eq(run_id.as_str()))
@@ -354,16 +370,31 @@ impl Engine {
             let Some(StepKind::Approval { levels, .. }) =
                 state::at(&wf.steps, &run.state.pc).map(|s| &s.kind)
             else {
-                return Err(WorkflowError::Conflict("the run is not at an approval".into()));
+                return Err(WorkflowError::Conflict(
+                    "the run is not at an approval".into(),
+                ));
             };
             let record = inner
                 .store
-                .read_record(&txn, &run.form, run.record_id.as_deref().unwrap_or_default())
+                .read_record(
+                    &txn,
+                    &run.form,
+                    run.record_id.as_deref().unwrap_or_default(),
+                )
                 .await?
                 .unwrap_or_default();
-            ap.request = open_request(&txn, &wf, &path, &run, levels, &ap.levels, ap.at + 1, &record)
-                .await
-                .map_err(|e| WorkflowError::Conflict(format!("the next level cannot be asked: {e}")))?;
+            ap.request = open_request(
+                &txn,
+                &wf,
+                &path,
+                &run,
+                levels,
+                &ap.levels,
+                ap.at + 1,
+                &record,
+            )
+            .await
+            .map_err(|e| WorkflowError::Conflict(format!("the next level cannot be asked: {e}")))?;
             ap.at += 1;
         } else {
             ap.decision = Some(decision.to_owned());
@@ -399,8 +430,16 @@ impl Engine {
         let db = &self.store().db;
         let mut s = Query::select();
         s.columns(
-            ["id", "message", "form", "record_id", "run_id", "created_at", "read_at"]
-                .map(Alias::new),
+            [
+                "id",
+                "message",
+                "form",
+                "record_id",
+                "run_id",
+                "created_at",
+                "read_at",
+            ]
+            .map(Alias::new),
         )
         .from(Alias::new(NOTIFICATIONS))
         .and_where(Expr::col(Alias::new("user_id")).eq(who.user.as_str()));
@@ -498,7 +537,10 @@ impl Engine {
         let mut out = run_json(&r)?;
         let mut st = Query::select();
         st.columns(
-            ["path", "step", "kind", "status", "at", "micros", "detail", "error"].map(Alias::new),
+            [
+                "path", "step", "kind", "status", "at", "micros", "detail", "error",
+            ]
+            .map(Alias::new),
         )
         .from(Alias::new(RUN_STEPS))
         .and_where(Expr::col(Alias::new("run_id")).eq(id))
@@ -540,7 +582,9 @@ impl Engine {
             .and_where(Expr::col(Alias::new("status")).eq("failed"));
         if exec(&self.store().db.writer, &u).await? == 0 {
             self.run(id).await?;
-            return Err(WorkflowError::Conflict("only a failed run can be retried".into()));
+            return Err(WorkflowError::Conflict(
+                "only a failed run can be retried".into(),
+            ));
         }
         self.store().db.watch.ring();
         self.run(id).await
@@ -576,7 +620,13 @@ impl Engine {
     }
 
     /// Start a manual (or webhook-triggered) workflow on a record.
-    pub async fn start_run(&self, workflow: &str, record: Option<&str>, payload: Option<Value>, by: Option<&str>) -> Result<Value> {
+    pub async fn start_run(
+        &self,
+        workflow: &str,
+        record: Option<&str>,
+        payload: Option<Value>,
+        by: Option<&str>,
+    ) -> Result<Value> {
         let inner = self.inner();
         let wf = inner
             .defs
@@ -592,7 +642,9 @@ impl Engine {
             }
         };
         if !wf.workflow.active {
-            return Err(WorkflowError::Conflict(format!("the workflow {workflow} is not active")));
+            return Err(WorkflowError::Conflict(format!(
+                "the workflow {workflow} is not active"
+            )));
         }
         if let Some(r) = record
             && inner
@@ -601,7 +653,10 @@ impl Engine {
                 .await?
                 .is_none()
         {
-            return Err(WorkflowError::NotFound(format!("{} record {r}", wf.workflow.form)));
+            return Err(WorkflowError::NotFound(format!(
+                "{} record {r}",
+                wf.workflow.form
+            )));
         }
         let id = insert(
             &inner.store.db.writer,
@@ -629,8 +684,17 @@ impl Engine {
         let mut s = Query::select();
         s.columns(
             [
-                "id", "kind", "run_id", "payload", "status", "attempts", "max_attempts", "next_at",
-                "last_error", "created_at", "sent_at",
+                "id",
+                "kind",
+                "run_id",
+                "payload",
+                "status",
+                "attempts",
+                "max_attempts",
+                "next_at",
+                "last_error",
+                "created_at",
+                "sent_at",
             ]
             .map(Alias::new),
         )
@@ -695,8 +759,19 @@ fn approval_select() -> SelectStatement {
     let mut s = Query::select();
     s.columns(
         [
-            "id", "run_id", "form", "record_id", "level", "levels", "label", "approvers", "status",
-            "created_at", "decided_by", "decided_at", "comment",
+            "id",
+            "run_id",
+            "form",
+            "record_id",
+            "level",
+            "levels",
+            "label",
+            "approvers",
+            "status",
+            "created_at",
+            "decided_by",
+            "decided_at",
+            "comment",
         ]
         .map(Alias::new),
     )
@@ -726,8 +801,21 @@ fn run_select() -> SelectStatement {
     let mut s = Query::select();
     s.columns(
         [
-            "id", "workflow", "version", "form", "record_id", "status", "depth", "trigger",
-            "state", "waiting_for", "wake_at", "error", "started_at", "updated_at", "finished_at",
+            "id",
+            "workflow",
+            "version",
+            "form",
+            "record_id",
+            "status",
+            "depth",
+            "trigger",
+            "state",
+            "waiting_for",
+            "wake_at",
+            "error",
+            "started_at",
+            "updated_at",
+            "finished_at",
         ]
         .map(Alias::new),
     )
@@ -736,8 +824,7 @@ fn run_select() -> SelectStatement {
 }
 
 fn run_json(r: &QueryResult) -> Result<Value> {
-    let state: Map<String, Value> =
-        serde_json::from_str(&text(r, "state")?).unwrap_or_default();
+    let state: Map<String, Value> = serde_json::from_str(&text(r, "state")?).unwrap_or_default();
     let at = serde_json::from_value::<State>(Value::Object(state.clone()))
         .map(|s| s.path())
         .unwrap_or_default();

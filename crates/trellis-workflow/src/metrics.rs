@@ -33,7 +33,9 @@ impl Metrics {
         )?;
         let step_seconds = HistogramVec::new(
             HistogramOpts::new("trellis_workflow_step_seconds", "Workflow step latency").buckets(
-                vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+                ],
             ),
             &["kind"],
         )?;

@@ -75,7 +75,10 @@ pub async fn resolve<C: ConnectionTrait>(
                 None => None,
             };
             let Some(owner) = owner else {
-                return one(None, "the record has no active owner, so no owner's manager");
+                return one(
+                    None,
+                    "the record has no active owner, so no owner's manager",
+                );
             };
             let manager = match owner.manager {
                 Some(m) => active(c, &m).await?.map(|u| u.id),
@@ -113,7 +116,9 @@ pub async fn resolve<C: ConnectionTrait>(
                     Expr::col((user::Entity, user::Column::Id))
                         .equals((Alias::new(USER_ROLES), Alias::new("user_id"))),
                 )
-                .and_where(Expr::col((Alias::new(USER_ROLES), Alias::new("role"))).eq(role.as_str()))
+                .and_where(
+                    Expr::col((Alias::new(USER_ROLES), Alias::new("role"))).eq(role.as_str()),
+                )
                 .and_where(Expr::col((user::Entity, user::Column::Active)).eq(true));
             let users = c
                 .query_all(&s)

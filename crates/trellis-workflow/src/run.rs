@@ -104,7 +104,11 @@ pub(crate) async fn insert<C: ConnectionTrait>(c: &C, r: NewRun<'_>) -> Result<O
             Expr::val(finished),
         ])
         .map_err(|e| WorkflowError::step(e.to_string()))?
-        .on_conflict(OnConflict::column(Alias::new("dedupe")).do_nothing().to_owned());
+        .on_conflict(
+            OnConflict::column(Alias::new("dedupe"))
+                .do_nothing()
+                .to_owned(),
+        );
     let n = exec(c, &ins).await?;
     Ok((n > 0).then_some(id))
 }
@@ -148,10 +152,7 @@ pub(crate) async fn due(inner: &Arc<Inner>) -> Result<usize> {
     u.table(Alias::new(RUNS))
         .value(Alias::new("status"), "running")
         .value(Alias::new("claim"), token.as_str())
-        .value(
-            Alias::new("lease_until"),
-            now + lease_ms(inner),
-        )
+        .value(Alias::new("lease_until"), now + lease_ms(inner))
         .value(Alias::new("updated_at"), now)
         .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().map(String::as_str)));
     exec(&txn, &u).await?;
@@ -168,7 +169,12 @@ fn lease_ms(inner: &Inner) -> i64 {
     i64::try_from(inner.opts.lease.as_millis()).unwrap_or(120_000)
 }
 
-async fn load(txn: &DatabaseTransaction, inner: &Inner, id: &str, token: &str) -> Result<Option<RunRow>> {
+async fn load(
+    txn: &DatabaseTransaction,
+    inner: &Inner,
+    id: &str,
+    token: &str,
+) -> Result<Option<RunRow>> {
     let mut s = Query::select();
     s.columns(
         [
@@ -224,7 +230,12 @@ impl Took {
         }
     }
 
-    fn park(kind: &'static str, waiting_for: &'static str, wake_at: Option<i64>, detail: Value) -> Self {
+    fn park(
+        kind: &'static str,
+        waiting_for: &'static str,
+        wake_at: Option<i64>,
+        detail: Value,
+    ) -> Self {
         Self {
             status: "waiting",
             wake_at,
@@ -285,9 +296,23 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
             Ok(took) => {
                 let micros = i64::try_from(t0.elapsed().as_micros()).unwrap_or(i64::MAX);
                 if let Some((kind, outcome, detail)) = &took.log {
-                    log(&txn, id, &path, step_id.as_deref(), kind, outcome, micros, detail, None)
-                        .await?;
-                    inner.metrics.steps.with_label_values(&[kind, outcome]).inc();
+                    log(
+                        &txn,
+                        id,
+                        &path,
+                        step_id.as_deref(),
+                        kind,
+                        outcome,
+                        micros,
+                        detail,
+                        None,
+                    )
+                    .await?;
+                    inner
+                        .metrics
+                        .steps
+                        .with_label_values(&[kind, outcome])
+                        .inc();
                     inner
                         .metrics
                         .step_seconds
@@ -314,7 +339,11 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
                 txn.rollback().await?;
                 let msg = e.to_string();
                 fail(inner, id, token, &path, step_id.as_deref(), kind, &msg).await?;
-                inner.metrics.steps.with_label_values(&[kind, "failed"]).inc();
+                inner
+                    .metrics
+                    .steps
+                    .with_label_values(&[kind, "failed"])
+                    .inc();
                 inner
                     .metrics
                     .runs
@@ -362,7 +391,13 @@ async fn log<C: ConnectionTrait>(
     Ok(())
 }
 
-async fn save(txn: &DatabaseTransaction, inner: &Inner, run: &RunRow, token: &str, t: &Took) -> Result<()> {
+async fn save(
+    txn: &DatabaseTransaction,
+    inner: &Inner,
+    run: &RunRow,
+    token: &str,
+    t: &Took,
+) -> Result<()> {
     let now = now_ms();
     let going = t.status == "running";
     let over = !matches!(t.status, "running" | "waiting");
@@ -396,7 +431,18 @@ async fn fail(
     msg: &str,
 ) -> Result<()> {
     let txn = inner.store.db.writer.begin().await?;
-    log(&txn, id, path, step, kind, "failed", 0, &json!({}), Some(msg)).await?;
+    log(
+        &txn,
+        id,
+        path,
+        step,
+        kind,
+        "failed",
+        0,
+        &json!({}),
+        Some(msg),
+    )
+    .await?;
     let now = now_ms();
     let mut u = Query::update();
     u.table(Alias::new(RUNS))
@@ -450,6 +496,32 @@ fn context(wf: &Workflow, run: &RunRow, record: Option<&Map<String, Value>>) -> 
         "run": {"id": run.id, "workflow": run.workflow},
         "now": iso(now_ms()),
     })
+}
+
+/// The records a record's relation fields point at, by field (`links.customer.email`).
+async fn links(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    form: &str,
+    rec: Option<&Map<String, Value>>,
+) -> Result<Value> {
+    let mut out = Map::new();
+    let Some(rec) = rec else {
+        return Ok(Value::Object(out));
+    };
+    let entry = store.registry.get(form)?;
+    for f in &entry.form.fields {
+        let (Some(target), Some(id)) = (
+            f.target.as_deref(),
+            rec.get(&f.name).and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        if let Some(r) = store.read_record(txn, target, id).await? {
+            out.insert(f.name.clone(), Value::Object(r));
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 /// Does a record satisfy a filter and a condition rule (each when given)?
@@ -515,13 +587,21 @@ fn obj(v: Value, what: &str) -> Result<Map<String, Value>> {
 }
 
 /// Take the step at the run's position (checking the condition first, once).
-async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run: &mut RunRow) -> Result<Took> {
+async fn take(
+    inner: &Arc<Inner>,
+    txn: &DatabaseTransaction,
+    wf: &Workflow,
+    run: &mut RunRow,
+) -> Result<Took> {
     let store = &inner.store;
     let rec = record_of(store, txn, run).await?;
     if !run.state.started {
         run.state.started = true;
         if wf.condition.is_none() && wf.condition_rule.is_none() {
-            return Ok(Took { log: None, ..Took::next("condition", json!({})) });
+            return Ok(Took {
+                log: None,
+                ..Took::next("condition", json!({}))
+            });
         }
         let r = need(rec.as_ref(), run)?;
         let ok = holds(
@@ -536,7 +616,11 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
         if !ok {
             return Ok(Took::end(
                 "skipped",
-                Some(("condition", "skipped", json!({"reason": "the condition does not hold"}))),
+                Some((
+                    "condition",
+                    "skipped",
+                    json!({"reason": "the condition does not hold"}),
+                )),
             ));
         }
         return Ok(Took::next("condition", json!({"holds": true})));
@@ -546,7 +630,11 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
     };
     let step: Step = step.clone();
     let path = run.state.path();
-    let ctx = context(wf, run, rec.as_ref());
+    let mut ctx = context(wf, run, rec.as_ref());
+    // Related records only when the step's templates look at them: a read per relation.
+    if serde_json::to_string(&step.kind).is_ok_and(|t| t.contains("links.")) {
+        ctx["links"] = links(store, txn, &run.form, rec.as_ref()).await?;
+    }
     let actor = Actor {
         user: None,
         depth: run.depth + 1,
@@ -556,12 +644,22 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
     let took = match &step.kind {
         StepKind::Set { values } => {
             need(rec.as_ref(), run)?;
-            let vals = obj(template::value(&format!("{path}.values"), &Value::Object(values.clone()), &ctx)?, "values")?;
+            let vals = obj(
+                template::value(
+                    &format!("{path}.values"),
+                    &Value::Object(values.clone()),
+                    &ctx,
+                )?,
+                "values",
+            )?;
             let (_, recorded) = store
                 .update_with(txn, &run.form, &rid, vals.clone(), None, &actor, &system)
                 .await
                 .map_err(|e| WorkflowError::step(describe(&e)))?;
-            Took { recorded, ..Took::next("set", json!({"values": vals})) }
+            Took {
+                recorded,
+                ..Took::next("set", json!({"values": vals}))
+            }
         }
         StepKind::Rule { rule } => {
             let r = need(rec.as_ref(), run)?;
@@ -585,7 +683,10 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                     .await
                     .map_err(|e| WorkflowError::step(describe(&e)))?;
                 detail["field"] = json!(field);
-                Took { recorded, ..Took::next("rule", detail) }
+                Took {
+                    recorded,
+                    ..Took::next("rule", detail)
+                }
             } else {
                 Took::next("rule", detail)
             }
@@ -600,7 +701,10 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
             let fe = snap.get(&run.form)?;
             let field = entry.rule.field.clone().unwrap_or_else(|| "owner".into());
             let mut routed = r.clone();
-            let creator = r.get("created_by").and_then(Value::as_str).map(str::to_owned);
+            let creator = r
+                .get("created_by")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             let recorded = {
                 let mut host = Host::new(txn, store.db.dialect, &snap, &fe, Turns::Take);
                 trellis_store::rules::route(
@@ -622,10 +726,20 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                     .await
                     .map_err(|e| WorkflowError::step(describe(&e)))?;
             }
-            Took { recorded, ..Took::next("assign", json!({"rule": rule, "field": field, "to": to})) }
+            Took {
+                recorded,
+                ..Took::next("assign", json!({"rule": rule, "field": field, "to": to}))
+            }
         }
         StepKind::Create { form, values, link } => {
-            let mut vals = obj(template::value(&format!("{path}.values"), &Value::Object(values.clone()), &ctx)?, "values")?;
+            let mut vals = obj(
+                template::value(
+                    &format!("{path}.values"),
+                    &Value::Object(values.clone()),
+                    &ctx,
+                )?,
+                "values",
+            )?;
             if let Some(l) = link {
                 vals.insert(l.clone(), json!(rid));
             }
@@ -637,10 +751,20 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
             let new_id = created.get("id").cloned().unwrap_or(Value::Null);
             let key = step.id.clone().unwrap_or_else(|| format!("created_{form}"));
             run.state.vars.insert(key, Value::Object(created));
-            Took { recorded, ..Took::next("create", json!({"form": form, "id": new_id})) }
+            Took {
+                recorded,
+                ..Took::next("create", json!({"form": form, "id": new_id}))
+            }
         }
         StepKind::UpdateRelated { form, via, values } => {
-            let vals = obj(template::value(&format!("{path}.values"), &Value::Object(values.clone()), &ctx)?, "values")?;
+            let vals = obj(
+                template::value(
+                    &format!("{path}.values"),
+                    &Value::Object(values.clone()),
+                    &ctx,
+                )?,
+                "values",
+            )?;
             let entry = store.registry.get(form)?;
             let (column, _) = entry
                 .column(via)
@@ -666,12 +790,25 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                 let (_, r) = store
                     .update_with(txn, form, id, vals.clone(), None, &actor, &system)
                     .await
-                    .map_err(|e| WorkflowError::step(format!("updating {form} {id}: {}", describe(&e))))?;
+                    .map_err(|e| {
+                        WorkflowError::step(format!("updating {form} {id}: {}", describe(&e)))
+                    })?;
                 recorded.extend(r);
             }
-            Took { recorded, ..Took::next("update_related", json!({"form": form, "updated": ids.len()})) }
+            Took {
+                recorded,
+                ..Took::next(
+                    "update_related",
+                    json!({"form": form, "updated": ids.len()}),
+                )
+            }
         }
-        StepKind::Task { title, description, assignee, due } => {
+        StepKind::Task {
+            title,
+            description,
+            assignee,
+            due,
+        } => {
             let r = rec.clone().unwrap_or_default();
             let who = people::resolve(txn, assignee, &r, &format!("{path}.assignee")).await?;
             let title = template::render(&format!("{path}.title"), title, &ctx)?;
@@ -685,14 +822,35 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                 .transpose()
                 .map_err(|e| WorkflowError::step(format!("{path}.due: {e}")))?
                 .map(|d| now_ms() + i64::try_from(d.as_millis()).unwrap_or(0));
-            let ids = insert_tasks(txn, &who, &title, description.as_deref(), &run.form, run.record_id.as_deref(), &run.id, due_at).await?;
-            Took::next("task", json!({"tasks": ids, "title": title, "due_at": due_at.map(iso)}))
+            let ids = insert_tasks(
+                txn,
+                &who,
+                &title,
+                description.as_deref(),
+                &run.form,
+                run.record_id.as_deref(),
+                &run.id,
+                due_at,
+            )
+            .await?;
+            Took::next(
+                "task",
+                json!({"tasks": ids, "title": title, "due_at": due_at.map(iso)}),
+            )
         }
         StepKind::Notify { to, message } => {
             let r = rec.clone().unwrap_or_default();
             let who = people::resolve(txn, to, &r, &format!("{path}.to")).await?;
             let message = template::render(&format!("{path}.message"), message, &ctx)?;
-            notify(txn, who.users(), &message, &run.form, run.record_id.as_deref(), Some(&run.id)).await?;
+            notify(
+                txn,
+                who.users(),
+                &message,
+                &run.form,
+                run.record_id.as_deref(),
+                Some(&run.id),
+            )
+            .await?;
             Took::next("notify", json!({"to": who.users(), "message": message}))
         }
         StepKind::Email { to, subject, body } => {
@@ -704,20 +862,42 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                 .map(str::to_owned)
                 .collect();
             if addrs.is_empty() {
-                return Err(WorkflowError::step(format!("{path}.to: no address to send to")));
+                return Err(WorkflowError::step(format!(
+                    "{path}.to: no address to send to"
+                )));
             }
             if let Some(bad) = addrs.iter().find(|a| !a.contains('@')) {
-                return Err(WorkflowError::step(format!("{path}.to: {bad:?} is not an e-mail address")));
+                return Err(WorkflowError::step(format!(
+                    "{path}.to: {bad:?} is not an e-mail address"
+                )));
             }
             let subject = template::render(&format!("{path}.subject"), subject, &ctx)?;
             let body = template::render(&format!("{path}.body"), body, &ctx)?;
-            let id = queue(txn, "email", &run.id, &json!({"to": addrs, "subject": subject, "body": body}), 5).await?;
-            Took::next("email", json!({"message": id, "to": addrs, "subject": subject}))
+            let id = queue(
+                txn,
+                "email",
+                &run.id,
+                &json!({"to": addrs, "subject": subject, "body": body}),
+                5,
+            )
+            .await?;
+            Took::next(
+                "email",
+                json!({"message": id, "to": addrs, "subject": subject}),
+            )
         }
-        StepKind::Webhook { url, secret, timeout, retries, body } => {
+        StepKind::Webhook {
+            url,
+            secret,
+            timeout,
+            retries,
+            body,
+        } => {
             let url = template::render(&format!("{path}.url"), url, &ctx)?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(WorkflowError::step(format!("{path}.url: {url:?} is not an http(s) URL")));
+                return Err(WorkflowError::step(format!(
+                    "{path}.url: {url:?} is not an http(s) URL"
+                )));
             }
             let payload = match body {
                 Some(b) => template::value(&format!("{path}.body"), b, &ctx)?,
@@ -735,6 +915,10 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                 .transpose()
                 .map_err(|e| WorkflowError::step(format!("{path}.timeout: {e}")))?
                 .map_or(10_000, |d| i64::try_from(d.as_millis()).unwrap_or(10_000));
+            let secret = secret
+                .as_deref()
+                .map(|x| template::render(&format!("{path}.secret"), x, &ctx))
+                .transpose()?;
             let attempts = i64::from(retries.unwrap_or(5)) + 1;
             let id = queue(
                 txn,
@@ -750,12 +934,24 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
             if let Some(ap) = run.state.approval.clone() {
                 let Some(decision) = ap.decision else {
                     // Woken before a decision: keep waiting.
-                    return Ok(Took { log: None, ..Took::park("approval", "approval", None, json!({})) });
+                    return Ok(Took {
+                        log: None,
+                        ..Took::park("approval", "approval", None, json!({}))
+                    });
                 };
                 run.state.approval = None;
-                let branch = if decision == "approve" { "on_approve" } else { "on_reject" };
+                let branch = if decision == "approve" {
+                    "on_approve"
+                } else {
+                    "on_reject"
+                };
                 state::enter(&wf.steps, &mut run.state.pc, branch);
-                let detail = run.state.vars.get("approval").cloned().unwrap_or(Value::Null);
+                let detail = run
+                    .state
+                    .vars
+                    .get("approval")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 return Ok(Took::next("approval", detail));
             }
             let r = need(rec.as_ref(), run)?;
@@ -766,11 +962,15 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                 }
             }
             let Some(&first) = apply.first() else {
-                run.state
-                    .vars
-                    .insert("approval".into(), json!({"decision": "approve", "auto": true, "comment": null}));
+                run.state.vars.insert(
+                    "approval".into(),
+                    json!({"decision": "approve", "auto": true, "comment": null}),
+                );
                 state::enter(&wf.steps, &mut run.state.pc, "on_approve");
-                return Ok(Took::next("approval", json!({"decision": "approve", "auto": true, "reason": "no level applies"})));
+                return Ok(Took::next(
+                    "approval",
+                    json!({"decision": "approve", "auto": true, "reason": "no level applies"}),
+                ));
             };
             let request = open_request(txn, wf, &path, run, levels, &apply, 0, r).await?;
             let _ = first;
@@ -780,9 +980,18 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                 request: request.clone(),
                 decision: None,
             });
-            Took::park("approval", "approval", None, json!({"request": request, "levels": apply}))
+            Took::park(
+                "approval",
+                "approval",
+                None,
+                json!({"request": request, "levels": apply}),
+            )
         }
-        StepKind::Wait { duration, until, timeout } => {
+        StepKind::Wait {
+            duration,
+            until,
+            timeout,
+        } => {
             let now = now_ms();
             if let Some(u) = until {
                 let r = need(rec.as_ref(), run)?;
@@ -809,7 +1018,12 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                 }
                 let first = run.state.wait_until.is_none();
                 run.state.wait_until = deadline;
-                let mut t = Took::park("wait", "until", deadline, json!({"until": u, "timeout_at": deadline.map(iso)}));
+                let mut t = Took::park(
+                    "wait",
+                    "until",
+                    deadline,
+                    json!({"until": u, "timeout_at": deadline.map(iso)}),
+                );
                 if !first {
                     t.log = None;
                 }
@@ -818,11 +1032,14 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
             let d = duration.as_deref().unwrap_or("0s");
             match run.state.wait_until {
                 Some(at) if now >= at => {
+                    // Moved on below, like every step that ends.
                     run.state.wait_until = None;
-                    state::advance(&wf.steps, &mut run.state.pc);
                     Took::next("wait", json!({"waited_until": iso(at)}))
                 }
-                Some(at) => Took { log: None, ..Took::park("wait", "timer", Some(at), json!({})) },
+                Some(at) => Took {
+                    log: None,
+                    ..Took::park("wait", "timer", Some(at), json!({}))
+                },
                 None => {
                     let d = parse_duration(d, &wf.params)
                         .map_err(|e| WorkflowError::step(format!("{path}.duration: {e}")))?;
@@ -832,11 +1049,28 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
                 }
             }
         }
-        StepKind::If { condition, rule, .. } => {
+        StepKind::If {
+            condition, rule, ..
+        } => {
             let r = need(rec.as_ref(), run)?;
-            let yes = holds(store, txn, &run.form, condition.as_ref(), rule.as_deref(), r).await?;
-            state::enter(&wf.steps, &mut run.state.pc, if yes { "then" } else { "else" });
-            return Ok(Took::next("if", json!({"branch": if yes { "then" } else { "else" }})));
+            let yes = holds(
+                store,
+                txn,
+                &run.form,
+                condition.as_ref(),
+                rule.as_deref(),
+                r,
+            )
+            .await?;
+            state::enter(
+                &wf.steps,
+                &mut run.state.pc,
+                if yes { "then" } else { "else" },
+            );
+            return Ok(Took::next(
+                "if",
+                json!({"branch": if yes { "then" } else { "else" }}),
+            ));
         }
         StepKind::Stop => {
             run.state.pc.clear();
@@ -847,7 +1081,10 @@ async fn take(inner: &Arc<Inner>, txn: &DatabaseTransaction, wf: &Workflow, run:
     if took.status == "running" {
         state::advance(&wf.steps, &mut run.state.pc);
         if run.state.pc.is_empty() {
-            return Ok(Took { status: "done", ..took });
+            return Ok(Took {
+                status: "done",
+                ..took
+            });
         }
     }
     Ok(took)
@@ -881,7 +1118,13 @@ pub(crate) async fn open_request<C: ConnectionTrait>(
     let level = levels
         .get(li)
         .ok_or_else(|| WorkflowError::step(format!("{path}: no level {li}")))?;
-    let who = people::resolve(c, &level.approver, record, &format!("{path}.levels[{li}].approver")).await?;
+    let who = people::resolve(
+        c,
+        &level.approver,
+        record,
+        &format!("{path}.levels[{li}].approver"),
+    )
+    .await?;
     let id = uuid::Uuid::now_v7().to_string();
     let label = level
         .label
@@ -893,7 +1136,15 @@ pub(crate) async fn open_request<C: ConnectionTrait>(
     ins.into_table(Alias::new(APPROVALS))
         .columns(
             [
-                "id", "run_id", "form", "record_id", "level", "levels", "label", "approvers", "status",
+                "id",
+                "run_id",
+                "form",
+                "record_id",
+                "level",
+                "levels",
+                "label",
+                "approvers",
+                "status",
                 "created_at",
             ]
             .map(Alias::new),
@@ -912,7 +1163,12 @@ pub(crate) async fn open_request<C: ConnectionTrait>(
         ])
         .map_err(|e| WorkflowError::step(e.to_string()))?;
     exec(c, &ins).await?;
-    let name = wf.label.get("en").or_else(|| wf.label.values().next()).cloned().unwrap_or_else(|| wf.name.clone());
+    let name = wf
+        .label
+        .get("en")
+        .or_else(|| wf.label.values().next())
+        .cloned()
+        .unwrap_or_else(|| wf.name.clone());
     notify(
         c,
         who.users(),
@@ -944,8 +1200,17 @@ async fn insert_tasks<C: ConnectionTrait>(
     let mut ins = Query::insert();
     ins.into_table(Alias::new(TASKS)).columns(
         [
-            "id", "title", "description", "assignee", "role", "form", "record_id", "run_id",
-            "status", "due_at", "created_at",
+            "id",
+            "title",
+            "description",
+            "assignee",
+            "role",
+            "form",
+            "record_id",
+            "run_id",
+            "status",
+            "due_at",
+            "created_at",
         ]
         .map(Alias::new),
     );
@@ -985,7 +1250,15 @@ pub(crate) async fn notify<C: ConnectionTrait>(
     }
     let mut ins = Query::insert();
     ins.into_table(Alias::new(NOTIFICATIONS)).columns(
-        ["user_id", "message", "form", "record_id", "run_id", "created_at"].map(Alias::new),
+        [
+            "user_id",
+            "message",
+            "form",
+            "record_id",
+            "run_id",
+            "created_at",
+        ]
+        .map(Alias::new),
     );
     for u in users {
         ins.values([
@@ -1003,14 +1276,30 @@ pub(crate) async fn notify<C: ConnectionTrait>(
 }
 
 /// Queue an outgoing message; its id is the key the receiver sees.
-async fn queue<C: ConnectionTrait>(c: &C, kind: &str, run: &str, payload: &Value, max_attempts: i64) -> Result<String> {
+async fn queue<C: ConnectionTrait>(
+    c: &C,
+    kind: &str,
+    run: &str,
+    payload: &Value,
+    max_attempts: i64,
+) -> Result<String> {
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
     let mut ins = Query::insert();
     ins.into_table(Alias::new(MESSAGES))
         .columns(
-            ["id", "kind", "run_id", "payload", "status", "attempts", "max_attempts", "next_at", "created_at"]
-                .map(Alias::new),
+            [
+                "id",
+                "kind",
+                "run_id",
+                "payload",
+                "status",
+                "attempts",
+                "max_attempts",
+                "next_at",
+                "created_at",
+            ]
+            .map(Alias::new),
         )
         .values([
             Expr::val(id.as_str()),

@@ -104,6 +104,9 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.starts_with("steps[1].subject: the template does not render"), "{e}");
+        assert!(
+            e.starts_with("steps[1].subject: the template does not render"),
+            "{e}"
+        );
     }
 }

@@ -190,10 +190,16 @@ fn cron_time_zones_and_templates_are_checked_at_save() {
     let errs = check(doc).unwrap_err();
     let p = paths(&errs);
     assert!(p.contains(&("trigger.cron", "invalid_cron")), "{p:?}");
-    assert!(p.contains(&("trigger.timezone", "unknown_timezone")), "{p:?}");
+    assert!(
+        p.contains(&("trigger.timezone", "unknown_timezone")),
+        "{p:?}"
+    );
     assert!(p.contains(&("steps[0].title", "invalid_template")), "{p:?}");
     assert!(p.contains(&("steps[1].body", "invalid_template")), "{p:?}");
-    assert!(p.contains(&("steps[2].values.company", "invalid_template")), "{p:?}");
+    assert!(
+        p.contains(&("steps[2].values.company", "invalid_template")),
+        "{p:?}"
+    );
     let good = json!({
         "name": "w", "label": {"en": "W"}, "form": "lead",
         "trigger": {"on": "schedule", "cron": "0 0 9 * * Mon-Fri", "timezone": "Asia/Shanghai"},

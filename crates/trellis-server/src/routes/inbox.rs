@@ -115,7 +115,12 @@ pub async fn create_task(
         Some(s) => Some(
             trellis_query::value::parse_datetime(s)
                 .ok_or_else(|| {
-                    ApiError::field(Code::Validation, "due_at", "invalid", "not an RFC 3339 time")
+                    ApiError::field(
+                        Code::Validation,
+                        "due_at",
+                        "invalid",
+                        "not an RFC 3339 time",
+                    )
                 })?
                 .timestamp_millis(),
         ),
@@ -246,7 +251,11 @@ pub async fn notifications(
 ) -> ApiResult<HttpResponse> {
     let out = state
         .engine
-        .notifications(&who(&caller), q.unread.unwrap_or(false), q.limit.unwrap_or(50))
+        .notifications(
+            &who(&caller),
+            q.unread.unwrap_or(false),
+            q.limit.unwrap_or(50),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(out))
 }
@@ -385,7 +394,12 @@ pub async fn start(
     let s: Start = body(&req, payload, "{\"record_id\"?, \"payload\"?}").await?;
     let wf = trellis_store::workflows::load(&state.store.db.reader, &path)
         .await?
-        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no workflow named {:?}", path.as_str())))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::NotFound,
+                format!("no workflow named {:?}", path.as_str()),
+            )
+        })?;
     match (&wf.workflow.trigger, &s.record_id) {
         (trellis_meta::workflow::Trigger::Manual { .. }, Some(id)) => {
             // The caller must be able to change the record (its row scope included).

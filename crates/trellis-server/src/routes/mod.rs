@@ -3,8 +3,8 @@
 pub mod audit;
 pub mod bundles;
 pub mod files;
-pub mod inbox;
 pub mod forms;
+pub mod inbox;
 pub mod ops;
 pub mod public;
 pub mod records;

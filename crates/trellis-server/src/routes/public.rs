@@ -209,12 +209,7 @@ pub async fn submit(
             // The whitelist is the permission: the record is written as the system.
             let created = state
                 .store
-                .create(
-                    &p.form,
-                    values,
-                    &Actor::user(None),
-                    &Permissions::system(),
-                )
+                .create(&p.form, values, &Actor::user(None), &Permissions::system())
                 .await;
             match created {
                 // Telling a visitor that a value is taken would let anyone probe the
