@@ -275,6 +275,7 @@ pub async fn mark_read(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    writable(&caller)?;
     let r: ReadOne = body(&req, payload, "{\"id\"?}").await?;
     let n = state.engine.mark_read(&who(&caller), r.id).await?;
     Ok(HttpResponse::Ok().json(json!({"marked": n})))
