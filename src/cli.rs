@@ -82,7 +82,7 @@ struct WorkflowArgs {
     #[arg(long, env = "TRELLIS_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
     webhook_retry_base_ms: u64,
     /// How long a process's claim on a run or message holds, in seconds.
-    #[arg(long, env = "TRELLIS_WORKFLOW_LEASE_SECS", default_value_t = 120)]
+    #[arg(long, env = "TRELLIS_WORKFLOW_LEASE_SECS", default_value_t = 60)]
     workflow_lease_secs: u64,
 }
 

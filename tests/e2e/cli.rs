@@ -31,7 +31,10 @@ fn bundle_user_and_token_commands() {
     assert!(out.contains("migration"), "{out}");
     let (ok, out, err) = trellis(&db, &["bundle", "validate", "examples/crm"]);
     assert!(ok, "{err}");
-    assert!(out.contains("12 forms, 7 roles, 6 rules, 14 workflows, valid"), "{out}");
+    assert!(
+        out.contains("12 forms, 7 roles, 6 rules, 14 workflows, valid"),
+        "{out}"
+    );
     let bad = dir.join("bad.json");
     std::fs::write(&bad, r#"{"name":"x","version":"1.0.0","label":{"en":"X"},"forms":[{"name":"a","label":{"en":"A"},"fields":[{"name":"b","type":"relation","target":"zz"}]}]}"#).unwrap();
     let (ok, _, err) = trellis(&db, &["bundle", "validate", bad.to_str().unwrap()]);

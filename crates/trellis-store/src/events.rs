@@ -43,7 +43,7 @@ pub(crate) async fn emit<C: ConnectionTrait>(
         return Ok(());
     }
     let at = now.timestamp_millis();
-    let depth = i64::from(actor.depth);
+    let depth = i32::try_from(actor.depth).unwrap_or(i32::MAX);
     let mut ins = Query::insert();
     ins.into_table(Alias::new(EVENTS)).columns(
         [

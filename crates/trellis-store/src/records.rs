@@ -362,9 +362,11 @@ impl Store {
         batch: bool,
         perms: &Permissions,
     ) -> Result<Vec<Map<String, Value>>, StoreError> {
+        let writing = self.registry.change.read().await;
         let (records, recorded) = self
             .create_with(&self.db.writer, form, inputs, actor, batch, perms)
             .await?;
+        drop(writing);
         crate::rules::record_failures(&self.db, form, &recorded).await;
         // The records are committed: a failed ANALYZE must not turn that into an error.
         let table = crate::forms::table_name(form);
@@ -380,7 +382,9 @@ impl Store {
 
     /// Create records in a transaction of `conn` (a savepoint when `conn` is one), for a
     /// caller that commits more with them. Answers the records and the rule failures that
-    /// were kept rather than refused, for the caller to record after its commit.
+    /// were kept rather than refused, for the caller to record after its commit. The caller
+    /// holds `registry.change.read()`, taken before its transaction began (form changes
+    /// take that lock first and the writer second).
     pub async fn create_with<C: TransactionTrait<Transaction = DatabaseTransaction>>(
         &self,
         conn: &C,
@@ -390,7 +394,6 @@ impl Store {
         batch: bool,
         perms: &Permissions,
     ) -> Result<(Vec<Map<String, Value>>, Vec<RuleError>), StoreError> {
-        let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let now = now_micros();
@@ -669,15 +672,18 @@ impl Store {
         actor: &Actor,
         perms: &Permissions,
     ) -> Result<Map<String, Value>, StoreError> {
+        let writing = self.registry.change.read().await;
         let (rec, recorded) = self
             .update_with(&self.db.writer, form, id, patch, if_match, actor, perms)
             .await?;
+        drop(writing);
         crate::rules::record_failures(&self.db, form, &recorded).await;
         Ok(rec)
     }
 
     /// Update a record in a transaction of `conn` (a savepoint when `conn` is one).
-    /// Answers the record and the rule failures kept rather than refused.
+    /// Answers the record and the rule failures kept rather than refused. The caller holds
+    /// `registry.change.read()`, as for [`Store::create_with`].
     #[allow(clippy::too_many_arguments)]
     pub async fn update_with<C: TransactionTrait<Transaction = DatabaseTransaction>>(
         &self,
@@ -689,7 +695,6 @@ impl Store {
         actor: &Actor,
         perms: &Permissions,
     ) -> Result<(Map<String, Value>, Vec<RuleError>), StoreError> {
-        let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         // Only rows the caller may both read and change.
@@ -881,11 +886,13 @@ impl Store {
         actor: &Actor,
         perms: &Permissions,
     ) -> Result<(), StoreError> {
+        let _writing = self.registry.change.read().await;
         self.delete_with(&self.db.writer, form, id, if_match, actor, perms)
             .await
     }
 
-    /// Delete a record in a transaction of `conn` (a savepoint when `conn` is one).
+    /// Delete a record in a transaction of `conn` (a savepoint when `conn` is one). The
+    /// caller holds `registry.change.read()`, as for [`Store::create_with`].
     pub async fn delete_with<C: TransactionTrait<Transaction = DatabaseTransaction>>(
         &self,
         conn: &C,
@@ -895,7 +902,6 @@ impl Store {
         actor: &Actor,
         perms: &Permissions,
     ) -> Result<(), StoreError> {
-        let _writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let scope = both(

@@ -36,6 +36,23 @@ struct Event {
 pub(crate) async fn events(inner: &Arc<Inner>) -> Result<usize> {
     let db = &inner.store.db;
     let txn = db.writer.begin().await?;
+    if db.dialect == trellis_store::Dialect::Postgres {
+        // One consumer at a time across processes, so a record's events are handled in
+        // order (a timer cancelled by a later event is not set again by an earlier one).
+        let got = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_try_advisory_xact_lock(hashtext('trellis.events'))",
+            ))
+            .await?
+            .map(|r| r.try_get_by_index::<bool>(0))
+            .transpose()?
+            .unwrap_or(false);
+        if !got {
+            txn.rollback().await?;
+            return Ok(0);
+        }
+    }
     let mut s = Query::select();
     s.columns(
         [
@@ -68,11 +85,21 @@ pub(crate) async fn events(inner: &Arc<Inner>) -> Result<usize> {
             action: r.try_get_by_index(3)?,
             changes: serde_json::from_str(&r.try_get_by_index::<String>(4)?).unwrap_or_default(),
             actor: r.try_get_by_index(5)?,
-            depth: u32::try_from(r.try_get_by_index::<i64>(6)?).unwrap_or(0),
+            depth: u32::try_from(r.try_get_by_index::<i32>(6)?).unwrap_or(0),
             at: r.try_get_by_index(7)?,
         };
         ids.push(ev.id);
-        handle(inner, &txn, &ev).await?;
+        // Each event in a savepoint: one that cannot be handled is logged and dropped
+        // rather than holding up every event after it.
+        let sp = txn.begin().await?;
+        match handle(inner, &sp, &ev).await {
+            Ok(()) => sp.commit().await?,
+            Err(e) => {
+                sp.rollback().await?;
+                tracing::error!(form = %ev.form, record = %ev.record_id, action = %ev.action,
+                    error = %e, "a record event could not start its workflows");
+            }
+        }
     }
     let mut d = Query::delete();
     d.from_table(Alias::new(EVENTS))
@@ -136,6 +163,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
         "at": iso(ev.at),
     });
     let mut record: Option<Option<Map<String, Value>>> = None;
+    let too_deep = ev.depth > MAX_DEPTH;
     for wf in inner.defs.on_form(&ev.form) {
         let fire = match &wf.workflow.trigger {
             Trigger::Created => ev.action == "created",
@@ -166,6 +194,10 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
                     }
                 };
                 match field {
+                    _ if too_deep => {
+                        tracing::warn!(workflow = %wf.workflow.name, record = %ev.record_id,
+                            "workflow retrigger depth cut off: no timer set");
+                    }
                     None if ev.action == "created" => {
                         schedule(txn, &wf, ev, &trigger, due).await?;
                     }
@@ -184,6 +216,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
             }
             Trigger::Before { field, offset } => {
                 if ev.action != "deleted"
+                    && !too_deep
                     && let Some((_, after)) = change(ev, field)
                 {
                     cancel_timers(txn, Some(&wf.workflow.name), &ev.form, &ev.record_id).await?;
@@ -203,7 +236,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
         if !fire {
             continue;
         }
-        if ev.depth > MAX_DEPTH {
+        if too_deep {
             insert(
                 txn,
                 NewRun {
@@ -211,7 +244,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
                     record_id: Some(&ev.record_id),
                     depth: ev.depth,
                     trigger: trigger.clone(),
-                    status: "failed",
+                    status: "cut_off",
                     wake_at: None,
                     waiting_for: None,
                     started: true,

@@ -32,8 +32,15 @@ fn sched_err(e: impl std::fmt::Display) -> WorkflowError {
     WorkflowError::Scheduler(e.to_string())
 }
 
-/// Make the jobs match the scheduled workflows in force.
-pub(crate) async fn sync(inner: &Arc<Inner>) -> Result<()> {
+/// Make the jobs match the scheduled workflows in force; a job that cannot be set up is
+/// logged and the others go on.
+pub(crate) async fn sync(inner: &Arc<Inner>) {
+    if let Err(e) = try_sync(inner).await {
+        tracing::error!(error = %e, "scheduling workflows failed");
+    }
+}
+
+async fn try_sync(inner: &Arc<Inner>) -> Result<()> {
     let mut cron = inner.cron.lock().await;
     let wanted: HashMap<String, (String, String)> = inner
         .defs
@@ -81,9 +88,10 @@ pub(crate) async fn sync(inner: &Arc<Inner>) -> Result<()> {
         if cron.jobs.contains_key(&name) {
             continue;
         }
-        let zone: chrono_tz::Tz = tz
-            .parse()
-            .map_err(|_| WorkflowError::Scheduler(format!("{name}: unknown time zone {tz:?}")))?;
+        let Ok(zone) = tz.parse::<chrono_tz::Tz>() else {
+            tracing::error!(workflow = %name, timezone = %tz, "unknown time zone; not scheduled");
+            continue;
+        };
         let weak: Weak<Inner> = Arc::downgrade(inner);
         let wf = name.clone();
         let job = Job::new_async_tz(expr.as_str(), zone, move |_id, _lock| {
@@ -96,12 +104,39 @@ pub(crate) async fn sync(inner: &Arc<Inner>) -> Result<()> {
                     tracing::warn!(workflow = %wf, error = %e, "a scheduled workflow failed to fire");
                 }
             })
-        })
-        .map_err(|e| WorkflowError::Scheduler(format!("{name}: {e}")))?;
+        });
+        let job = match job {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(workflow = %name, cron = %expr, error = %e, "not scheduled");
+                continue;
+            }
+        };
         let id = sched.add(job).await.map_err(sched_err)?;
         cron.jobs.insert(name, (id, format!("{expr}@{tz}")));
     }
     Ok(())
+}
+
+/// The scheduled second being fired: the latest occurrence of the schedule at or before
+/// now (give or take half a second of clock difference between servers), so every
+/// process that fires it names it alike.
+fn tick(trigger: &Trigger) -> Option<i64> {
+    let Trigger::Schedule { cron, timezone } = trigger else {
+        return None;
+    };
+    let zone: chrono_tz::Tz = timezone.as_deref().unwrap_or("UTC").parse().ok()?;
+    let parsed = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(cron)
+        .ok()?;
+    let at = (chrono::Utc::now() + chrono::Duration::milliseconds(500)).with_timezone(&zone);
+    parsed
+        .find_previous_occurrence(&at, true)
+        .ok()
+        .map(|t| t.timestamp())
 }
 
 /// One firing: a run for every record that meets the condition.
@@ -110,7 +145,7 @@ pub(crate) async fn fire(inner: &Arc<Inner>, name: &str) -> Result<usize> {
         return Ok(0);
     };
     let store = &inner.store;
-    let second = now_ms() / 1000;
+    let second = tick(&wf.workflow.trigger).unwrap_or_else(|| now_ms() / 1000);
     let trigger = json!({"event": "schedule", "at": iso(second * 1000)});
     let system = Permissions::system();
     let mut cursor = None;

@@ -23,8 +23,11 @@ use crate::error::{Result, WorkflowError};
 use crate::sql::{exec, now_ms, skip_locked};
 use crate::{Inner, Smtp};
 
-/// Most messages claimed in one round.
+/// Most messages claimed (and sent side by side) in one round.
 const CLAIM: u64 = 16;
+
+/// How long one SMTP exchange may take.
+const SMTP_TIMEOUT_MS: i64 = 15_000;
 
 /// An SMTP connection pool and the sender address.
 pub(crate) struct Mailer {
@@ -41,7 +44,9 @@ impl Mailer {
         } else {
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
         };
-        b = b.port(s.port).timeout(Some(Duration::from_secs(30)));
+        b = b
+            .port(s.port)
+            .timeout(Some(Duration::from_millis(SMTP_TIMEOUT_MS.unsigned_abs())));
         if let (Some(u), Some(p)) = (&s.user, &s.password) {
             b = b.credentials(Credentials::new(u.clone(), p.clone()));
         }
@@ -99,32 +104,31 @@ pub(crate) async fn due(inner: &Arc<Inner>) -> Result<usize> {
             id: r.try_get_by_index(0)?,
             kind: r.try_get_by_index(1)?,
             payload: serde_json::from_str(&r.try_get_by_index::<String>(2)?)?,
-            attempts: r.try_get_by_index(3)?,
-            max_attempts: r.try_get_by_index(4)?,
+            attempts: i64::from(r.try_get_by_index::<i32>(3)?),
+            max_attempts: i64::from(r.try_get_by_index::<i32>(4)?),
         });
     }
     if claimed.is_empty() {
         txn.commit().await?;
         return Ok(0);
     }
-    // The lease covers the slowest attempt a message may make.
-    let longest = claimed
-        .iter()
-        .map(|m| {
-            m.payload
-                .get("timeout_ms")
-                .and_then(Value::as_i64)
-                .unwrap_or(30_000)
-        })
-        .max()
-        .unwrap_or(30_000);
-    let mut u = Query::update();
-    u.table(Alias::new(MESSAGES))
-        .value(Alias::new("status"), "sending")
-        .value(Alias::new("claim"), token.as_str())
-        .value(Alias::new("lease_until"), now + longest + 30_000)
-        .and_where(Expr::col(Alias::new("id")).is_in(claimed.iter().map(|m| m.id.as_str())));
-    exec(&txn, &u).await?;
+    // Each message's lease covers its own attempt, and the sends run side by side, so no
+    // lease runs out while its message waits behind a slow one.
+    let margin = i64::try_from(inner.opts.lease.as_millis()).unwrap_or(60_000);
+    for m in &claimed {
+        let timeout = m
+            .payload
+            .get("timeout_ms")
+            .and_then(Value::as_i64)
+            .unwrap_or(SMTP_TIMEOUT_MS);
+        let mut u = Query::update();
+        u.table(Alias::new(MESSAGES))
+            .value(Alias::new("status"), "sending")
+            .value(Alias::new("claim"), token.as_str())
+            .value(Alias::new("lease_until"), now + timeout + margin)
+            .and_where(Expr::col(Alias::new("id")).eq(m.id.as_str()));
+        exec(&txn, &u).await?;
+    }
     txn.commit().await?;
     let n = claimed.len();
     let sends = claimed.into_iter().map(|m| {
@@ -137,18 +141,8 @@ pub(crate) async fn due(inner: &Arc<Inner>) -> Result<usize> {
             }
         }
     });
-    futures_join(sends).await;
+    futures_util::future::join_all(sends).await;
     Ok(n)
-}
-
-async fn futures_join<F: std::future::Future<Output = ()>>(fs: impl Iterator<Item = F>) {
-    let mut set = Vec::new();
-    for f in fs {
-        set.push(f);
-    }
-    for f in set {
-        f.await;
-    }
 }
 
 async fn send(inner: &Inner, m: &Claimed) -> std::result::Result<(), String> {
@@ -247,7 +241,10 @@ async fn settle(
     let attempts = m.attempts + 1;
     let mut u = Query::update();
     u.table(Alias::new(MESSAGES))
-        .value(Alias::new("attempts"), attempts)
+        .value(
+            Alias::new("attempts"),
+            i32::try_from(attempts).unwrap_or(i32::MAX),
+        )
         .value(Alias::new("claim"), None::<String>)
         .value(Alias::new("lease_until"), None::<i64>)
         .and_where(Expr::col(Alias::new("id")).eq(m.id.as_str()))

@@ -350,7 +350,7 @@ impl Engine {
             version: r.try_get_by_index(1)?,
             form: r.try_get_by_index(2)?,
             record_id: r.try_get_by_index(3)?,
-            depth: u32::try_from(r.try_get_by_index::<i64>(4)?).unwrap_or(0),
+            depth: u32::try_from(r.try_get_by_index::<i32>(4)?).unwrap_or(0),
             trigger: serde_json::from_str(&r.try_get_by_index::<String>(5)?)?,
             state: serde_json::from_str::<State>(&r.try_get_by_index::<String>(6)?)?,
         };
@@ -365,6 +365,7 @@ impl Engine {
             .version(&inner.store, &run.workflow, run.version)
             .await?;
         let mut wake = false;
+        let mut broken: Option<String> = None;
         if approve && ap.at + 1 < ap.levels.len() {
             let path = run.state.path();
             let Some(StepKind::Approval { levels, .. }) =
@@ -383,8 +384,9 @@ impl Engine {
                 )
                 .await?
                 .unwrap_or_default();
-            ap.request = open_request(
-                &txn,
+            let sp = txn.begin().await?;
+            match open_request(
+                &sp,
                 &wf,
                 &path,
                 &run,
@@ -394,8 +396,19 @@ impl Engine {
                 &record,
             )
             .await
-            .map_err(|e| WorkflowError::Conflict(format!("the next level cannot be asked: {e}")))?;
-            ap.at += 1;
+            {
+                Ok(next) => {
+                    sp.commit().await?;
+                    ap.request = next;
+                    ap.at += 1;
+                }
+                Err(e) => {
+                    // The decision stands; the run fails with the reason, and a retry asks
+                    // for the approval again from its first level.
+                    sp.rollback().await?;
+                    broken = Some(format!("{path}: the next level cannot be asked: {e}"));
+                }
+            }
         } else {
             ap.decision = Some(decision.to_owned());
             run.state.vars.insert(
@@ -405,7 +418,7 @@ impl Engine {
             );
             wake = true;
         }
-        run.state.approval = Some(ap);
+        run.state.approval = if broken.is_some() { None } else { Some(ap) };
         let mut ur = Query::update();
         ur.table(Alias::new(RUNS))
             .value(Alias::new("state"), serde_json::to_string(&run.state)?)
@@ -414,6 +427,13 @@ impl Engine {
         if wake {
             ur.value(Alias::new("status"), "ready")
                 .value(Alias::new("wake_at"), now);
+        }
+        if let Some(err) = &broken {
+            tracing::warn!(run = %run_id, error = %err, "an approval's next level cannot be asked");
+            ur.value(Alias::new("status"), "failed")
+                .value(Alias::new("error"), err.as_str())
+                .value(Alias::new("wake_at"), None::<i64>)
+                .value(Alias::new("finished_at"), now);
         }
         exec(&txn, &ur).await?;
         txn.commit().await?;
@@ -741,7 +761,7 @@ impl Engine {
         let mut u = Query::update();
         u.table(Alias::new(MESSAGES))
             .value(Alias::new("status"), "pending")
-            .value(Alias::new("attempts"), 0)
+            .value(Alias::new("attempts"), 0i32)
             .value(Alias::new("next_at"), now_ms())
             .and_where(Expr::col(Alias::new("id")).eq(id))
             .and_where(Expr::col(Alias::new("status")).eq("dead"));

@@ -63,7 +63,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             poll: Duration::from_millis(500),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(60),
             retry_base: Duration::from_secs(1),
             smtp: None,
         }
@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub http: reqwest::Client,
     pub mailer: Option<dispatch::Mailer>,
     pub cron: tokio::sync::Mutex<cron::Cron>,
+    /// Rung when steps may have queued messages.
+    pub outbox: tokio::sync::Notify,
 }
 
 /// A handle on the engine of this process.
@@ -102,14 +104,21 @@ impl Engine {
             http,
             mailer,
             cron: tokio::sync::Mutex::new(cron::Cron::default()),
+            outbox: tokio::sync::Notify::new(),
         });
         inner.defs.reload(&inner.store).await?;
         Ok(Self { inner })
     }
 
-    /// Start the work loop and the cron jobs.
+    /// Start the work loops (events and runs; outgoing messages, apart so a slow receiver
+    /// holds up nothing else) and the cron jobs.
     pub async fn start(&self) -> Result<()> {
-        cron::sync(&self.inner).await?;
+        if self.inner.store.dialect() == trellis_store::Dialect::Sqlite {
+            // One process per SQLite file: whatever is claimed was claimed by a process that
+            // is gone, so it need not wait for its lease to run out.
+            run::unclaim_all(&self.inner).await?;
+        }
+        cron::sync(&self.inner).await;
         let inner = self.inner.clone();
         tokio::spawn(async move {
             loop {
@@ -120,9 +129,29 @@ impl Engine {
                         0
                     }
                 };
-                if worked == 0 {
+                if worked > 0 {
+                    inner.outbox.notify_one();
+                } else {
                     tokio::select! {
                         _ = inner.store.db.watch.wait() => {}
+                        _ = tokio::time::sleep(inner.opts.poll) => {}
+                    }
+                }
+            }
+        });
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            loop {
+                let sent = match dispatch::due(&inner).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sending workflow messages failed");
+                        0
+                    }
+                };
+                if sent == 0 {
+                    tokio::select! {
+                        _ = inner.outbox.notified() => {}
                         _ = tokio::time::sleep(inner.opts.poll) => {}
                     }
                 }
@@ -134,7 +163,7 @@ impl Engine {
     /// Reload the workflow definitions (after a change here or, on a timer, elsewhere).
     pub async fn reload(&self) -> Result<()> {
         if self.inner.defs.reload(&self.inner.store).await? {
-            cron::sync(&self.inner).await?;
+            cron::sync(&self.inner).await;
         }
         self.inner.store.db.watch.ring();
         Ok(())
@@ -155,10 +184,9 @@ impl Engine {
     }
 }
 
-/// One round: new events, due runs, due messages. Answers how much was done.
+/// One round: new events, then due runs. Answers how much was done.
 async fn pump(inner: &Arc<Inner>) -> Result<usize> {
     let mut n = consume::events(inner).await?;
     n += run::due(inner).await?;
-    n += dispatch::due(inner).await?;
     Ok(n)
 }

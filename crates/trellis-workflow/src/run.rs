@@ -61,7 +61,7 @@ pub(crate) async fn insert<C: ConnectionTrait>(c: &C, r: NewRun<'_>) -> Result<O
     let now = now_ms();
     let mut st = State::new();
     st.started = r.started;
-    let finished = matches!(r.status, "failed" | "done").then_some(now);
+    let finished = matches!(r.status, "failed" | "done" | "cut_off").then_some(now);
     let mut ins = Query::insert();
     ins.into_table(Alias::new(RUNS))
         .columns(
@@ -92,7 +92,7 @@ pub(crate) async fn insert<C: ConnectionTrait>(c: &C, r: NewRun<'_>) -> Result<O
             Expr::val(r.wf.workflow.form.as_str()),
             Expr::val(r.record_id),
             Expr::val(r.status),
-            Expr::val(i64::from(r.depth)),
+            Expr::val(i32::try_from(r.depth).unwrap_or(i32::MAX)),
             Expr::val(r.trigger.to_string()),
             Expr::val(serde_json::to_string(&st)?),
             Expr::val(r.waiting_for),
@@ -165,6 +165,27 @@ pub(crate) async fn due(inner: &Arc<Inner>) -> Result<usize> {
     Ok(ids.len())
 }
 
+/// Free every claim (SQLite at start-up: its one process is this one).
+pub(crate) async fn unclaim_all(inner: &Inner) -> Result<()> {
+    let now = now_ms();
+    let mut u = Query::update();
+    u.table(Alias::new(RUNS))
+        .value(Alias::new("status"), "ready")
+        .value(Alias::new("wake_at"), now)
+        .value(Alias::new("claim"), None::<String>)
+        .value(Alias::new("lease_until"), None::<i64>)
+        .and_where(Expr::col(Alias::new("status")).eq("running"));
+    exec(&inner.store.db.writer, &u).await?;
+    let mut m = Query::update();
+    m.table(Alias::new(MESSAGES))
+        .value(Alias::new("status"), "pending")
+        .value(Alias::new("claim"), None::<String>)
+        .value(Alias::new("lease_until"), None::<i64>)
+        .and_where(Expr::col(Alias::new("status")).eq("sending"));
+    exec(&inner.store.db.writer, &m).await?;
+    Ok(())
+}
+
 fn lease_ms(inner: &Inner) -> i64 {
     i64::try_from(inner.opts.lease.as_millis()).unwrap_or(120_000)
 }
@@ -202,7 +223,7 @@ async fn load(
         version: r.try_get_by_index(1)?,
         form: r.try_get_by_index(2)?,
         record_id: r.try_get_by_index(3)?,
-        depth: u32::try_from(r.try_get_by_index::<i64>(4)?).unwrap_or(0),
+        depth: u32::try_from(r.try_get_by_index::<i32>(4)?).unwrap_or(0),
         trigger: serde_json::from_str(&r.try_get_by_index::<String>(5)?)?,
         state: serde_json::from_str(&r.try_get_by_index::<String>(6)?)?,
     }))
@@ -274,85 +295,186 @@ fn kind_name(k: &StepKind) -> &'static str {
     }
 }
 
+/// Most steps taken in one transaction: each step has a savepoint of its own, and the
+/// transaction commits them together with the run's new position.
+const STEPS_PER_TXN: usize = 16;
+
+/// How long a run waits after the database failed under it.
+const BACKOFF_MS: i64 = 5_000;
+
+/// A database that failed rather than a step that cannot do its work: the run is taken
+/// again later instead of failing.
+fn transient(e: &WorkflowError) -> bool {
+    matches!(
+        e,
+        WorkflowError::Db(_)
+            | WorkflowError::Store(
+                trellis_store::StoreError::Db(_) | trellis_store::StoreError::Unavailable(_)
+            )
+    )
+}
+
 /// Take the steps of a claimed run until it waits, ends or fails.
 pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<()> {
     let db = &inner.store.db;
     loop {
-        let t0 = Instant::now();
+        // Taken before the transaction, as form changes take it before theirs.
+        let writing = inner.store.registry.change.read().await;
         let txn = db.writer.begin().await?;
-        let Some(mut run) = load(&txn, inner, id, token).await? else {
-            // Someone else holds it now (our lease ran out), or it was cancelled.
-            txn.rollback().await?;
-            return Ok(());
+        let mut run = match load(&txn, inner, id, token).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                // Someone else holds it now (our lease ran out), or it was cancelled.
+                txn.rollback().await?;
+                return Ok(());
+            }
+            Err(e) if transient(&e) => {
+                drop(txn);
+                drop(writing);
+                return release(inner, id, token, &e).await;
+            }
+            Err(e) => {
+                drop(txn);
+                drop(writing);
+                return fail(inner, id, token, "", None, "load", &e.to_string()).await;
+            }
         };
-        let wf = inner
+        let wf = match inner
             .defs
             .version(&inner.store, &run.workflow, run.version)
-            .await?;
-        let path = run.state.path();
-        let step_id = state::at(&wf.steps, &run.state.pc).and_then(|s| s.id.clone());
-        let kind = state::at(&wf.steps, &run.state.pc).map_or("end", |s| kind_name(&s.kind));
-        match take(inner, &txn, &wf, &mut run).await {
-            Ok(took) => {
-                let micros = i64::try_from(t0.elapsed().as_micros()).unwrap_or(i64::MAX);
-                if let Some((kind, outcome, detail)) = &took.log {
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => {
+                drop(txn);
+                drop(writing);
+                if transient(&e) {
+                    return release(inner, id, token, &e).await;
+                }
+                return fail(inner, id, token, "", None, "load", &e.to_string()).await;
+            }
+        };
+        let mut recorded = Vec::new();
+        let mut taken = 0usize;
+        let status = loop {
+            let t0 = Instant::now();
+            let path = run.state.path();
+            let step = state::at(&wf.steps, &run.state.pc);
+            let step_id = step.and_then(|s| s.id.clone());
+            let kind = step.map_or("end", |s| kind_name(&s.kind));
+            let before = run.state.clone();
+            let sp = txn.begin().await?;
+            match take(inner, &sp, &wf, &mut run).await {
+                Ok(took) => {
+                    sp.commit().await?;
+                    let micros = i64::try_from(t0.elapsed().as_micros()).unwrap_or(i64::MAX);
+                    if let Some((kind, outcome, detail)) = &took.log {
+                        log(
+                            &txn,
+                            id,
+                            &path,
+                            step_id.as_deref(),
+                            kind,
+                            outcome,
+                            micros,
+                            detail,
+                            None,
+                        )
+                        .await?;
+                        inner
+                            .metrics
+                            .steps
+                            .with_label_values(&[kind, outcome])
+                            .inc();
+                        inner
+                            .metrics
+                            .step_seconds
+                            .with_label_values(&[kind])
+                            .observe(t0.elapsed().as_secs_f64());
+                    }
+                    recorded.extend(took.recorded.iter().cloned());
+                    taken += 1;
+                    if took.status != "running" || taken >= STEPS_PER_TXN {
+                        save(&txn, inner, &run, token, &took, None).await?;
+                        break took.status;
+                    }
+                }
+                Err(e) if transient(&e) => {
+                    sp.rollback().await?;
+                    drop(txn);
+                    drop(writing);
+                    // Steps taken before this one in the transaction are taken again.
+                    return release(inner, id, token, &e).await;
+                }
+                Err(e) => {
+                    // The failed step's work is undone; the steps before it stand.
+                    sp.rollback().await?;
+                    run.state = before;
+                    let msg = e.to_string();
                     log(
                         &txn,
                         id,
                         &path,
                         step_id.as_deref(),
                         kind,
-                        outcome,
-                        micros,
-                        detail,
-                        None,
+                        "failed",
+                        0,
+                        &json!({}),
+                        Some(&msg),
+                    )
+                    .await?;
+                    let failed = Took::end("failed", None);
+                    save(
+                        &txn,
+                        inner,
+                        &run,
+                        token,
+                        &failed,
+                        Some(&format!("{path}: {msg}")),
                     )
                     .await?;
                     inner
                         .metrics
                         .steps
-                        .with_label_values(&[kind, outcome])
+                        .with_label_values(&[kind, "failed"])
                         .inc();
-                    inner
-                        .metrics
-                        .step_seconds
-                        .with_label_values(&[kind])
-                        .observe(t0.elapsed().as_secs_f64());
-                }
-                save(&txn, inner, &run, token, &took).await?;
-                txn.commit().await?;
-                if !took.recorded.is_empty() {
-                    trellis_store::rules::record_failures(db, &run.form, &took.recorded).await;
-                }
-                if took.status != "running" {
-                    if took.status != "waiting" {
-                        inner
-                            .metrics
-                            .runs
-                            .with_label_values(&[run.workflow.as_str(), took.status])
-                            .inc();
-                    }
-                    return Ok(());
+                    break "failed";
                 }
             }
-            Err(e) => {
-                txn.rollback().await?;
-                let msg = e.to_string();
-                fail(inner, id, token, &path, step_id.as_deref(), kind, &msg).await?;
-                inner
-                    .metrics
-                    .steps
-                    .with_label_values(&[kind, "failed"])
-                    .inc();
+        };
+        txn.commit().await?;
+        drop(writing);
+        if !recorded.is_empty() {
+            trellis_store::rules::record_failures(db, &run.form, &recorded).await;
+        }
+        if status != "running" {
+            if status != "waiting" {
                 inner
                     .metrics
                     .runs
-                    .with_label_values(&[run.workflow.as_str(), "failed"])
+                    .with_label_values(&[run.workflow.as_str(), status])
                     .inc();
-                return Ok(());
             }
+            return Ok(());
         }
     }
+}
+
+/// Give a run back after the database failed under it, to be taken again shortly.
+async fn release(inner: &Inner, id: &str, token: &str, e: &WorkflowError) -> Result<()> {
+    tracing::warn!(run = %id, error = %e, "a workflow step met a database error; trying again shortly");
+    let now = now_ms();
+    let mut u = Query::update();
+    u.table(Alias::new(RUNS))
+        .value(Alias::new("status"), "ready")
+        .value(Alias::new("wake_at"), now + BACKOFF_MS)
+        .value(Alias::new("claim"), None::<String>)
+        .value(Alias::new("lease_until"), None::<i64>)
+        .value(Alias::new("updated_at"), now)
+        .and_where(Expr::col(Alias::new("id")).eq(id))
+        .and_where(Expr::col(Alias::new("claim")).eq(token));
+    exec(&inner.store.db.writer, &u).await?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -397,6 +519,7 @@ async fn save(
     run: &RunRow,
     token: &str,
     t: &Took,
+    error: Option<&str>,
 ) -> Result<()> {
     let now = now_ms();
     let going = t.status == "running";
@@ -414,13 +537,15 @@ async fn save(
         )
         .value(Alias::new("updated_at"), now)
         .value(Alias::new("finished_at"), over.then_some(now))
+        .value(Alias::new("error"), error)
         .and_where(Expr::col(Alias::new("id")).eq(run.id.as_str()))
         .and_where(Expr::col(Alias::new("claim")).eq(token));
     exec(txn, &u).await?;
     Ok(())
 }
 
-/// Mark a run failed at a step, with the step's error in its log.
+/// Mark a run failed (when it cannot even be loaded: a missing version, corrupt state),
+/// with the error in its log.
 async fn fail(
     inner: &Inner,
     id: &str,
@@ -447,7 +572,14 @@ async fn fail(
     let mut u = Query::update();
     u.table(Alias::new(RUNS))
         .value(Alias::new("status"), "failed")
-        .value(Alias::new("error"), format!("{path}: {msg}"))
+        .value(
+            Alias::new("error"),
+            if path.is_empty() {
+                msg.to_owned()
+            } else {
+                format!("{path}: {msg}")
+            },
+        )
         .value(Alias::new("claim"), None::<String>)
         .value(Alias::new("lease_until"), None::<i64>)
         .value(Alias::new("wake_at"), None::<i64>)
@@ -596,6 +728,21 @@ async fn take(
     let store = &inner.store;
     let rec = record_of(store, txn, run).await?;
     if !run.state.started {
+        // A timer set before its workflow was switched off or deleted does nothing.
+        if inner
+            .defs
+            .get(&run.workflow)
+            .is_none_or(|w| !w.workflow.active)
+        {
+            return Ok(Took::end(
+                "cancelled",
+                Some((
+                    "condition",
+                    "skipped",
+                    json!({"reason": "the workflow is not active"}),
+                )),
+            ));
+        }
         run.state.started = true;
         if wf.condition.is_none() && wf.condition_rule.is_none() {
             return Ok(Took {
@@ -1154,8 +1301,8 @@ pub(crate) async fn open_request<C: ConnectionTrait>(
             Expr::val(run.id.as_str()),
             Expr::val(run.form.as_str()),
             Expr::val(run.record_id.clone().unwrap_or_default()),
-            Expr::val(i64::try_from(at + 1).unwrap_or(1)),
-            Expr::val(i64::try_from(apply.len()).unwrap_or(1)),
+            Expr::val(i32::try_from(at + 1).unwrap_or(1)),
+            Expr::val(i32::try_from(apply.len()).unwrap_or(1)),
             Expr::val(label.as_str()),
             Expr::val(serde_json::to_string(who.users())?),
             Expr::val("pending"),
@@ -1307,8 +1454,8 @@ async fn queue<C: ConnectionTrait>(
             Expr::val(run),
             Expr::val(payload.to_string()),
             Expr::val("pending"),
-            Expr::val(0i64),
-            Expr::val(max_attempts),
+            Expr::val(0i32),
+            Expr::val(i32::try_from(max_attempts).unwrap_or(i32::MAX)),
             Expr::val(now),
             Expr::val(now),
         ])

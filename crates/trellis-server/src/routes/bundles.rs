@@ -54,7 +54,10 @@ pub async fn install(
         &actor,
     )
     .await?;
-    state.engine.reload().await?;
+    // Stored already: a failed reload is caught up by the periodic one.
+    if let Err(e) = state.engine.reload().await {
+        tracing::warn!(error = %e, "reloading workflows failed");
+    }
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -47,7 +47,10 @@ async fn save(
         .map_err(StoreError::Definition)?;
     let ip = client_ip(req);
     workflows::put(&state.store.db, &wf, caller.by(&ip)).await?;
-    state.engine.reload().await?;
+    // Stored already: a failed reload is caught up by the periodic one.
+    if let Err(e) = state.engine.reload().await {
+        tracing::warn!(error = %e, "reloading workflows failed");
+    }
     view(&stored(state, &wf.name).await?)
 }
 
@@ -109,7 +112,10 @@ pub async fn delete(
     access::admin(&caller)?;
     let ip = client_ip(&req);
     workflows::delete(&state.store.db, &path, caller.by(&ip)).await?;
-    state.engine.reload().await?;
+    // Stored already: a failed reload is caught up by the periodic one.
+    if let Err(e) = state.engine.reload().await {
+        tracing::warn!(error = %e, "reloading workflows failed");
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 
