@@ -392,3 +392,38 @@ async fn cancel_timers<C: ConnectionTrait>(
     exec(c, &u).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(action: &str, changes: Value) -> Event {
+        Event {
+            id: 1,
+            form: "lead".into(),
+            record_id: "r".into(),
+            action: action.into(),
+            changes: serde_json::from_value(changes).unwrap_or_default(),
+            actor: None,
+            depth: 0,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn a_create_changes_its_fields_from_nothing() {
+        let e = ev("created", json!({"status": "new"}));
+        assert_eq!(change(&e, "status"), Some((Value::Null, json!("new"))));
+        assert_eq!(change(&e, "grade"), None);
+        let u = ev("updated", json!({"status": {"before": "new", "after": "lost"}}));
+        assert_eq!(change(&u, "status"), Some((json!("new"), json!("lost"))));
+    }
+
+    #[test]
+    fn dates_and_datetimes_become_milliseconds() {
+        assert_eq!(date_ms(&json!("1970-01-02")), Some(86_400_000));
+        assert_eq!(date_ms(&json!("1970-01-01T00:00:01Z")), Some(1000));
+        assert_eq!(date_ms(&json!("soon")), None);
+        assert_eq!(date_ms(&json!(5)), None);
+    }
+}

@@ -298,7 +298,7 @@ impl Engine {
         }
         let approvers: Vec<String> =
             serde_json::from_value(current["approvers"].clone()).unwrap_or_default();
-        if !who.admin && !approvers.iter().any(|a| *a == who.user) {
+        if !who.admin && !approvers.contains(&who.user) {
             return Err(WorkflowError::Forbidden(
                 "you are not an approver of this request".into(),
             ));
