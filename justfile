@@ -29,6 +29,10 @@ bench-rules n="1000000":
 bench-route n="2000" preload="100000":
     bash bench/route.sh {{n}} {{preload}}
 
+# The workflow engine: events/s through three steps, commit-to-done latency, 100k timers.
+bench-workflow events="20000" latency="1000" timers="100000":
+    bash bench/workflow.sh {{events}} {{latency}} {{timers}}
+
 # The filtered list as an administrator and as a sales rep with `own` scope.
 bench-scope n="100000":
     bash bench/scope.sh {{n}}
