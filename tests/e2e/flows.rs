@@ -645,6 +645,17 @@ async fn a_completed_order_goes_to_the_erp_signed_and_retried_and_gets_a_visit_a
         .unwrap();
     assert_eq!(m["attempts"], 3);
     assert_eq!(m["payload"]["secret"], "***", "the secret is not shown");
+    // The run's log tells what became of the call.
+    let run = ended(&app, "order_erp_sync", &id(&o), "done").await;
+    let (_, detail) = app.get(&format!("/api/v1/runs/{}", id(&run))).await;
+    let outbox: Vec<&str> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["path"] == "outbox")
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(outbox, vec!["retrying", "retrying", "sent"], "{detail}");
     let metrics = reqwest::get(app.url("/metrics"))
         .await
         .unwrap()
@@ -694,6 +705,17 @@ async fn a_webhook_that_never_answers_is_a_dead_letter_that_can_be_replayed() {
     })
     .await;
     assert_eq!(dead["attempts"], 2);
+    let (_, log) = app.get(&format!("/api/v1/runs/{}", id(&run))).await;
+    let last = log["steps"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["status"].as_str(), last["kind"].as_str()),
+        (Some("dead"), Some("webhook")),
+        "{log}"
+    );
+    assert!(
+        last["error"].as_str().unwrap().contains("no answer"),
+        "{last}"
+    );
     assert!(
         dead["last_error"]
             .as_str()

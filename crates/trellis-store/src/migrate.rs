@@ -410,7 +410,9 @@ async fn workflow_tables(txn: &DatabaseTransaction) -> Result<(), StoreError> {
     )
     .await?;
     for (name, cols, unique) in [
-        ("ix_runs_due", &["status", "wake_at"][..], false),
+        // Only runs that can be claimed have a wake-up time: done runs leave the index.
+        ("ix_runs_wake", &["wake_at"][..], false),
+        ("ix_runs_lease", &["status", "lease_until"][..], false),
         ("ix_runs_workflow", &["workflow", "started_at"][..], false),
         ("ix_runs_record", &["form", "record_id"][..], false),
         ("ux_runs_dedupe", &["dedupe"][..], true),
@@ -545,14 +547,19 @@ async fn workflow_tables(txn: &DatabaseTransaction) -> Result<(), StoreError> {
             .col(ms_null("sent_at")),
     )
     .await?;
-    txn.execute(
-        Index::create()
-            .name("ix_messages_due")
-            .table(MESSAGES)
-            .col("status")
-            .col("next_at"),
-    )
-    .await?;
+    for (name, cols) in [
+        ("ix_messages_due", ["status", "next_at"]),
+        ("ix_messages_lease", ["status", "lease_until"]),
+    ] {
+        txn.execute(
+            Index::create()
+                .name(name)
+                .table(MESSAGES)
+                .col(cols[0])
+                .col(cols[1]),
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -415,7 +415,10 @@ mod tests {
         let e = ev("created", json!({"status": "new"}));
         assert_eq!(change(&e, "status"), Some((Value::Null, json!("new"))));
         assert_eq!(change(&e, "grade"), None);
-        let u = ev("updated", json!({"status": {"before": "new", "after": "lost"}}));
+        let u = ev(
+            "updated",
+            json!({"status": {"before": "new", "after": "lost"}}),
+        );
         assert_eq!(change(&u, "status"), Some((json!("new"), json!("lost"))));
     }
 

@@ -14,7 +14,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sea_orm::ConnectionTrait;
 use sea_orm::TransactionTrait;
-use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Order, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use serde_json::Value;
 use sha2::Sha256;
 use trellis_store::migrate::MESSAGES;
@@ -63,6 +63,7 @@ impl Mailer {
 
 struct Claimed {
     id: String,
+    run: Option<String>,
     kind: String,
     payload: Value,
     attempts: i64,
@@ -75,38 +76,44 @@ pub(crate) async fn due(inner: &Arc<Inner>) -> Result<usize> {
     let now = now_ms();
     let token = uuid::Uuid::new_v4().to_string();
     let txn = db.writer.begin().await?;
-    let mut s = Query::select();
-    s.columns(["id", "kind", "payload", "attempts", "max_attempts"].map(Alias::new))
-        .from(Alias::new(MESSAGES))
-        .cond_where(
-            Cond::any()
-                .add(
-                    Cond::all()
-                        .add(Expr::col(Alias::new("status")).eq("pending"))
-                        .add(Expr::col(Alias::new("next_at")).lte(now)),
-                )
-                .add(
-                    Cond::all()
-                        .add(Expr::col(Alias::new("status")).eq("sending"))
-                        .add(Expr::col(Alias::new("lease_until")).lt(now)),
-                ),
-        )
-        .order_by(Alias::new("next_at"), Order::Asc)
-        .limit(CLAIM);
-    if inner.mailer.is_none() {
-        // Without SMTP, e-mails wait for a server that has it.
-        s.and_where(Expr::col(Alias::new("kind")).ne("email"));
-    }
-    skip_locked(&mut s, db.dialect);
     let mut claimed = Vec::new();
-    for r in txn.query_all(&s).await? {
-        claimed.push(Claimed {
-            id: r.try_get_by_index(0)?,
-            kind: r.try_get_by_index(1)?,
-            payload: serde_json::from_str(&r.try_get_by_index::<String>(2)?)?,
-            attempts: i64::from(r.try_get_by_index::<i32>(3)?),
-            max_attempts: i64::from(r.try_get_by_index::<i32>(4)?),
-        });
+    // Two index range scans: messages due, and messages whose sender's lease ran out.
+    for (status, col) in [("pending", "next_at"), ("sending", "lease_until")] {
+        let mut s = Query::select();
+        s.columns(
+            [
+                "id",
+                "kind",
+                "payload",
+                "attempts",
+                "max_attempts",
+                "run_id",
+            ]
+            .map(Alias::new),
+        )
+        .from(Alias::new(MESSAGES))
+        .and_where(Expr::col(Alias::new("status")).eq(status));
+        if status == "pending" {
+            s.and_where(Expr::col(Alias::new(col)).lte(now));
+        } else {
+            s.and_where(Expr::col(Alias::new(col)).lt(now));
+        }
+        s.order_by(Alias::new(col), Order::Asc).limit(CLAIM);
+        if inner.mailer.is_none() {
+            // Without SMTP, e-mails wait for a server that has it.
+            s.and_where(Expr::col(Alias::new("kind")).ne("email"));
+        }
+        skip_locked(&mut s, db.dialect);
+        for r in txn.query_all(&s).await? {
+            claimed.push(Claimed {
+                id: r.try_get_by_index(0)?,
+                kind: r.try_get_by_index(1)?,
+                payload: serde_json::from_str(&r.try_get_by_index::<String>(2)?)?,
+                attempts: i64::from(r.try_get_by_index::<i32>(3)?),
+                max_attempts: i64::from(r.try_get_by_index::<i32>(4)?),
+                run: r.try_get_by_index(5)?,
+            });
+        }
     }
     if claimed.is_empty() {
         txn.commit().await?;
@@ -249,6 +256,25 @@ async fn settle(
         .value(Alias::new("lease_until"), None::<i64>)
         .and_where(Expr::col(Alias::new("id")).eq(m.id.as_str()))
         .and_where(Expr::col(Alias::new("claim")).eq(token));
+    // The run's log shows what became of what it sent.
+    let (status, error) = match &outcome {
+        Ok(()) => ("sent", None),
+        Err(e) if attempts >= m.max_attempts => ("dead", Some(e.clone())),
+        Err(e) => ("retrying", Some(e.clone())),
+    };
+    let entry = crate::run::Entry {
+        path: "outbox".into(),
+        step: None,
+        kind: if m.kind == "email" {
+            "email"
+        } else {
+            "webhook"
+        },
+        status,
+        micros: 0,
+        detail: serde_json::json!({"message": m.id, "attempt": attempts}),
+        error,
+    };
     match outcome {
         Ok(()) => {
             u.value(Alias::new("status"), "sent")
@@ -284,8 +310,13 @@ async fn settle(
         }
     }
     let db = &inner.store.db;
-    exec(&db.writer, &u).await?;
-    let _ = db.writer.get_database_backend();
+    let txn = db.writer.begin().await?;
+    if exec(&txn, &u).await? == 1
+        && let Some(run) = &m.run
+    {
+        crate::run::log(&txn, run, std::slice::from_ref(&entry)).await?;
+    }
+    txn.commit().await?;
     Ok(())
 }
 

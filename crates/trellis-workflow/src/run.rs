@@ -3,9 +3,11 @@
 //! rolls back and the step is taken again by whoever claims the run next).
 
 use std::sync::Arc;
+
+use futures_util::StreamExt;
 use std::time::Instant;
 
-use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, OnConflict, Order, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use serde_json::{Map, Value, json};
 use trellis_access::Permissions;
@@ -24,8 +26,11 @@ use crate::sql::{exec, for_update, iso, now_ms, skip_locked};
 use crate::state::{self, Approval, State};
 use crate::template;
 
-/// Most runs claimed in one round.
+/// Most runs claimed in one round (twice as many on PostgreSQL).
 const CLAIM: u64 = 32;
+
+/// Runs driven at once on PostgreSQL.
+const PARALLEL: usize = 8;
 
 /// A run as the interpreter needs it.
 #[derive(Debug, Clone)]
@@ -119,50 +124,65 @@ pub(crate) async fn due(inner: &Arc<Inner>) -> Result<usize> {
     let now = now_ms();
     let token = uuid::Uuid::new_v4().to_string();
     let txn = db.writer.begin().await?;
-    let mut s = Query::select();
-    s.column(Alias::new("id"))
+    // Two index range scans: runs due (only claimable runs have a wake-up time), and runs
+    // whose claimant's lease ran out.
+    let mut due = Query::select();
+    due.column(Alias::new("id"))
         .from(Alias::new(RUNS))
-        .cond_where(
-            Cond::any()
-                .add(
-                    Cond::all()
-                        .add(Expr::col(Alias::new("status")).is_in(["ready", "waiting"]))
-                        .add(Expr::col(Alias::new("wake_at")).lte(now)),
-                )
-                .add(
-                    Cond::all()
-                        .add(Expr::col(Alias::new("status")).eq("running"))
-                        .add(Expr::col(Alias::new("lease_until")).lt(now)),
-                ),
-        )
+        .and_where(Expr::col(Alias::new("wake_at")).lte(now))
+        .and_where(Expr::col(Alias::new("status")).is_in(["ready", "waiting"]))
         .order_by(Alias::new("wake_at"), Order::Asc)
-        .limit(CLAIM);
-    skip_locked(&mut s, db.dialect);
-    let ids = txn
-        .query_all(&s)
-        .await?
-        .iter()
-        .map(|r| r.try_get_by_index::<String>(0))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    if ids.is_empty() {
-        txn.commit().await?;
-        return Ok(0);
+        .limit(claim_n(inner));
+    skip_locked(&mut due, db.dialect);
+    let mut stale = Query::select();
+    stale
+        .column(Alias::new("id"))
+        .from(Alias::new(RUNS))
+        .and_where(Expr::col(Alias::new("status")).eq("running"))
+        .and_where(Expr::col(Alias::new("lease_until")).lt(now))
+        .limit(claim_n(inner));
+    skip_locked(&mut stale, db.dialect);
+    let mut ids = Vec::new();
+    for s in [due, stale] {
+        for r in txn.query_all(&s).await? {
+            ids.push(r.try_get_by_index::<String>(0)?);
+        }
     }
     let mut u = Query::update();
     u.table(Alias::new(RUNS))
         .value(Alias::new("status"), "running")
+        .value(Alias::new("wake_at"), None::<i64>)
         .value(Alias::new("claim"), token.as_str())
         .value(Alias::new("lease_until"), now + lease_ms(inner))
         .value(Alias::new("updated_at"), now)
         .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().map(String::as_str)));
     exec(&txn, &u).await?;
     txn.commit().await?;
-    for id in &ids {
-        if let Err(e) = drive(inner, id, &token).await {
-            tracing::warn!(run = %id, error = %e, "a workflow run could not go on");
-        }
+    let n = ids.len();
+    // PostgreSQL commits runs side by side on its pool; SQLite's one writer takes them in turn.
+    let parallel = match db.dialect {
+        trellis_store::Dialect::Postgres => PARALLEL,
+        trellis_store::Dialect::Sqlite => 1,
+    };
+    futures_util::stream::iter(ids)
+        .for_each_concurrent(parallel, |id| {
+            let token = token.as_str();
+            async move {
+                if let Err(e) = drive(inner, &id, token).await {
+                    tracing::warn!(run = %id, error = %e, "a workflow run could not go on");
+                }
+            }
+        })
+        .await;
+    Ok(n)
+}
+
+/// How many runs one round claims.
+fn claim_n(inner: &Inner) -> u64 {
+    match inner.store.db.dialect {
+        trellis_store::Dialect::Postgres => CLAIM * 2,
+        trellis_store::Dialect::Sqlite => CLAIM,
     }
-    Ok(ids.len())
 }
 
 /// Free every claim (SQLite at start-up: its one process is this one).
@@ -336,7 +356,7 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
             Err(e) => {
                 drop(txn);
                 drop(writing);
-                return fail(inner, id, token, "", None, "load", &e.to_string()).await;
+                return fail(inner, id, token, &e.to_string()).await;
             }
         };
         let wf = match inner
@@ -351,11 +371,13 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
                 if transient(&e) {
                     return release(inner, id, token, &e).await;
                 }
-                return fail(inner, id, token, "", None, "load", &e.to_string()).await;
+                return fail(inner, id, token, &e.to_string()).await;
             }
         };
         let mut recorded = Vec::new();
         let mut taken = 0usize;
+        let mut seen = None;
+        let mut logs: Vec<Entry> = Vec::new();
         let status = loop {
             let t0 = Instant::now();
             let path = run.state.path();
@@ -364,23 +386,20 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
             let kind = step.map_or("end", |s| kind_name(&s.kind));
             let before = run.state.clone();
             let sp = txn.begin().await?;
-            match take(inner, &sp, &wf, &mut run).await {
+            match take(inner, &sp, &wf, &mut run, &mut seen).await {
                 Ok(took) => {
                     sp.commit().await?;
                     let micros = i64::try_from(t0.elapsed().as_micros()).unwrap_or(i64::MAX);
                     if let Some((kind, outcome, detail)) = &took.log {
-                        log(
-                            &txn,
-                            id,
-                            &path,
-                            step_id.as_deref(),
+                        logs.push(Entry {
+                            path: path.clone(),
+                            step: step_id.clone(),
                             kind,
-                            outcome,
+                            status: outcome,
                             micros,
-                            detail,
-                            None,
-                        )
-                        .await?;
+                            detail: detail.clone(),
+                            error: None,
+                        });
                         inner
                             .metrics
                             .steps
@@ -395,6 +414,7 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
                     recorded.extend(took.recorded.iter().cloned());
                     taken += 1;
                     if took.status != "running" || taken >= STEPS_PER_TXN {
+                        log(&txn, id, &logs).await?;
                         save(&txn, inner, &run, token, &took, None).await?;
                         break took.status;
                     }
@@ -411,18 +431,16 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
                     sp.rollback().await?;
                     run.state = before;
                     let msg = e.to_string();
-                    log(
-                        &txn,
-                        id,
-                        &path,
-                        step_id.as_deref(),
+                    logs.push(Entry {
+                        path: path.clone(),
+                        step: step_id.clone(),
                         kind,
-                        "failed",
-                        0,
-                        &json!({}),
-                        Some(&msg),
-                    )
-                    .await?;
+                        status: "failed",
+                        micros: 0,
+                        detail: json!({}),
+                        error: Some(msg.clone()),
+                    });
+                    log(&txn, id, &logs).await?;
                     let failed = Took::end("failed", None);
                     save(
                         &txn,
@@ -477,38 +495,44 @@ async fn release(inner: &Inner, id: &str, token: &str, e: &WorkflowError) -> Res
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn log<C: ConnectionTrait>(
-    c: &C,
-    run: &str,
-    path: &str,
-    step: Option<&str>,
-    kind: &str,
-    status: &str,
-    micros: i64,
-    detail: &Value,
-    error: Option<&str>,
-) -> Result<()> {
+/// One line of a run's log.
+pub(crate) struct Entry {
+    pub path: String,
+    pub step: Option<String>,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub micros: i64,
+    pub detail: Value,
+    pub error: Option<String>,
+}
+
+/// Write log lines of a run, in one statement.
+pub(crate) async fn log<C: ConnectionTrait>(c: &C, run: &str, entries: &[Entry]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let at = now_ms();
     let mut ins = Query::insert();
-    ins.into_table(Alias::new(RUN_STEPS))
-        .columns(
-            [
-                "run_id", "path", "step", "kind", "status", "at", "micros", "detail", "error",
-            ]
-            .map(Alias::new),
-        )
-        .values([
+    ins.into_table(Alias::new(RUN_STEPS)).columns(
+        [
+            "run_id", "path", "step", "kind", "status", "at", "micros", "detail", "error",
+        ]
+        .map(Alias::new),
+    );
+    for e in entries {
+        ins.values([
             Expr::val(run),
-            Expr::val(path),
-            Expr::val(step),
-            Expr::val(kind),
-            Expr::val(status),
-            Expr::val(now_ms()),
-            Expr::val(micros),
-            Expr::val(detail.to_string()),
-            Expr::val(error),
+            Expr::val(e.path.as_str()),
+            Expr::val(e.step.clone()),
+            Expr::val(e.kind),
+            Expr::val(e.status),
+            Expr::val(at),
+            Expr::val(e.micros),
+            Expr::val(e.detail.to_string()),
+            Expr::val(e.error.clone()),
         ])
         .map_err(|e| WorkflowError::step(e.to_string()))?;
+    }
     exec(c, &ins).await?;
     Ok(())
 }
@@ -546,40 +570,23 @@ async fn save(
 
 /// Mark a run failed (when it cannot even be loaded: a missing version, corrupt state),
 /// with the error in its log.
-async fn fail(
-    inner: &Inner,
-    id: &str,
-    token: &str,
-    path: &str,
-    step: Option<&str>,
-    kind: &str,
-    msg: &str,
-) -> Result<()> {
+async fn fail(inner: &Inner, id: &str, token: &str, msg: &str) -> Result<()> {
     let txn = inner.store.db.writer.begin().await?;
-    log(
-        &txn,
-        id,
-        path,
-        step,
-        kind,
-        "failed",
-        0,
-        &json!({}),
-        Some(msg),
-    )
-    .await?;
+    let entry = Entry {
+        path: String::new(),
+        step: None,
+        kind: "load",
+        status: "failed",
+        micros: 0,
+        detail: json!({}),
+        error: Some(msg.to_owned()),
+    };
+    log(&txn, id, std::slice::from_ref(&entry)).await?;
     let now = now_ms();
     let mut u = Query::update();
     u.table(Alias::new(RUNS))
         .value(Alias::new("status"), "failed")
-        .value(
-            Alias::new("error"),
-            if path.is_empty() {
-                msg.to_owned()
-            } else {
-                format!("{path}: {msg}")
-            },
-        )
+        .value(Alias::new("error"), msg)
         .value(Alias::new("claim"), None::<String>)
         .value(Alias::new("lease_until"), None::<i64>)
         .value(Alias::new("wake_at"), None::<i64>)
@@ -724,9 +731,23 @@ async fn take(
     txn: &DatabaseTransaction,
     wf: &Workflow,
     run: &mut RunRow,
+    seen: &mut Option<Option<Map<String, Value>>>,
 ) -> Result<Took> {
     let store = &inner.store;
-    let rec = record_of(store, txn, run).await?;
+    // The record as the last step left it: read again only after a step that writes it.
+    let rec = match seen.take() {
+        Some(r) => r,
+        None => record_of(store, txn, run).await?,
+    };
+    let writes = state::at(&wf.steps, &run.state.pc).is_some_and(|s| {
+        matches!(
+            s.kind,
+            StepKind::Set { .. } | StepKind::Rule { .. } | StepKind::Assign { .. }
+        )
+    });
+    if run.state.started && !writes {
+        *seen = Some(rec.clone());
+    }
     if !run.state.started {
         // A timer set before its workflow was switched off or deleted does nothing.
         if inner
