@@ -36,22 +36,9 @@ struct Event {
 pub(crate) async fn events(inner: &Arc<Inner>) -> Result<usize> {
     let db = &inner.store.db;
     let txn = db.writer.begin().await?;
-    if db.dialect == trellis_store::Dialect::Postgres {
-        // One consumer at a time across processes, so a record's events are handled in
-        // order (a timer cancelled by a later event is not set again by an earlier one).
-        let got = txn
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                "SELECT pg_try_advisory_xact_lock(hashtext('trellis.events'))",
-            ))
-            .await?
-            .map(|r| r.try_get_by_index::<bool>(0))
-            .transpose()?
-            .unwrap_or(false);
-        if !got {
-            txn.rollback().await?;
-            return Ok(0);
-        }
+    if db.dialect == trellis_store::Dialect::Postgres && !lock_consumer(&txn).await? {
+        txn.rollback().await?;
+        return Ok(0);
     }
     let mut s = Query::select();
     s.columns(
@@ -76,9 +63,9 @@ pub(crate) async fn events(inner: &Arc<Inner>) -> Result<usize> {
         txn.commit().await?;
         return Ok(0);
     }
-    let mut ids = Vec::with_capacity(rows.len());
+    let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
-        let ev = Event {
+        events.push(Event {
             id: r.try_get_by_index(0)?,
             form: r.try_get_by_index(1)?,
             record_id: r.try_get_by_index(2)?,
@@ -87,26 +74,63 @@ pub(crate) async fn events(inner: &Arc<Inner>) -> Result<usize> {
             actor: r.try_get_by_index(5)?,
             depth: u32::try_from(r.try_get_by_index::<i32>(6)?).unwrap_or(0),
             at: r.try_get_by_index(7)?,
-        };
-        ids.push(ev.id);
-        // Each event in a savepoint: one that cannot be handled is logged and dropped
-        // rather than holding up every event after it.
-        let sp = txn.begin().await?;
-        match handle(inner, &sp, &ev).await {
-            Ok(()) => sp.commit().await?,
-            Err(e) => {
-                sp.rollback().await?;
-                tracing::error!(form = %ev.form, record = %ev.record_id, action = %ev.action,
-                    error = %e, "a record event could not start its workflows");
-            }
+        });
+    }
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    // All events in the transaction; should one fail, the batch is handled again with a
+    // savepoint per event, and the one that cannot be handled is logged and dropped
+    // rather than holding up every event after it.
+    let mut failed = false;
+    for ev in &events {
+        if handle(inner, &txn, ev).await.is_err() {
+            failed = true;
+            break;
         }
     }
+    let txn = if failed {
+        txn.rollback().await?;
+        let txn = db.writer.begin().await?;
+        if db.dialect == trellis_store::Dialect::Postgres && !lock_consumer(&txn).await? {
+            txn.rollback().await?;
+            return Ok(0);
+        }
+        for ev in &events {
+            let sp = txn.begin().await?;
+            match handle(inner, &sp, ev).await {
+                Ok(()) => sp.commit().await?,
+                // The database failing is no reason to drop the event: next round.
+                Err(e) if crate::run::transient(&e) => return Err(e),
+                Err(e) => {
+                    sp.rollback().await?;
+                    tracing::error!(form = %ev.form, record = %ev.record_id, action = %ev.action,
+                        error = %e, "a record event could not start its workflows");
+                }
+            }
+        }
+        txn
+    } else {
+        txn
+    };
     let mut d = Query::delete();
     d.from_table(Alias::new(EVENTS))
         .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().copied()));
     exec(&txn, &d).await?;
     txn.commit().await?;
     Ok(ids.len())
+}
+
+/// One consumer at a time across processes (PostgreSQL), so a record's events are handled
+/// in order: a timer cancelled by a later event is not set again by an earlier one.
+async fn lock_consumer(txn: &DatabaseTransaction) -> Result<bool> {
+    Ok(txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_try_advisory_xact_lock(hashtext('trellis.events'))",
+        ))
+        .await?
+        .map(|r| r.try_get_by_index::<bool>(0))
+        .transpose()?
+        .unwrap_or(false))
 }
 
 /// The value a change gave a field: (before, after), if the event touched it.
@@ -144,6 +168,10 @@ fn date_ms(v: &Value) -> Option<i64> {
 
 async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Result<()> {
     let now = now_ms();
+    let workflows = inner.defs.on_form(&ev.form);
+    if workflows.is_empty() && !inner.defs.waits_on(&ev.form) && ev.action != "deleted" {
+        return Ok(());
+    }
     // Runs waiting for this record to match a filter look again.
     let mut u = Query::update();
     u.table(Alias::new(RUNS))
@@ -152,7 +180,9 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
         .and_where(Expr::col(Alias::new("record_id")).eq(ev.record_id.as_str()))
         .and_where(Expr::col(Alias::new("status")).eq("waiting"))
         .and_where(Expr::col(Alias::new("waiting_for")).eq("until"));
-    exec(txn, &u).await?;
+    if inner.defs.waits_on(&ev.form) {
+        exec(txn, &u).await?;
+    }
     if ev.action == "deleted" {
         cancel_timers(txn, None, &ev.form, &ev.record_id).await?;
     }
@@ -164,7 +194,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
     });
     let mut record: Option<Option<Map<String, Value>>> = None;
     let too_deep = ev.depth > MAX_DEPTH;
-    for wf in inner.defs.on_form(&ev.form) {
+    for wf in workflows {
         let fire = match &wf.workflow.trigger {
             Trigger::Created => ev.action == "created",
             Trigger::Deleted => ev.action == "deleted",

@@ -315,8 +315,8 @@ fn kind_name(k: &StepKind) -> &'static str {
     }
 }
 
-/// Most steps taken in one transaction: each step has a savepoint of its own, and the
-/// transaction commits them together with the run's new position.
+/// Most steps taken in one transaction, which commits them together with the run's new
+/// position.
 const STEPS_PER_TXN: usize = 16;
 
 /// How long a run waits after the database failed under it.
@@ -324,7 +324,7 @@ const BACKOFF_MS: i64 = 5_000;
 
 /// A database that failed rather than a step that cannot do its work: the run is taken
 /// again later instead of failing.
-fn transient(e: &WorkflowError) -> bool {
+pub(crate) fn transient(e: &WorkflowError) -> bool {
     matches!(
         e,
         WorkflowError::Db(_)
@@ -337,7 +337,8 @@ fn transient(e: &WorkflowError) -> bool {
 /// Take the steps of a claimed run until it waits, ends or fails.
 pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<()> {
     let db = &inner.store.db;
-    loop {
+    let mut careful = false;
+    'txn: loop {
         // Taken before the transaction, as form changes take it before theirs.
         let writing = inner.store.registry.change.read().await;
         let txn = db.writer.begin().await?;
@@ -385,10 +386,18 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
             let step_id = step.and_then(|s| s.id.clone());
             let kind = step.map_or("end", |s| kind_name(&s.kind));
             let before = run.state.clone();
-            let sp = txn.begin().await?;
-            match take(inner, &sp, &wf, &mut run, &mut seen).await {
+            // Optimistically the steps share the transaction; after a failure they are
+            // taken again, each in a savepoint, so the failed one alone is undone.
+            let sp = if careful {
+                Some(txn.begin().await?)
+            } else {
+                None
+            };
+            match take(inner, sp.as_ref().unwrap_or(&txn), &wf, &mut run, &mut seen).await {
                 Ok(took) => {
-                    sp.commit().await?;
+                    if let Some(sp) = sp {
+                        sp.commit().await?;
+                    }
                     let micros = i64::try_from(t0.elapsed().as_micros()).unwrap_or(i64::MAX);
                     if let Some((kind, outcome, detail)) = &took.log {
                         logs.push(Entry {
@@ -420,15 +429,24 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
                     }
                 }
                 Err(e) if transient(&e) => {
-                    sp.rollback().await?;
+                    drop(sp);
                     drop(txn);
                     drop(writing);
                     // Steps taken before this one in the transaction are taken again.
                     return release(inner, id, token, &e).await;
                 }
+                Err(_) if !careful => {
+                    drop(sp);
+                    txn.rollback().await?;
+                    drop(writing);
+                    careful = true;
+                    continue 'txn;
+                }
                 Err(e) => {
                     // The failed step's work is undone; the steps before it stand.
-                    sp.rollback().await?;
+                    if let Some(sp) = sp {
+                        sp.rollback().await?;
+                    }
                     run.state = before;
                     let msg = e.to_string();
                     logs.push(Entry {
@@ -475,6 +493,7 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
             }
             return Ok(());
         }
+        careful = false;
     }
 }
 
