@@ -1118,3 +1118,41 @@ async fn two_servers_on_one_database_do_every_piece_of_work_once() {
     assert_eq!(keys.len(), 6);
     drop(b);
 }
+
+#[tokio::test]
+async fn an_approval_can_climb_the_reporting_line() {
+    let smtp = SmtpSink::start().await;
+    let (app, ids) = crm(&smtp).await;
+    let (st, body) = app
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "qualify", "label": {"en": "Qualify"}, "form": "lead",
+                   "trigger": {"on": "manual"},
+                   "steps": [{"type": "approval",
+                              "levels": [{"approver": {"manager": 1}}, {"approver": {"manager": 2}}],
+                              "on_approve": [{"type": "set", "values": {"status": "qualified"}}]}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let mut l = warm_lead("邯郸钢铁", "x@handan.example");
+    l["owner"] = json!(ids["wanglei"]);
+    let lead = app.create("lead", l).await;
+    let (st, _) = app
+        .post(
+            "/api/v1/workflows/qualify/start",
+            json!({"record_id": id(&lead)}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let manager = login(&app, "liqiang").await;
+    let director = login(&app, "zhaojianguo").await;
+    let first = pending_for(&app, &manager, &id(&lead)).await;
+    let (st, _) = decide(&app, &manager, &first, json!({"decision": "approve"})).await;
+    assert_eq!(st, StatusCode::OK);
+    let second = pending_for(&app, &director, &id(&lead)).await;
+    assert_eq!(second["approvers"], json!([ids["zhaojianguo"]]));
+    decide(&app, &director, &second, json!({"decision": "approve"})).await;
+    ended(&app, "qualify", &id(&lead), "done").await;
+    let (_, now) = app.get(&format!("/api/v1/data/lead/{}", id(&lead))).await;
+    assert_eq!(now["status"], "qualified");
+}

@@ -319,6 +319,11 @@ pub enum Assignee {
         /// The field.
         field: String,
     },
+    /// The owner's manager this many levels up the reporting line (1: their manager).
+    Manager {
+        /// Levels up, 1 to 8.
+        manager: u8,
+    },
 }
 
 /// Someone related to the record.

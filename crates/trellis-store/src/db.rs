@@ -127,6 +127,22 @@ impl Db {
         self.reader.execute_unprepared("SELECT 1").await.is_ok()
     }
 
+    /// The most connections the (read) pool opens.
+    pub fn max_connections(&self) -> u32 {
+        match self.dialect {
+            Dialect::Postgres => self
+                .reader
+                .get_postgres_connection_pool()
+                .options()
+                .get_max_connections(),
+            Dialect::Sqlite => self
+                .reader
+                .get_sqlite_connection_pool()
+                .options()
+                .get_max_connections(),
+        }
+    }
+
     /// Pool sizes for metrics: (connections, idle).
     pub fn pool_stats(&self) -> (u32, usize) {
         match self.dialect {

@@ -77,6 +77,8 @@ pub(crate) async fn events(inner: &Arc<Inner>) -> Result<usize> {
         });
     }
     let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    // A workflow saved through another process a moment ago must see these events.
+    inner.defs.refresh(&inner.store).await?;
     // All events in the transaction; should one fail, the batch is handled again with a
     // savepoint per event, and the one that cannot be handled is logged and dropped
     // rather than holding up every event after it.
@@ -98,8 +100,14 @@ pub(crate) async fn events(inner: &Arc<Inner>) -> Result<usize> {
             let sp = txn.begin().await?;
             match handle(inner, &sp, ev).await {
                 Ok(()) => sp.commit().await?,
-                // The database failing is no reason to drop the event: next round.
-                Err(e) if crate::run::transient(&e) => return Err(e),
+                // The database failing, or a form this process has not seen yet, is no
+                // reason to drop the event: next round.
+                Err(e)
+                    if crate::run::transient(&e)
+                        || crate::run::stale_form(&inner.store, &e).await =>
+                {
+                    return Err(e);
+                }
                 Err(e) => {
                     sp.rollback().await?;
                     tracing::error!(form = %ev.form, record = %ev.record_id, action = %ev.action,

@@ -15,6 +15,8 @@ use crate::error::{Result, WorkflowError};
 #[derive(Default)]
 pub struct Defs {
     current: RwLock<Arc<HashMap<String, Stored>>>,
+    /// What the stored definitions looked like at the last reload.
+    signature: RwLock<(i64, String)>,
     /// Forms with workflows that wait until a record matches a filter.
     until: RwLock<Arc<HashSet<String>>>,
     versions: RwLock<HashMap<(String, i64), Arc<Workflow>>>,
@@ -24,7 +26,9 @@ impl Defs {
     /// Reload from the database; the forms of active workflows become the watched ones.
     /// Answers whether anything changed.
     pub async fn reload(&self, store: &Store) -> Result<bool> {
+        let sig = signature(store).await?;
         let all = workflows::list(&store.db.reader).await?;
+        *self.signature.write() = sig;
         let map: HashMap<String, Stored> = all
             .into_iter()
             .map(|s| (s.workflow.name.clone(), s))
@@ -56,6 +60,16 @@ impl Defs {
         *self.until.write() = Arc::new(until);
         *self.current.write() = Arc::new(map);
         Ok(changed)
+    }
+
+    /// Reload if the stored definitions changed since the last reload (one small query):
+    /// another process may have saved a workflow that the events at hand must start.
+    pub async fn refresh(&self, store: &Store) -> Result<()> {
+        let now = signature(store).await?;
+        if *self.signature.read() != now {
+            self.reload(store).await?;
+        }
+        Ok(())
     }
 
     /// Do runs on this form wait until its records match a filter?
@@ -97,4 +111,22 @@ impl Defs {
             .insert((name.to_owned(), version), w.clone());
         Ok(w)
     }
+}
+
+/// Count and latest change of the stored workflows (every save stamps `updated_at`; a
+/// delete lowers the count).
+async fn signature(store: &Store) -> Result<(i64, String)> {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Alias, Expr, Func, Query};
+    let mut s = Query::select();
+    s.expr(Func::count(Expr::col(Alias::new("name"))))
+        .expr(Func::max(Expr::col(Alias::new("updated_at"))))
+        .from(Alias::new(trellis_store::migrate::WORKFLOWS));
+    let Some(r) = store.db.reader.query_one(&s).await? else {
+        return Ok((0, String::new()));
+    };
+    Ok((
+        r.try_get_by_index(0)?,
+        r.try_get_by_index::<Option<String>>(1)?.unwrap_or_default(),
+    ))
 }

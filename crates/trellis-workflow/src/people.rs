@@ -89,6 +89,28 @@ pub async fn resolve<C: ConnectionTrait>(
                 &format!("the owner {} has no active manager", owner.email),
             )
         }
+        Assignee::Manager { manager: levels } => {
+            let mut at = match text(record, "owner") {
+                Some(o) => active(c, &o).await?,
+                None => None,
+            };
+            let Some(owner) = at.clone() else {
+                return one(None, "the record has no active owner, so no manager");
+            };
+            for _ in 0..*levels {
+                at = match at.and_then(|u| u.manager) {
+                    Some(m) => active(c, &m).await?,
+                    None => None,
+                };
+            }
+            one(
+                at.map(|u| u.id),
+                &format!(
+                    "the reporting line of {} has no active manager {levels} level(s) up",
+                    owner.email
+                ),
+            )
+        }
         Assignee::User { user: email } => {
             let u = user::Entity::find()
                 .filter(user::Column::Email.eq(email.to_lowercase()))

@@ -29,7 +29,7 @@ use crate::template;
 /// Most runs claimed in one round (twice as many on PostgreSQL).
 const CLAIM: u64 = 32;
 
-/// Runs driven at once on PostgreSQL.
+/// Most runs driven at once on PostgreSQL (fewer with a small pool).
 const PARALLEL: usize = 8;
 
 /// A run as the interpreter needs it.
@@ -161,7 +161,13 @@ pub(crate) async fn due(inner: &Arc<Inner>) -> Result<usize> {
     let n = ids.len();
     // PostgreSQL commits runs side by side on its pool; SQLite's one writer takes them in turn.
     let parallel = match db.dialect {
-        trellis_store::Dialect::Postgres => PARALLEL,
+        // A step can hold its transaction's connection and read on a second one; two are
+        // left for the API.
+        trellis_store::Dialect::Postgres => {
+            usize::try_from(db.max_connections().saturating_sub(2) / 2)
+                .unwrap_or(1)
+                .clamp(1, PARALLEL)
+        }
         trellis_store::Dialect::Sqlite => 1,
     };
     futures_util::stream::iter(ids)
@@ -428,7 +434,7 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
                         break took.status;
                     }
                 }
-                Err(e) if transient(&e) => {
+                Err(e) if transient(&e) || stale_form(&inner.store, &e).await => {
                     drop(sp);
                     drop(txn);
                     drop(writing);
@@ -682,6 +688,31 @@ async fn links(
     Ok(Value::Object(out))
 }
 
+/// A rule by name. Another process may have saved it a moment ago: a miss reloads the
+/// rules before it is an error.
+async fn rule_entry(store: &Store, name: &str) -> Result<trellis_store::rules::RuleEntry> {
+    if let Some(e) = store.rules.get(name) {
+        return Ok(e);
+    }
+    store.rules.reload(&store.db).await?;
+    store
+        .rules
+        .get(name)
+        .ok_or_else(|| WorkflowError::step(format!("no rule named {name:?}")))
+}
+
+/// A form another process created a moment ago is not in this process's cache yet: after
+/// a reload that finds it, the error is one to try again.
+pub(crate) async fn stale_form(store: &Store, e: &WorkflowError) -> bool {
+    let WorkflowError::Store(trellis_store::StoreError::UnknownForm(form)) = e else {
+        return false;
+    };
+    match store.registry.refresh(&store.db).await {
+        Ok(_) => store.registry.get(form).is_ok(),
+        Err(_) => true,
+    }
+}
+
 /// Does a record satisfy a filter and a condition rule (each when given)?
 pub(crate) async fn holds<C: ConnectionTrait>(
     store: &Store,
@@ -703,10 +734,7 @@ pub(crate) async fn holds<C: ConnectionTrait>(
         }
     }
     if let Some(name) = rule {
-        let entry = store
-            .rules
-            .get(name)
-            .ok_or_else(|| WorkflowError::step(format!("no rule named {name:?}")))?;
+        let entry = rule_entry(store, name).await?;
         let snap = store.registry.snapshot();
         let fe = snap.get(&entry.rule.form)?;
         let mut host = Host::new(conn, store.db.dialect, &snap, &fe, Turns::Peek);
@@ -768,12 +796,18 @@ async fn take(
         *seen = Some(rec.clone());
     }
     if !run.state.started {
-        // A timer set before its workflow was switched off or deleted does nothing.
-        if inner
-            .defs
-            .get(&run.workflow)
-            .is_none_or(|w| !w.workflow.active)
-        {
+        // A timer set before its workflow was switched off or deleted does nothing (after
+        // a look at the stored definitions: this process's copy may be a moment old).
+        let off = |inner: &Inner| {
+            inner
+                .defs
+                .get(&run.workflow)
+                .is_none_or(|w| !w.workflow.active)
+        };
+        if off(inner) {
+            inner.defs.refresh(store).await?;
+        }
+        if off(inner) {
             return Ok(Took::end(
                 "cancelled",
                 Some((
@@ -850,10 +884,7 @@ async fn take(
         }
         StepKind::Rule { rule } => {
             let r = need(rec.as_ref(), run)?;
-            let entry = store
-                .rules
-                .get(rule)
-                .ok_or_else(|| WorkflowError::step(format!("no rule named {rule:?}")))?;
+            let entry = rule_entry(store, rule).await?;
             let snap = store.registry.snapshot();
             let fe = snap.get(&run.form)?;
             let mut host = Host::new(txn, store.db.dialect, &snap, &fe, Turns::Peek);
@@ -880,10 +911,7 @@ async fn take(
         }
         StepKind::Assign { rule } => {
             let r = need(rec.as_ref(), run)?;
-            let entry = store
-                .rules
-                .get(rule)
-                .ok_or_else(|| WorkflowError::step(format!("no rule named {rule:?}")))?;
+            let entry = rule_entry(store, rule).await?;
             let snap = store.registry.snapshot();
             let fe = snap.get(&run.form)?;
             let field = entry.rule.field.clone().unwrap_or_else(|| "owner".into());
