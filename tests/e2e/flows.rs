@@ -1156,3 +1156,56 @@ async fn an_approval_can_climb_the_reporting_line() {
     let (_, now) = app.get(&format!("/api/v1/data/lead/{}", id(&lead))).await;
     assert_eq!(now["status"], "qualified");
 }
+
+#[tokio::test]
+async fn an_integration_starts_a_webhook_workflow_with_its_payload() {
+    let smtp = SmtpSink::start().await;
+    let (app, ids) = crm(&smtp).await;
+    let (st, body) = app
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "erp_paid", "label": {"en": "ERP says paid"}, "form": "order",
+                   "trigger": {"on": "webhook"},
+                   "steps": [{"type": "notify", "to": {"role": "finance"},
+                              "message": "ERP: invoice {{ trigger.payload.invoice }} paid {{ trigger.payload.amount }}"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    // A rep's token may not start it; the integration (an administrator's token) may.
+    let rep = login(&app, "wanglei").await;
+    let (st, _) = app
+        .call_as(
+            Some(&rep),
+            Method::POST,
+            "/api/v1/workflows/erp_paid/start",
+            Some(json!({"payload": {"invoice": "INV-1"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, run) = app
+        .post(
+            "/api/v1/workflows/erp_paid/start",
+            json!({"payload": {"invoice": "INV-2026-001", "amount": 12800}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{run}");
+    assert_eq!(run["trigger"]["event"], "webhook");
+    let finance = login(&app, "zhengxiuying").await;
+    eventually("the finance notice", 20, || async {
+        notices(&app, &finance).await["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["message"] == "ERP: invoice INV-2026-001 paid 12800")
+            .then_some(())
+    })
+    .await;
+    // Record triggers are not started by hand.
+    let (st, _) = app
+        .post(
+            "/api/v1/workflows/lead_welcome/start",
+            json!({"record_id": ids["wanglei"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+}

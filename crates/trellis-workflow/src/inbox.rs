@@ -323,37 +323,14 @@ impl Engine {
             .and_where(Expr::col(Alias::new("id")).eq(id));
         exec(&txn, &u).await?;
         let run_id = current["run_id"].as_str().unwrap_or_default().to_owned();
-        let mut rs = Query::select();
-        rs.columns(
-            [
-                "workflow",
-                "version",
-                "form",
-                "record_id",
-                "depth",
-                "trigger",
-                "state",
-            ]
-            .map(Alias::new),
-        )
-        .from(Alias::new(RUNS))
-        .and_where(Expr::col(Alias::new("id")).eq(run_id.as_str()))
-        .and_where(Expr::col(Alias::new("status")).eq("waiting"));
+        let mut rs = RunRow::select(&run_id);
+        rs.and_where(Expr::col(Alias::new("status")).eq("waiting"));
         for_update(&mut rs, db.dialect);
         let r = txn
             .query_one(&rs)
             .await?
             .ok_or_else(|| WorkflowError::Conflict("the run no longer waits for this".into()))?;
-        let mut run = RunRow {
-            id: run_id.clone(),
-            workflow: r.try_get_by_index(0)?,
-            version: r.try_get_by_index(1)?,
-            form: r.try_get_by_index(2)?,
-            record_id: r.try_get_by_index(3)?,
-            depth: u32::try_from(r.try_get_by_index::<i32>(4)?).unwrap_or(0),
-            trigger: serde_json::from_str(&r.try_get_by_index::<String>(5)?)?,
-            state: serde_json::from_str::<State>(&r.try_get_by_index::<String>(6)?)?,
-        };
+        let mut run = RunRow::read(&run_id, &r)?;
         let mut ap = run
             .state
             .approval

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use std::time::Instant;
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Order, Query};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, TransactionTrait};
 use serde_json::{Map, Value, json};
 use trellis_access::Permissions;
 use trellis_meta::workflow::{Step, StepKind, Workflow, parse_duration};
@@ -216,43 +216,56 @@ fn lease_ms(inner: &Inner) -> i64 {
     i64::try_from(inner.opts.lease.as_millis()).unwrap_or(120_000)
 }
 
+impl RunRow {
+    /// A select of the columns [`RunRow::read`] reads, for one run.
+    pub(crate) fn select(id: &str) -> SelectStatement {
+        let mut s = Query::select();
+        s.columns(
+            [
+                "workflow",
+                "version",
+                "form",
+                "record_id",
+                "depth",
+                "trigger",
+                "state",
+            ]
+            .map(Alias::new),
+        )
+        .from(Alias::new(RUNS))
+        .and_where(Expr::col(Alias::new("id")).eq(id));
+        s
+    }
+
+    /// A run from a row of [`RunRow::select`].
+    pub(crate) fn read(id: &str, r: &QueryResult) -> Result<Self> {
+        Ok(Self {
+            id: id.to_owned(),
+            workflow: r.try_get_by_index(0)?,
+            version: r.try_get_by_index(1)?,
+            form: r.try_get_by_index(2)?,
+            record_id: r.try_get_by_index(3)?,
+            depth: u32::try_from(r.try_get_by_index::<i32>(4)?).unwrap_or(0),
+            trigger: serde_json::from_str(&r.try_get_by_index::<String>(5)?)?,
+            state: serde_json::from_str(&r.try_get_by_index::<String>(6)?)?,
+        })
+    }
+}
+
 async fn load(
     txn: &DatabaseTransaction,
     inner: &Inner,
     id: &str,
     token: &str,
 ) -> Result<Option<RunRow>> {
-    let mut s = Query::select();
-    s.columns(
-        [
-            "workflow",
-            "version",
-            "form",
-            "record_id",
-            "depth",
-            "trigger",
-            "state",
-        ]
-        .map(Alias::new),
-    )
-    .from(Alias::new(RUNS))
-    .and_where(Expr::col(Alias::new("id")).eq(id))
-    .and_where(Expr::col(Alias::new("claim")).eq(token))
-    .and_where(Expr::col(Alias::new("status")).eq("running"));
+    let mut s = RunRow::select(id);
+    s.and_where(Expr::col(Alias::new("claim")).eq(token))
+        .and_where(Expr::col(Alias::new("status")).eq("running"));
     for_update(&mut s, inner.store.db.dialect);
-    let Some(r) = txn.query_one(&s).await? else {
-        return Ok(None);
-    };
-    Ok(Some(RunRow {
-        id: id.to_owned(),
-        workflow: r.try_get_by_index(0)?,
-        version: r.try_get_by_index(1)?,
-        form: r.try_get_by_index(2)?,
-        record_id: r.try_get_by_index(3)?,
-        depth: u32::try_from(r.try_get_by_index::<i32>(4)?).unwrap_or(0),
-        trigger: serde_json::from_str(&r.try_get_by_index::<String>(5)?)?,
-        state: serde_json::from_str(&r.try_get_by_index::<String>(6)?)?,
-    }))
+    match txn.query_one(&s).await? {
+        Some(r) => RunRow::read(id, &r).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// What a step did.
