@@ -199,17 +199,23 @@ async fn a_new_lead_gets_a_first_contact_task_a_notice_and_a_welcome_email() {
             .any(|x| x["record_id"] == lead["id"])
     );
 
-    let mails = smtp.wait_for(1, Duration::from_secs(10)).await;
     // A warm lead is nurtured too: the welcome is the one that thanks.
-    let welcome: Vec<_> = mails
-        .iter()
-        .filter(|m| m.to.iter().any(|t| t.contains("zhangwei@xingchen.example")))
-        .filter(|m| {
-            m.header("Subject")
-                .unwrap_or_default()
-                .contains("Thank you")
-        })
-        .collect();
+    let thanks = || {
+        smtp.mails()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t.contains("zhangwei@xingchen.example")))
+            .filter(|m| {
+                m.header("Subject")
+                    .unwrap_or_default()
+                    .contains("Thank you")
+            })
+            .collect::<Vec<_>>()
+    };
+    let welcome = eventually("the welcome e-mail", 10, || async {
+        let v = thanks();
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
     assert_eq!(welcome.len(), 1);
     assert!(welcome[0].header("Subject").unwrap().contains("张伟"));
     assert!(welcome[0].body().contains("Dear 张伟"));
@@ -1014,20 +1020,27 @@ async fn a_server_killed_mid_flight_loses_no_run_and_repeats_no_effect() {
     }
     // Every lead got its welcome, and anything sent again after the kill carried the same
     // key (Message-ID), which is what lets a receiver drop the repeat.
-    let mails = smtp.wait_for(16, Duration::from_secs(30)).await;
-    let mut by_lead: HashMap<String, Vec<String>> = HashMap::new();
-    for m in mails.iter().filter(|m| {
-        m.header("Subject")
-            .unwrap_or_default()
-            .contains("Thank you")
-    }) {
-        if let Some(to) = m.to.iter().find(|t| t.contains("@kill.example")) {
-            by_lead
-                .entry(to.clone())
-                .or_default()
-                .push(m.header("Message-ID").unwrap());
+    let welcomes = || {
+        let mut by_lead: HashMap<String, Vec<String>> = HashMap::new();
+        for m in smtp.mails().iter().filter(|m| {
+            m.header("Subject")
+                .unwrap_or_default()
+                .contains("Thank you")
+        }) {
+            if let Some(to) = m.to.iter().find(|t| t.contains("@kill.example")) {
+                by_lead
+                    .entry(to.clone())
+                    .or_default()
+                    .push(m.header("Message-ID").unwrap());
+            }
         }
-    }
+        by_lead
+    };
+    let by_lead = eventually("eight welcome e-mails", 30, || async {
+        let b = welcomes();
+        (b.len() == 8).then_some(b)
+    })
+    .await;
     assert_eq!(by_lead.len(), 8, "{by_lead:?}");
     for keys in by_lead.values() {
         assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");

@@ -96,7 +96,20 @@ pub(crate) async fn events(inner: &Arc<Inner>) -> Result<usize> {
             txn.rollback().await?;
             return Ok(0);
         }
-        for ev in &events {
+        // Another process may have handled some of them in between: only those still here.
+        let mut again = Query::select();
+        again
+            .column(Alias::new("id"))
+            .from(Alias::new(EVENTS))
+            .and_where(Expr::col(Alias::new("id")).is_in(ids.iter().copied()));
+        skip_locked(&mut again, db.dialect);
+        let still: std::collections::HashSet<i64> = txn
+            .query_all(&again)
+            .await?
+            .iter()
+            .map(|r| r.try_get_by_index::<i64>(0))
+            .collect::<std::result::Result<_, _>>()?;
+        for ev in events.iter().filter(|e| still.contains(&e.id)) {
             let sp = txn.begin().await?;
             match handle(inner, &sp, ev).await {
                 Ok(()) => sp.commit().await?,
@@ -177,9 +190,6 @@ fn date_ms(v: &Value) -> Option<i64> {
 async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Result<()> {
     let now = now_ms();
     let workflows = inner.defs.on_form(&ev.form);
-    if workflows.is_empty() && !inner.defs.waits_on(&ev.form) && ev.action != "deleted" {
-        return Ok(());
-    }
     // Runs waiting for this record to match a filter look again.
     let mut u = Query::update();
     u.table(Alias::new(RUNS))
@@ -188,9 +198,8 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
         .and_where(Expr::col(Alias::new("record_id")).eq(ev.record_id.as_str()))
         .and_where(Expr::col(Alias::new("status")).eq("waiting"))
         .and_where(Expr::col(Alias::new("waiting_for")).eq("until"));
-    if inner.defs.waits_on(&ev.form) {
-        exec(txn, &u).await?;
-    }
+    // Always: a run of an earlier version, or of a workflow since deleted, may be waiting.
+    exec(txn, &u).await?;
     if ev.action == "deleted" {
         cancel_timers(txn, None, &ev.form, &ev.record_id).await?;
     }

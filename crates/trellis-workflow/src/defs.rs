@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use trellis_meta::workflow::{Step, StepKind, Workflow};
+use trellis_meta::workflow::Workflow;
 use trellis_store::Store;
 use trellis_store::workflows::{self, Stored};
 
@@ -17,8 +17,6 @@ pub struct Defs {
     current: RwLock<Arc<HashMap<String, Stored>>>,
     /// What the stored definitions looked like at the last reload.
     signature: RwLock<(i64, String)>,
-    /// Forms with workflows that wait until a record matches a filter.
-    until: RwLock<Arc<HashSet<String>>>,
     versions: RwLock<HashMap<(String, i64), Arc<Workflow>>>,
 }
 
@@ -46,18 +44,6 @@ impl Defs {
                     .iter()
                     .any(|(k, v)| cur.get(k).is_none_or(|c| c.version != v.version))
         };
-        let until: HashSet<String> = map
-            .values()
-            .filter(|s| {
-                let mut found = false;
-                Step::walk(&s.workflow.steps, "", &mut |_, k| {
-                    found |= matches!(k, StepKind::Wait { until: Some(_), .. });
-                });
-                found
-            })
-            .map(|s| s.workflow.form.clone())
-            .collect();
-        *self.until.write() = Arc::new(until);
         *self.current.write() = Arc::new(map);
         Ok(changed)
     }
@@ -70,11 +56,6 @@ impl Defs {
             self.reload(store).await?;
         }
         Ok(())
-    }
-
-    /// Do runs on this form wait until its records match a filter?
-    pub fn waits_on(&self, form: &str) -> bool {
-        self.until.read().contains(form)
     }
 
     /// The active workflows on a form.

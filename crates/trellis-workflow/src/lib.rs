@@ -184,9 +184,10 @@ impl Engine {
     }
 }
 
-/// One round: new events, then due runs. Answers how much was done.
+/// One round: new events, then due runs. Answers how much was done. Runs go on even when
+/// the events cannot be handled this round.
 async fn pump(inner: &Arc<Inner>) -> Result<usize> {
-    let mut n = consume::events(inner).await?;
-    n += run::due(inner).await?;
-    Ok(n)
+    let events = consume::events(inner).await;
+    let runs = run::due(inner).await?;
+    Ok(events? + runs)
 }

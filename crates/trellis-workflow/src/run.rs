@@ -722,7 +722,8 @@ pub(crate) async fn stale_form(store: &Store, e: &WorkflowError) -> bool {
     };
     match store.registry.refresh(&store.db).await {
         Ok(_) => store.registry.get(form).is_ok(),
-        Err(_) => true,
+        // The database failing is handled as such; this is not a stale cache.
+        Err(_) => false,
     }
 }
 
@@ -889,7 +890,7 @@ async fn take(
             let (_, recorded) = store
                 .update_with(txn, &run.form, &rid, vals.clone(), None, &actor, &system)
                 .await
-                .map_err(|e| WorkflowError::step(describe(&e)))?;
+                .map_err(|e| step_err(e, String::new()))?;
             Took {
                 recorded,
                 ..Took::next("set", json!({"values": vals}))
@@ -912,7 +913,7 @@ async fn take(
                 let (_, recorded) = store
                     .update_with(txn, &run.form, &rid, m, None, &actor, &system)
                     .await
-                    .map_err(|e| WorkflowError::step(describe(&e)))?;
+                    .map_err(|e| step_err(e, String::new()))?;
                 detail["field"] = json!(field);
                 Took {
                     recorded,
@@ -943,7 +944,7 @@ async fn take(
                     "",
                 )
                 .await
-                .map_err(|e| WorkflowError::step(describe(&e)))?
+                .map_err(|e| step_err(e, String::new()))?
             };
             let to = routed.get(&field).cloned().unwrap_or(Value::Null);
             if to != r.get(&field).cloned().unwrap_or(Value::Null) {
@@ -952,7 +953,7 @@ async fn take(
                 store
                     .update_with(txn, &run.form, &rid, m, None, &actor, &system)
                     .await
-                    .map_err(|e| WorkflowError::step(describe(&e)))?;
+                    .map_err(|e| step_err(e, String::new()))?;
             }
             Took {
                 recorded,
@@ -974,7 +975,7 @@ async fn take(
             let (mut recs, recorded) = store
                 .create_with(txn, form, vec![vals], &actor, false, &system)
                 .await
-                .map_err(|e| WorkflowError::step(format!("creating a {form}: {}", describe(&e))))?;
+                .map_err(|e| step_err(e, format!("creating a {form}: ")))?;
             let created = recs.pop().unwrap_or_default();
             let new_id = created.get("id").cloned().unwrap_or(Value::Null);
             let key = step.id.clone().unwrap_or_else(|| format!("created_{form}"));
@@ -1018,9 +1019,7 @@ async fn take(
                 let (_, r) = store
                     .update_with(txn, form, id, vals.clone(), None, &actor, &system)
                     .await
-                    .map_err(|e| {
-                        WorkflowError::step(format!("updating {form} {id}: {}", describe(&e)))
-                    })?;
+                    .map_err(|e| step_err(e, format!("updating {form} {id}: ")))?;
                 recorded.extend(r);
             }
             Took {
@@ -1316,6 +1315,17 @@ async fn take(
         }
     }
     Ok(took)
+}
+
+/// A store error from a step's write: the database failing, or a form this process has
+/// not loaded yet, stays what it is (the run is tried again); anything else is the step's
+/// failure, as one line for the run log.
+fn step_err(e: trellis_store::StoreError, prefix: String) -> WorkflowError {
+    use trellis_store::StoreError as S;
+    match e {
+        S::Db(_) | S::Unavailable(_) | S::UnknownForm(_) => WorkflowError::Store(e),
+        other => WorkflowError::step(format!("{prefix}{}", describe(&other))),
+    }
 }
 
 /// A store error as one line for the run log.
