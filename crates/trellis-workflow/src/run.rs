@@ -1188,7 +1188,7 @@ async fn take(
                     apply.push(i);
                 }
             }
-            let Some(&first) = apply.first() else {
+            if apply.is_empty() {
                 run.state.vars.insert(
                     "approval".into(),
                     json!({"decision": "approve", "auto": true, "comment": null}),
@@ -1198,9 +1198,8 @@ async fn take(
                     "approval",
                     json!({"decision": "approve", "auto": true, "reason": "no level applies"}),
                 ));
-            };
+            }
             let request = open_request(txn, wf, &path, run, levels, &apply, 0, r).await?;
-            let _ = first;
             run.state.approval = Some(Approval {
                 levels: apply.clone(),
                 at: 0,
