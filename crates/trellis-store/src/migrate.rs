@@ -396,6 +396,7 @@ async fn workflow_tables(txn: &DatabaseTransaction) -> Result<(), StoreError> {
             .col(text_null("record_id"))
             .col(text("status"))
             .col(int("depth"))
+            .col(int("releases"))
             .col(text("trigger"))
             .col(text("state"))
             .col(text_null("waiting_for"))

@@ -575,6 +575,7 @@ impl Engine {
             .value(Alias::new("error"), None::<String>)
             .value(Alias::new("finished_at"), None::<i64>)
             .value(Alias::new("updated_at"), now)
+            .value(Alias::new("releases"), 0i32)
             .and_where(Expr::col(Alias::new("id")).eq(id))
             .and_where(Expr::col(Alias::new("status")).eq("failed"));
         if exec(&self.store().db.writer, &u).await? == 0 {

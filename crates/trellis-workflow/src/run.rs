@@ -341,6 +341,10 @@ const STEPS_PER_TXN: usize = 16;
 /// How long a run waits after the database failed under it.
 const BACKOFF_MS: i64 = 5_000;
 
+/// How often the database may fail under one run (every 5 s: ten minutes) before the run
+/// fails.
+const MAX_RELEASES: i32 = 120;
+
 /// A database that failed rather than a step that cannot do its work: the run is taken
 /// again later instead of failing.
 pub(crate) fn transient(e: &WorkflowError) -> bool {
@@ -428,16 +432,6 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
                             detail: detail.clone(),
                             error: None,
                         });
-                        inner
-                            .metrics
-                            .steps
-                            .with_label_values(&[kind, outcome])
-                            .inc();
-                        inner
-                            .metrics
-                            .step_seconds
-                            .with_label_values(&[kind])
-                            .observe(t0.elapsed().as_secs_f64());
                     }
                     recorded.extend(took.recorded.iter().cloned());
                     taken += 1;
@@ -488,17 +482,25 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
                         Some(&format!("{path}: {msg}")),
                     )
                     .await?;
-                    inner
-                        .metrics
-                        .steps
-                        .with_label_values(&[kind, "failed"])
-                        .inc();
                     break "failed";
                 }
             }
         };
         txn.commit().await?;
         drop(writing);
+        // Counted once committed: steps taken again after a rollback count once.
+        for e in &logs {
+            inner
+                .metrics
+                .steps
+                .with_label_values(&[e.kind, e.status])
+                .inc();
+            inner
+                .metrics
+                .step_seconds
+                .with_label_values(&[e.kind])
+                .observe(e.micros as f64 / 1e6);
+        }
         if !recorded.is_empty() {
             trellis_store::rules::record_failures(db, &run.form, &recorded).await;
         }
@@ -520,6 +522,7 @@ pub(crate) async fn drive(inner: &Arc<Inner>, id: &str, token: &str) -> Result<(
 async fn release(inner: &Inner, id: &str, token: &str, e: &WorkflowError) -> Result<()> {
     tracing::warn!(run = %id, error = %e, "a workflow step met a database error; trying again shortly");
     let now = now_ms();
+    let txn = inner.store.db.writer.begin().await?;
     let mut u = Query::update();
     u.table(Alias::new(RUNS))
         .value(Alias::new("status"), "ready")
@@ -527,9 +530,27 @@ async fn release(inner: &Inner, id: &str, token: &str, e: &WorkflowError) -> Res
         .value(Alias::new("claim"), None::<String>)
         .value(Alias::new("lease_until"), None::<i64>)
         .value(Alias::new("updated_at"), now)
+        .value(
+            Alias::new("releases"),
+            Expr::col(Alias::new("releases")).add(1),
+        )
         .and_where(Expr::col(Alias::new("id")).eq(id))
         .and_where(Expr::col(Alias::new("claim")).eq(token));
-    exec(&inner.store.db.writer, &u).await?;
+    exec(&txn, &u).await?;
+    // A database that keeps failing under one run: the run fails, visibly, after a while.
+    let mut f = Query::update();
+    f.table(Alias::new(RUNS))
+        .value(Alias::new("status"), "failed")
+        .value(
+            Alias::new("error"),
+            format!("the database failed {MAX_RELEASES} times under this run; the last time: {e}"),
+        )
+        .value(Alias::new("wake_at"), None::<i64>)
+        .value(Alias::new("finished_at"), now)
+        .and_where(Expr::col(Alias::new("id")).eq(id))
+        .and_where(Expr::col(Alias::new("releases")).gte(MAX_RELEASES));
+    exec(&txn, &f).await?;
+    txn.commit().await?;
     Ok(())
 }
 
