@@ -44,50 +44,32 @@ pub(crate) async fn emit<C: ConnectionTrait>(
     }
     let at = now.timestamp_millis();
     let depth = i32::try_from(actor.depth).unwrap_or(i32::MAX);
-    let mut ins = Query::insert();
-    ins.into_table(Alias::new(EVENTS)).columns(
-        [
-            "form",
-            "record_id",
-            "action",
-            "changes",
-            "actor",
-            "depth",
-            "at",
-        ]
-        .map(Alias::new),
-    );
-    let mut n = 0usize;
-    for (form, id, action, changes) in rows {
-        ins.values([
-            Expr::val(form),
-            Expr::val(id),
-            Expr::val(action),
-            Expr::val(changes),
-            Expr::val(actor.user.clone()),
-            Expr::val(depth),
-            Expr::val(at),
-        ])
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        n += 1;
-        if n.is_multiple_of(1000) {
-            c.execute(&ins).await?;
-            ins = Query::insert();
-            ins.into_table(Alias::new(EVENTS)).columns(
-                [
-                    "form",
-                    "record_id",
-                    "action",
-                    "changes",
-                    "actor",
-                    "depth",
-                    "at",
-                ]
-                .map(Alias::new),
-            );
+    for chunk in rows.chunks(1000) {
+        let mut ins = Query::insert();
+        ins.into_table(Alias::new(EVENTS)).columns(
+            [
+                "form",
+                "record_id",
+                "action",
+                "changes",
+                "actor",
+                "depth",
+                "at",
+            ]
+            .map(Alias::new),
+        );
+        for (form, id, action, changes) in chunk {
+            ins.values([
+                Expr::val(*form),
+                Expr::val(*id),
+                Expr::val(*action),
+                Expr::val(changes.as_str()),
+                Expr::val(actor.user.clone()),
+                Expr::val(depth),
+                Expr::val(at),
+            ])
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         }
-    }
-    if !n.is_multiple_of(1000) {
         c.execute(&ins).await?;
     }
     Ok(())

@@ -211,7 +211,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
     });
     let mut record: Option<Option<Map<String, Value>>> = None;
     let too_deep = ev.depth > MAX_DEPTH;
-    for wf in workflows {
+    for wf in workflows.iter() {
         let fire = match &wf.workflow.trigger {
             Trigger::Created => ev.action == "created",
             Trigger::Deleted => ev.action == "deleted",
@@ -246,14 +246,14 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
                             "workflow retrigger depth cut off: no timer set");
                     }
                     None if ev.action == "created" => {
-                        schedule(txn, &wf, ev, &trigger, due).await?;
+                        schedule(txn, wf, ev, &trigger, due).await?;
                     }
                     Some(f) if ev.action != "deleted" => {
                         if let Some((_, after)) = change(ev, f) {
                             cancel_timers(txn, Some(&wf.workflow.name), &ev.form, &ev.record_id)
                                 .await?;
                             if !Value::is_null(&after) {
-                                schedule(txn, &wf, ev, &trigger, due).await?;
+                                schedule(txn, wf, ev, &trigger, due).await?;
                             }
                         }
                     }
@@ -273,7 +273,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
                         && at > now
                     {
                         // Already inside the window: now rather than never.
-                        schedule(txn, &wf, ev, &trigger, std::cmp::max(at - off, now)).await?;
+                        schedule(txn, wf, ev, &trigger, std::cmp::max(at - off, now)).await?;
                     }
                 }
                 false
@@ -287,7 +287,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
             insert(
                 txn,
                 NewRun {
-                    wf: &wf,
+                    wf,
                     record_id: Some(&ev.record_id),
                     depth: ev.depth,
                     trigger: trigger.clone(),
@@ -328,7 +328,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
                     insert(
                         txn,
                         NewRun {
-                            wf: &wf,
+                            wf,
                             record_id: Some(&ev.record_id),
                             depth: ev.depth,
                             trigger: trigger.clone(),
@@ -351,7 +351,7 @@ async fn handle(inner: &Arc<Inner>, txn: &DatabaseTransaction, ev: &Event) -> Re
         insert(
             txn,
             NewRun {
-                wf: &wf,
+                wf,
                 record_id: Some(&ev.record_id),
                 depth: ev.depth,
                 trigger: trigger.clone(),
@@ -375,12 +375,7 @@ async fn current(
     ev: &Event,
 ) -> Result<Option<Map<String, Value>>> {
     if ev.action == "deleted" {
-        let mut m = Map::new();
-        m.insert("id".into(), json!(ev.record_id));
-        for (k, v) in &ev.changes {
-            m.insert(k.clone(), v.get("before").cloned().unwrap_or(Value::Null));
-        }
-        return Ok(Some(m));
+        return Ok(Some(crate::run::as_deleted(&ev.record_id, &ev.changes)));
     }
     Ok(inner
         .store

@@ -1,7 +1,7 @@
 //! The workflows in force, cached per process and reloaded on change; the versions runs
 //! started on, kept as long as they are asked for.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -11,71 +11,78 @@ use trellis_store::workflows::{self, Stored};
 
 use crate::error::{Result, WorkflowError};
 
+/// The workflows by name, and the active ones by form (what each event looks up).
+#[derive(Default)]
+struct Current {
+    by_name: HashMap<String, Arc<Stored>>,
+    by_form: HashMap<String, Arc<[Arc<Stored>]>>,
+}
+
 /// The cache.
 #[derive(Default)]
 pub struct Defs {
-    current: RwLock<Arc<HashMap<String, Stored>>>,
+    current: RwLock<Arc<Current>>,
     /// What the stored definitions looked like at the last reload.
     signature: RwLock<(i64, String)>,
     versions: RwLock<HashMap<(String, i64), Arc<Workflow>>>,
 }
 
 impl Defs {
-    /// Reload from the database; the forms of active workflows become the watched ones.
-    /// Answers whether anything changed.
-    pub async fn reload(&self, store: &Store) -> Result<bool> {
+    /// Reload from the database if the stored definitions changed since the last reload
+    /// (one small query): another process may have saved a workflow that the events at hand
+    /// must start. The forms of active workflows become the watched ones. Answers whether
+    /// any workflow came, went or got a new version.
+    pub async fn refresh(&self, store: &Store) -> Result<bool> {
         let sig = signature(store).await?;
+        if *self.signature.read() == sig {
+            return Ok(false);
+        }
         let all = workflows::list(&store.db.reader).await?;
         *self.signature.write() = sig;
-        let map: HashMap<String, Stored> = all
+        let by_name: HashMap<String, Arc<Stored>> = all
             .into_iter()
-            .map(|s| (s.workflow.name.clone(), s))
+            .map(|s| (s.workflow.name.clone(), Arc::new(s)))
             .collect();
-        let forms: HashSet<String> = map
-            .values()
-            .filter(|s| s.workflow.active)
-            .map(|s| s.workflow.form.clone())
-            .collect();
-        store.db.watch.set(forms);
+        let mut by_form: HashMap<String, Vec<Arc<Stored>>> = HashMap::new();
+        for s in by_name.values().filter(|s| s.workflow.active) {
+            by_form
+                .entry(s.workflow.form.clone())
+                .or_default()
+                .push(s.clone());
+        }
+        store.db.watch.set(by_form.keys().cloned().collect());
         let changed = {
             let cur = self.current.read();
-            cur.len() != map.len()
-                || map
+            cur.by_name.len() != by_name.len()
+                || by_name
                     .iter()
-                    .any(|(k, v)| cur.get(k).is_none_or(|c| c.version != v.version))
+                    .any(|(k, v)| cur.by_name.get(k).is_none_or(|c| c.version != v.version))
         };
-        *self.current.write() = Arc::new(map);
+        *self.current.write() = Arc::new(Current {
+            by_name,
+            by_form: by_form.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        });
         Ok(changed)
     }
 
-    /// Reload if the stored definitions changed since the last reload (one small query):
-    /// another process may have saved a workflow that the events at hand must start.
-    pub async fn refresh(&self, store: &Store) -> Result<()> {
-        let now = signature(store).await?;
-        if *self.signature.read() != now {
-            self.reload(store).await?;
-        }
-        Ok(())
-    }
-
     /// The active workflows on a form.
-    pub fn on_form(&self, form: &str) -> Vec<Stored> {
+    pub fn on_form(&self, form: &str) -> Arc<[Arc<Stored>]> {
         self.current
             .read()
-            .values()
-            .filter(|s| s.workflow.active && s.workflow.form == form)
+            .by_form
+            .get(form)
             .cloned()
-            .collect()
+            .unwrap_or_else(|| Arc::new([]))
     }
 
     /// Every workflow in force.
-    pub fn all(&self) -> Vec<Stored> {
-        self.current.read().values().cloned().collect()
+    pub fn all(&self) -> Vec<Arc<Stored>> {
+        self.current.read().by_name.values().cloned().collect()
     }
 
     /// One workflow in force.
-    pub fn get(&self, name: &str) -> Option<Stored> {
-        self.current.read().get(name).cloned()
+    pub fn get(&self, name: &str) -> Option<Arc<Stored>> {
+        self.current.read().by_name.get(name).cloned()
     }
 
     /// A version of a workflow, as its runs need it.

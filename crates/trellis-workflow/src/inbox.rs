@@ -3,7 +3,7 @@
 
 use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use trellis_meta::workflow::{StepKind, Trigger};
 use trellis_store::migrate::{APPROVALS, MESSAGES, NOTIFICATIONS, RUN_STEPS, RUNS, TASKS};
 
@@ -822,10 +822,7 @@ fn run_select() -> SelectStatement {
 }
 
 fn run_json(r: &QueryResult) -> Result<Value> {
-    let state: Map<String, Value> = serde_json::from_str(&text(r, "state")?).unwrap_or_default();
-    let at = serde_json::from_value::<State>(Value::Object(state.clone()))
-        .map(|s| s.path())
-        .unwrap_or_default();
+    let state: State = serde_json::from_str(&text(r, "state")?).unwrap_or_default();
     Ok(json!({
         "id": text(r, "id")?,
         "workflow": text(r, "workflow")?,
@@ -835,8 +832,8 @@ fn run_json(r: &QueryResult) -> Result<Value> {
         "status": text(r, "status")?,
         "depth": r.try_get::<i32>("", "depth")?,
         "trigger": serde_json::from_str::<Value>(&text(r, "trigger")?).unwrap_or(Value::Null),
-        "at": at,
-        "vars": state.get("vars").cloned().unwrap_or(json!({})),
+        "at": state.path(),
+        "vars": state.vars,
         "waiting_for": text_opt(r, "waiting_for")?,
         "wake_at": iso_opt(r, "wake_at")?,
         "error": text_opt(r, "error")?,

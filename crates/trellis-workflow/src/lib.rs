@@ -106,7 +106,7 @@ impl Engine {
             cron: tokio::sync::Mutex::new(cron::Cron::default()),
             outbox: tokio::sync::Notify::new(),
         });
-        inner.defs.reload(&inner.store).await?;
+        inner.defs.refresh(&inner.store).await?;
         Ok(Self { inner })
     }
 
@@ -160,11 +160,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Reload the workflow definitions (after a change here or, on a timer, elsewhere).
+    /// Reload the workflow definitions if they changed (after a change here or, on a
+    /// timer, elsewhere).
     pub async fn reload(&self) -> Result<()> {
-        if self.inner.defs.reload(&self.inner.store).await? {
-            cron::sync(&self.inner).await;
-        }
+        self.inner.defs.refresh(&self.inner.store).await?;
+        // The event consumer may have taken the change in first: the jobs follow the
+        // definitions whoever loaded them (a diff in memory).
+        cron::sync(&self.inner).await;
         self.inner.store.db.watch.ring();
         Ok(())
     }

@@ -35,12 +35,47 @@ async fn active<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<user::Mode
         .filter(|u| u.active))
 }
 
-fn text(record: &Map<String, Value>, field: &str) -> Option<String> {
-    record
+/// The active user a user field of the record names.
+async fn in_field<C: ConnectionTrait>(
+    c: &C,
+    record: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<user::Model>> {
+    match record
         .get(field)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    {
+        Some(id) => active(c, id).await,
+        None => Ok(None),
+    }
+}
+
+/// The owner's manager `levels` up the reporting line.
+async fn up_the_line<C: ConnectionTrait>(
+    c: &C,
+    record: &Map<String, Value>,
+    levels: u8,
+    what: &str,
+) -> Result<Resolved> {
+    let Some(owner) = in_field(c, record, "owner").await? else {
+        return Err(WorkflowError::step(format!(
+            "{what}: the record has no active owner, so no manager"
+        )));
+    };
+    let mut at = Some(owner.clone());
+    for _ in 0..levels {
+        at = match at.and_then(|u| u.manager) {
+            Some(m) => active(c, &m).await?,
+            None => None,
+        };
+    }
+    at.map(|u| Resolved::Users(vec![u.id])).ok_or_else(|| {
+        WorkflowError::step(format!(
+            "{what}: the reporting line of {} has no active manager {levels} level(s) up",
+            owner.email
+        ))
+    })
 }
 
 /// Resolve an assignee against a record; `what` names the step part in errors.
@@ -50,84 +85,32 @@ pub async fn resolve<C: ConnectionTrait>(
     record: &Map<String, Value>,
     what: &str,
 ) -> Result<Resolved> {
-    let one = |id: Option<String>, why: &str| -> Result<Resolved> {
-        id.map(|i| Resolved::Users(vec![i]))
+    let one = |u: Option<user::Model>, why: &str| -> Result<Resolved> {
+        u.map(|u| Resolved::Users(vec![u.id]))
             .ok_or_else(|| WorkflowError::step(format!("{what}: {why}")))
     };
     match who {
-        Assignee::Who(Who::Owner) => {
-            let id = match text(record, "owner") {
-                Some(o) => active(c, &o).await?.map(|u| u.id),
-                None => None,
-            };
-            one(id, "the record has no active owner")
-        }
-        Assignee::Who(Who::Creator) => {
-            let id = match text(record, "created_by") {
-                Some(o) => active(c, &o).await?.map(|u| u.id),
-                None => None,
-            };
-            one(id, "the record has no active creator")
-        }
-        Assignee::Who(Who::OwnerManager) => {
-            let owner = match text(record, "owner") {
-                Some(o) => active(c, &o).await?,
-                None => None,
-            };
-            let Some(owner) = owner else {
-                return one(
-                    None,
-                    "the record has no active owner, so no owner's manager",
-                );
-            };
-            let manager = match owner.manager {
-                Some(m) => active(c, &m).await?.map(|u| u.id),
-                None => None,
-            };
-            one(
-                manager,
-                &format!("the owner {} has no active manager", owner.email),
-            )
-        }
-        Assignee::Manager { manager: levels } => {
-            let mut at = match text(record, "owner") {
-                Some(o) => active(c, &o).await?,
-                None => None,
-            };
-            let Some(owner) = at.clone() else {
-                return one(None, "the record has no active owner, so no manager");
-            };
-            for _ in 0..*levels {
-                at = match at.and_then(|u| u.manager) {
-                    Some(m) => active(c, &m).await?,
-                    None => None,
-                };
-            }
-            one(
-                at.map(|u| u.id),
-                &format!(
-                    "the reporting line of {} has no active manager {levels} level(s) up",
-                    owner.email
-                ),
-            )
-        }
+        Assignee::Who(Who::Owner) => one(
+            in_field(c, record, "owner").await?,
+            "the record has no active owner",
+        ),
+        Assignee::Who(Who::Creator) => one(
+            in_field(c, record, "created_by").await?,
+            "the record has no active creator",
+        ),
+        Assignee::Field { field } => one(
+            in_field(c, record, field).await?,
+            &format!("the field {field:?} names no active user"),
+        ),
+        Assignee::Who(Who::OwnerManager) => up_the_line(c, record, 1, what).await,
+        Assignee::Manager { manager } => up_the_line(c, record, *manager, what).await,
         Assignee::User { user: email } => {
             let u = user::Entity::find()
                 .filter(user::Column::Email.eq(email.to_lowercase()))
                 .one(c)
                 .await?
                 .filter(|u| u.active);
-            one(
-                u.map(|u| u.id),
-                &format!("no active user with the e-mail {email:?}"),
-            )
-        }
-        Assignee::Field { field } => {
-            let id = match text(record, field) {
-                Some(o) => active(c, &o).await?.map(|u| u.id),
-                None => None,
-            };
-            one(id, &format!("the field {field:?} names no active user"))
+            one(u, &format!("no active user with the e-mail {email:?}"))
         }
         Assignee::Role { role } => {
             let mut s = Query::select();

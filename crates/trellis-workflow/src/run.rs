@@ -670,17 +670,22 @@ async fn record_of(
     if let Some(r) = store.read_record(txn, &run.form, rid).await? {
         return Ok(Some(r));
     }
-    if run.trigger.get("event").and_then(Value::as_str) == Some("deleted") {
-        let mut m = Map::new();
-        m.insert("id".into(), json!(rid));
-        if let Some(Value::Object(ch)) = run.trigger.get("changes") {
-            for (k, v) in ch {
-                m.insert(k.clone(), v.get("before").cloned().unwrap_or(Value::Null));
-            }
-        }
-        return Ok(Some(m));
+    if run.trigger.get("event").and_then(Value::as_str) == Some("deleted")
+        && let Some(Value::Object(ch)) = run.trigger.get("changes")
+    {
+        return Ok(Some(as_deleted(rid, ch)));
     }
     Ok(None)
+}
+
+/// A deleted record as it was: its id and the values its delete entry says it had.
+pub(crate) fn as_deleted(id: &str, changes: &Map<String, Value>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(id));
+    for (k, v) in changes {
+        m.insert(k.clone(), v.get("before").cloned().unwrap_or(Value::Null));
+    }
+    m
 }
 
 /// What templates see.
@@ -886,9 +891,24 @@ async fn take(
     };
     let step: Step = step.clone();
     let path = run.state.path();
-    let mut ctx = context(wf, run, rec.as_ref());
-    // Related records only when the step's templates look at them: a read per relation.
-    if serde_json::to_string(&step.kind).is_ok_and(|t| t.contains("links.")) {
+    // Only steps with templates need what templates see; related records only when the
+    // step's templates look at them (a read per relation).
+    let templated = matches!(
+        step.kind,
+        StepKind::Set { .. }
+            | StepKind::Create { .. }
+            | StepKind::UpdateRelated { .. }
+            | StepKind::Task { .. }
+            | StepKind::Notify { .. }
+            | StepKind::Email { .. }
+            | StepKind::Webhook { .. }
+    );
+    let mut ctx = if templated {
+        context(wf, run, rec.as_ref())
+    } else {
+        Value::Null
+    };
+    if templated && serde_json::to_string(&step.kind).is_ok_and(|t| t.contains("links.")) {
         ctx["links"] = links(store, txn, &run.form, rec.as_ref()).await?;
     }
     let actor = Actor {

@@ -40,13 +40,6 @@ async fn body<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::new(Code::MalformedJson, format!("send {shape}: {e}")))
 }
 
-fn writable(caller: &Caller) -> ApiResult<()> {
-    if caller.perms().read_only() {
-        return Err(ApiError::new(Code::Forbidden, "this token is read-only"));
-    }
-    Ok(())
-}
-
 /// What a list of tasks asks for.
 #[derive(Debug, Deserialize)]
 pub struct TaskParams {
@@ -110,7 +103,7 @@ pub async fn create_task(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    writable(&caller)?;
+    access::writes(&caller)?;
     let t: NewTask = body(&req, payload, "{\"title\", …}").await?;
     let due = match &t.due_at {
         Some(s) => Some(
@@ -158,7 +151,7 @@ pub async fn complete_task(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    writable(&caller)?;
+    access::writes(&caller)?;
     let c: Comment = body(&req, payload, "{\"comment\"?}").await?;
     let out = state
         .engine
@@ -212,7 +205,7 @@ pub async fn decide(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    writable(&caller)?;
+    access::writes(&caller)?;
     let d: Decision = body(&req, payload, "{\"decision\", \"comment\"}").await?;
     let approve = match d.decision.as_str() {
         "approve" => true,
@@ -276,7 +269,7 @@ pub async fn mark_read(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    writable(&caller)?;
+    access::writes(&caller)?;
     let r: ReadOne = body(&req, payload, "{\"id\"?}").await?;
     let n = state.engine.mark_read(&who(&caller), r.id).await?;
     Ok(HttpResponse::Ok().json(json!({"marked": n})))
@@ -392,7 +385,7 @@ pub async fn start(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    writable(&caller)?;
+    access::writes(&caller)?;
     let s: Start = body(&req, payload, "{\"record_id\"?, \"payload\"?}").await?;
     let wf = trellis_store::workflows::load(&state.store.db.reader, &path)
         .await?
