@@ -641,14 +641,17 @@ async fn a_completed_order_goes_to_the_erp_signed_and_retried_and_gets_a_visit_a
     assert_eq!(body["total"], json!(10000.0));
     assert_eq!(body["lines"][0]["quantity"], 10);
 
-    let (_, msgs) = app.get("/api/v1/messages?status=sent").await;
-    let m = msgs["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == json!(key))
-        .cloned()
-        .unwrap();
+    // The receiver has answered; the sender marks the message sent a moment later.
+    let m = eventually("the message marked sent", 10, || async {
+        let (_, msgs) = app.get("/api/v1/messages?status=sent").await;
+        msgs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == json!(key))
+            .cloned()
+    })
+    .await;
     assert_eq!(m["attempts"], 3);
     assert_eq!(m["payload"]["secret"], "***", "the secret is not shown");
     // The run's log tells what became of the call.
