@@ -10,6 +10,7 @@ pub mod error;
 pub mod form;
 pub mod record;
 pub mod role;
+pub mod report;
 pub mod rule;
 pub mod stage;
 pub mod workflow;
