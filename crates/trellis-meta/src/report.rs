@@ -851,6 +851,60 @@ pub fn param_refs<'a>(v: &'a Value, at: &str, out: &mut Vec<(String, &'a str)>) 
     }
 }
 
+/// Put parameter values into a filter. A condition whose parameter has no value is left
+/// out (an optional "from" date that was not given filters nothing); an object or list
+/// emptied that way goes too.
+pub fn bind_params(v: &Value, values: &Map<String, Value>) -> Option<Value> {
+    match v {
+        Value::Object(m) => {
+            if m.len() == 1
+                && let Some(Value::String(n)) = m.get("$param")
+            {
+                return values.get(n).filter(|x| !x.is_null()).cloned();
+            }
+            let mut out = Map::new();
+            for (k, x) in m {
+                if let Some(y) = bind_params(x, values) {
+                    out.insert(k.clone(), y);
+                }
+            }
+            // `{}` as a whole filter matches everything; as an operator object it would be
+            // an error, so a field whose every test was dropped is dropped.
+            if out.is_empty() && !m.is_empty() {
+                None
+            } else {
+                Some(Value::Object(out))
+            }
+        }
+        Value::Array(a) => {
+            let out: Vec<Value> = a.iter().filter_map(|x| bind_params(x, values)).collect();
+            if out.is_empty() && !a.is_empty() {
+                None
+            } else {
+                Some(Value::Array(out))
+            }
+        }
+        _ => Some(v.clone()),
+    }
+}
+
+/// A value of each parameter's type, to check filters before any run supplies one.
+pub fn sample_params(params: &[Param]) -> Map<String, Value> {
+    params
+        .iter()
+        .map(|p| {
+            let v = match p.kind {
+                ParamType::Text | ParamType::User => Value::from("x"),
+                ParamType::Number | ParamType::Integer => Value::from(0),
+                ParamType::Date => Value::from("2000-01-01"),
+                ParamType::Datetime => Value::from("2000-01-01T00:00:00Z"),
+                ParamType::Boolean => Value::Bool(false),
+            };
+            (p.name.clone(), v)
+        })
+        .collect()
+}
+
 struct Checker<'a> {
     form_of: &'a dyn Fn(&str) -> Option<Form>,
     errs: Vec<MetaError>,

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         "workflow outbox, runs, steps, tasks, approvals, notifications, messages",
     ),
+    (9, "report and dashboard definitions"),
 ];
 
 /// Rule definitions.
@@ -42,6 +43,11 @@ pub const RULE_RUNS: &str = "trellis_rule_runs";
 pub const WORKFLOWS: &str = "trellis_workflows";
 /// Every version of every workflow (a run keeps the version it started with).
 pub const WORKFLOW_VERSIONS: &str = "trellis_workflow_versions";
+
+/// Report definitions.
+pub const REPORTS: &str = "trellis_reports";
+/// Dashboard definitions.
+pub const DASHBOARDS: &str = "trellis_dashboards";
 
 /// Record changes waiting for the workflow engine (the transactional outbox).
 pub const EVENTS: &str = "trellis_events";
@@ -96,6 +102,20 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         trellis_query::Dialect::Sqlite
     };
     let schema = Schema::new(backend);
+    if n == 9 {
+        for table in [REPORTS, DASHBOARDS] {
+            txn.execute(
+                Table::create()
+                    .table(table)
+                    .col(ColumnDef::new("name").text().not_null().primary_key())
+                    .col(ColumnDef::new("form").text())
+                    .col(ColumnDef::new("definition").text().not_null())
+                    .col(ColumnDef::new("bundle").text())
+                    .col(ColumnDef::new("updated_at").text().not_null()),
+            )
+            .await?;
+        }
+    }
     if n == 8 {
         workflow_tables(txn).await?;
     }

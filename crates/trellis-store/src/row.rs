@@ -12,7 +12,7 @@ fn get<T: sea_orm::TryGetable>(row: &QueryResult, idx: usize) -> Result<Option<T
 }
 
 /// Decode column `idx` of `row`, stored as `kind`.
-pub(crate) fn decode(
+pub fn decode(
     row: &QueryResult,
     idx: usize,
     kind: ValueKind,

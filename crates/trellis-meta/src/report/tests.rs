@@ -148,3 +148,16 @@ fn widgets_must_fit_their_reports() {
         ]
     );
 }
+
+#[test]
+fn params_bind_and_missing_ones_drop_their_condition() {
+    let f = json!({"status": "won", "closed_on": {"$gte": {"$param": "from"}, "$lt": {"$param": "to"}},
+                   "$or": [{"owner": {"$param": "owner"}}]});
+    let mut vals = Map::new();
+    vals.insert("from".into(), json!("2026-01-01"));
+    assert_eq!(
+        bind_params(&f, &vals),
+        Some(json!({"status": "won", "closed_on": {"$gte": "2026-01-01"}}))
+    );
+    assert_eq!(bind_params(&json!({"owner": {"$param": "o"}}), &Map::new()), None);
+}
