@@ -27,6 +27,8 @@ fn main() {
     let roles = read_all("roles");
     let rules = read_all("rules");
     let workflows = read_all("workflows");
+    let reports = read_all("reports");
+    let dashboards = read_all("dashboards");
     // The manifest without its closing brace, then the forms: the binary parses the result.
     let manifest = manifest
         .trim()
@@ -35,11 +37,13 @@ fn main() {
         .trim_end_matches(',')
         .to_owned();
     let doc = format!(
-        "{manifest},\n\"forms\": [\n{}\n],\n\"roles\": [\n{}\n],\n\"rules\": [\n{}\n],\n\"workflows\": [\n{}\n]\n}}\n",
+        "{manifest},\n\"forms\": [\n{}\n],\n\"roles\": [\n{}\n],\n\"rules\": [\n{}\n],\n\"workflows\": [\n{}\n],\n\"reports\": [\n{}\n],\n\"dashboards\": [\n{}\n]\n}}\n",
         forms.join(",\n"),
         roles.join(",\n"),
         rules.join(",\n"),
-        workflows.join(",\n")
+        workflows.join(",\n"),
+        reports.join(",\n"),
+        dashboards.join(",\n")
     );
     let _ = fs::write(Path::new(&out).join("crm_bundle.json"), doc);
     let demo = fs::read_to_string(dir.join("demo.json")).unwrap_or_else(|_| "{}".into());

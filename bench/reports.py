@@ -281,45 +281,49 @@ SELECT {month} AS month, c.{c_reg} AS region, SUM(o.{o_amt}) AS revenue, COUNT(*
 FROM rec_order o LEFT JOIN rec_customer c ON c.id = o.{o_cust}
 WHERE {not_cancelled}
 GROUP BY 1, 2 ORDER BY 1, 2"""
-    # The highest stage each order ever had: its create entry holds {"status": s}, an
-    # update that changed it {"status": {"before": .., "after": s}}; with its current status.
+    # Per order, the highest stage it ever had: its create entry holds {"status": s}, an
+    # update that changed it {"status": {"before": .., "after": s}} (keyed by field name),
+    # and its current status.
     if pg:
-        hist = (f"CASE a.action WHEN 'create' THEN a.changes::jsonb->>'{oc['status']}' "
-                f"ELSE a.changes::jsonb->'{oc['status']}'->>'after' END")
+        hist = (f"CASE a.action WHEN 'create' THEN a.changes::jsonb->>'status' "
+                f"ELSE a.changes::jsonb->'status'->>'after' END")
         greatest = "GREATEST"
     else:
-        hist = (f"CASE a.action WHEN 'create' THEN json_extract(a.changes, '$.{oc['status']}') "
-                f"ELSE json_extract(a.changes, '$.{oc['status']}.after') END")
+        hist = (f"CASE a.action WHEN 'create' THEN json_extract(a.changes, '$.status') "
+                f"ELSE json_extract(a.changes, '$.status.after') END")
         greatest = "MAX"
     reached = ", ".join(f"COUNT(*) FILTER (WHERE k >= {i + 1}) AS {s}" if pg else f"SUM(k >= {i + 1}) AS {s}"
                         for i, s in enumerate(STAGES))
     funnel = f"""
-WITH h AS (
-  SELECT a.record_id, MAX({stage_case(hist)}) AS k
-  FROM trellis_audit a WHERE a.form = 'order' AND a.action IN ('create', 'update')
-  GROUP BY a.record_id
-)
 SELECT {reached}
-FROM (SELECT {greatest}(COALESCE(h.k, 0), COALESCE({stage_case('o.' + o_st)}, 0)) AS k
-      FROM rec_order o LEFT JOIN h ON h.record_id = o.id) t"""
+FROM (SELECT {greatest}(COALESCE(MAX({stage_case(hist)}), 0), COALESCE({stage_case('o.' + o_st)}, 0)) AS k
+      FROM rec_order o
+      LEFT JOIN trellis_audit a ON a.form = 'order' AND a.record_id = o.id AND a.action IN ('create', 'update')
+      GROUP BY o.id, o.{o_st}) t"""
     days = (f"EXTRACT(EPOCH FROM (now() - last)) / 86400.0" if pg
             else "julianday('now') - julianday(last)")
     seg = " ".join(f"WHEN {cond} THEN '{name}'" for name, cond in [
         ("high_value", "r >= 4 AND f >= 4 AND m >= 4"), ("loyal", "r >= 3 AND f >= 4"),
         ("potential", "r >= 4 AND f <= 3"), ("at_risk", "r <= 2 AND f >= 3"),
         ("hibernating", "r <= 2 AND f <= 2")])
+    # ceil(5 * cume_dist()): the 5 in 5 ceilings; SQLite has no ceil() unless built with
+    # its math functions (the server's bundled SQLite is not).
+    ceil = ((lambda x: f"CAST(ceil({x}) AS INTEGER)") if pg else
+            (lambda x: f"(CAST({x} AS INTEGER) + ({x} > CAST({x} AS INTEGER)))"))
     rfm = f"""
 WITH per AS (
   SELECT o.{o_cust} AS customer, MAX(o.{o_at}) AS last, COUNT(*) AS n, SUM(o.{o_amt}) AS total
   FROM rec_order o JOIN rec_customer c ON c.id = o.{o_cust}
   WHERE {not_cancelled}
   GROUP BY o.{o_cust}
-), scored AS (
+), dist AS (
   SELECT last, n, total,
-         CAST(ceil(5 * cume_dist() OVER (ORDER BY last)) AS INTEGER) AS r,
-         CAST(ceil(5 * cume_dist() OVER (ORDER BY n)) AS INTEGER) AS f,
-         CAST(ceil(5 * cume_dist() OVER (ORDER BY total)) AS INTEGER) AS m
+         5 * cume_dist() OVER (ORDER BY last) AS xr,
+         5 * cume_dist() OVER (ORDER BY n) AS xf,
+         5 * cume_dist() OVER (ORDER BY total) AS xm
   FROM per
+), scored AS (
+  SELECT last, n, total, {ceil('xr')} AS r, {ceil('xf')} AS f, {ceil('xm')} AS m FROM dist
 )
 SELECT CASE {seg} ELSE 'others' END AS segment, COUNT(*) AS customers,
        AVG({days}) AS recency_days, AVG(n) AS frequency, AVG(total) AS monetary

@@ -367,7 +367,7 @@ fn init_logging(format: &str) {
 }
 
 /// Read a bundle from a JSON file or a folder (`bundle.json`, `forms/`, `roles/`, `rules/`,
-/// `workflows/`).
+/// `workflows/`, `reports/`, `dashboards/`).
 pub fn read_bundle(path: &Path) -> Result<Value> {
     if path.is_file() {
         let text =
@@ -379,7 +379,7 @@ pub fn read_bundle(path: &Path) -> Result<Value> {
         .with_context(|| format!("reading {}", manifest.display()))?;
     let mut doc: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    for sub in ["forms", "roles", "rules", "workflows"] {
+    for sub in ["forms", "roles", "rules", "workflows", "reports", "dashboards"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path.join(sub))
             .map(|rd| {
                 rd.filter_map(Result::ok)

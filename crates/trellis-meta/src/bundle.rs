@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::check::{check_bundle_shape, check_form_at};
 use crate::error::MetaError;
 use crate::form::{Form, Label};
+use crate::report::{Dashboard, Report, check_dashboard_at, check_report_at};
 use crate::role::{Role, check_role_at};
 use crate::rule::{Rule, RuleKind, check_rule_at};
 use crate::workflow::{Catalog, Workflow, check_workflow_at};
@@ -37,6 +38,12 @@ pub struct Bundle {
     /// Workflow definitions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workflows: Vec<Workflow>,
+    /// Report definitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<Report>,
+    /// Dashboard definitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dashboards: Vec<Dashboard>,
 }
 
 /// What is installed already, for checking a bundle that refers to it.
@@ -47,6 +54,8 @@ pub struct Installed<'a> {
     pub rule: &'a dyn Fn(&str) -> Option<(String, RuleKind)>,
     /// Does a role exist?
     pub role: &'a dyn Fn(&str) -> bool,
+    /// A report by name.
+    pub report: &'a dyn Fn(&str) -> Option<Report>,
 }
 
 /// Parse a semantic version `MAJOR.MINOR.PATCH` (pre-release and build suffixes ignored).
@@ -71,6 +80,7 @@ pub fn check_bundle(
             form: existing,
             rule: &|_| None,
             role: &|_| false,
+            report: &|_| None,
         },
     )
 }
@@ -93,23 +103,6 @@ pub fn check_bundle_with(doc: &Value, installed: &Installed<'_>) -> Result<Bundl
             "invalid_version",
             "a version looks like 1.2.3",
         ));
-    }
-    // Kinds a bundle cannot install yet are refused, not silently dropped.
-    for (kind, how) in [
-        ("reports", "the reports API, once it exists"),
-        ("dashboards", "the dashboards API, once it exists"),
-    ] {
-        if doc
-            .get(kind)
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-        {
-            errs.push(MetaError::new(
-                kind,
-                "not_supported",
-                format!("bundles cannot install {kind} yet; store them with {how}"),
-            ));
-        }
     }
     let form_docs = doc
         .get("forms")
@@ -235,6 +228,56 @@ pub fn check_bundle_with(doc: &Value, installed: &Installed<'_>) -> Result<Bundl
             Err(e) => errs.extend(e),
         }
     }
+    let items = |k: &str| -> Vec<Value> {
+        doc.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut reports = Vec::new();
+    let mut seen_reports = HashSet::new();
+    for (i, rd) in items("reports").iter().enumerate() {
+        let at = format!("reports[{i}]");
+        if let Some(n) = rd.get("name").and_then(Value::as_str)
+            && !seen_reports.insert(n.to_owned())
+        {
+            errs.push(MetaError::new(
+                format!("{at}.name"),
+                "duplicate_name",
+                format!("the report {n:?} is listed twice"),
+            ));
+        }
+        match check_report_at(rd, &form_of, &at) {
+            Ok(r) => reports.push(r),
+            Err(e) => errs.extend(e),
+        }
+    }
+    // Dashboards see the bundle's reports, else the installed ones.
+    let report_of = |n: &str| {
+        reports
+            .iter()
+            .find(|r: &&Report| r.name == n)
+            .cloned()
+            .or_else(|| (installed.report)(n))
+    };
+    let mut dashboards = Vec::new();
+    let mut seen_dashboards = HashSet::new();
+    for (i, dd) in items("dashboards").iter().enumerate() {
+        let at = format!("dashboards[{i}]");
+        if let Some(n) = dd.get("name").and_then(Value::as_str)
+            && !seen_dashboards.insert(n.to_owned())
+        {
+            errs.push(MetaError::new(
+                format!("{at}.name"),
+                "duplicate_name",
+                format!("the dashboard {n:?} is listed twice"),
+            ));
+        }
+        match check_dashboard_at(dd, &report_of, &at) {
+            Ok(d) => dashboards.push(d),
+            Err(e) => errs.extend(e),
+        }
+    }
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -244,6 +287,8 @@ pub fn check_bundle_with(doc: &Value, installed: &Installed<'_>) -> Result<Bundl
     bundle.roles = roles;
     bundle.rules = rules;
     bundle.workflows = workflows;
+    bundle.reports = reports;
+    bundle.dashboards = dashboards;
     Ok(bundle)
 }
 
@@ -261,12 +306,21 @@ mod tests {
     }
 
     #[test]
-    fn kinds_not_installable_yet_are_refused_not_dropped() {
-        let doc = json!({"name":"app","version":"1.0.0","label":{"en":"App"},"forms":[],
-            "reports":[{"name":"r"}], "dashboards": []});
+    fn reports_and_dashboards_are_checked_against_the_bundle() {
+        let doc = json!({"name":"app","version":"1.0.0","label":{"en":"App"},"forms":[
+            {"name":"a","label":{"en":"A"},"fields":[{"name":"n","type":"integer"}]}],
+            "reports":[{"name":"r","form":"a","measures":[{"fn":"sum","field":"n"}]},
+                       {"name":"bad","form":"a","measures":[{"fn":"sum","field":"zz"}]}],
+            "dashboards":[{"name":"d","widgets":[{"report":"r","chart":"kpi"},{"report":"gone","chart":"bar"}]}]});
         let errs = check_bundle(&doc, &|_| None).unwrap_err();
         let paths: Vec<(&str, &str)> = errs.iter().map(|e| (e.path.as_str(), e.code)).collect();
-        assert_eq!(paths, vec![("reports", "not_supported")]);
+        assert_eq!(
+            paths,
+            vec![
+                ("reports[1].measures[0].field", "unknown_field"),
+                ("dashboards[0].widgets[1].report", "unknown_report")
+            ]
+        );
     }
 
     #[test]

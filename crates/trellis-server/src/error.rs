@@ -39,6 +39,8 @@ pub enum Code {
     Validation,
     /// A definition is invalid.
     InvalidDefinition,
+    /// A report cannot run as asked (parameters, too many groups).
+    InvalidRun,
     /// A schema change would lose data.
     LossyChange,
     /// Too many requests.
@@ -65,7 +67,7 @@ impl Code {
             Self::StaleVersion => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Validation | Self::InvalidDefinition | Self::LossyChange => {
+            Self::Validation | Self::InvalidDefinition | Self::InvalidRun | Self::LossyChange => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -92,6 +94,7 @@ impl Code {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation => "validation",
             Self::InvalidDefinition => "invalid_definition",
+            Self::InvalidRun => "invalid_run",
             Self::LossyChange => "lossy_change",
             Self::RateLimited => "rate_limited",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -118,6 +121,7 @@ impl Code {
             Self::PayloadTooLarge => "请求内容过大",
             Self::Validation => "数据校验失败",
             Self::InvalidDefinition => "定义无效",
+            Self::InvalidRun => "报表无法按此运行",
             Self::LossyChange => "此更改会丢失数据",
             Self::RateLimited => "请求过于频繁",
             Self::MethodNotAllowed => "不支持该请求方法",
@@ -144,6 +148,7 @@ impl Code {
             Self::PayloadTooLarge => "Payload too large",
             Self::Validation => "Validation failed",
             Self::InvalidDefinition => "Invalid definition",
+            Self::InvalidRun => "The report cannot run as asked",
             Self::LossyChange => "Change would lose data",
             Self::RateLimited => "Too many requests",
             Self::MethodNotAllowed => "Method not allowed",
@@ -274,6 +279,22 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let body = self.problem();
+        let mut r = HttpResponse::build(self.code.status());
+        r.content_type("application/problem+json");
+        if self.code == Code::Unauthorized {
+            r.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Some(("retry_after", v)) = self.extra.as_deref().map(|(k, v)| (*k, v)) {
+            r.insert_header(("Retry-After", v.to_string()));
+        }
+        r.body(body.to_string())
+    }
+}
+
+impl ApiError {
+    /// The problem+json document (RFC 9457) of this error, for answers that embed one.
+    pub fn problem(&self) -> Value {
         let mut body = json!({
             "type": format!("https://trellis.dev/errors/{}", self.code.name()),
             "title": self.code.title(),
@@ -300,15 +321,7 @@ impl ResponseError for ApiError {
         if let Some((k, v)) = self.extra.as_deref() {
             body[*k] = v.clone();
         }
-        let mut r = HttpResponse::build(self.code.status());
-        r.content_type("application/problem+json");
-        if self.code == Code::Unauthorized {
-            r.insert_header(("WWW-Authenticate", "Bearer"));
-        }
-        if let Some(("retry_after", v)) = self.extra.as_deref().map(|(k, v)| (*k, v)) {
-            r.insert_header(("Retry-After", v.to_string()));
-        }
-        r.body(body.to_string())
+        body
     }
 }
 

@@ -21,7 +21,7 @@ use crate::auth::TokenCache;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
 use crate::routes::{
-    audit, bundles, files, forms, inbox, ops, public, records, roles, rules, users, workflows,
+    audit, bundles, files, forms, inbox, ops, public, records, reports, roles, rules, users, workflows,
 };
 
 /// Settings of the HTTP server.
@@ -172,6 +172,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .delete(workflows::delete),
                 )
                 .service(resource("/workflows/{name}/versions").get(workflows::versions))
+                .service(resource("/reports").get(reports::list).post(reports::create))
+                .service(resource("/reports/preview").post(reports::preview))
+                .service(
+                    resource("/reports/{name}")
+                        .get(reports::get)
+                        .put(reports::put)
+                        .delete(reports::delete),
+                )
+                .service(
+                    resource("/reports/{name}/run")
+                        .get(reports::run_get)
+                        .post(reports::run_post),
+                )
+                .service(
+                    resource("/dashboards")
+                        .get(reports::list_dashboards)
+                        .post(reports::create_dashboard),
+                )
+                .service(
+                    resource("/dashboards/{name}")
+                        .get(reports::get_dashboard)
+                        .put(reports::put_dashboard)
+                        .delete(reports::delete_dashboard),
+                )
+                .service(resource("/dashboards/{name}/run").get(reports::run_dashboard))
                 .service(resource("/workflows/{name}/runs").get(inbox::workflow_runs))
                 .service(resource("/workflows/{name}/start").post(inbox::start))
                 .service(resource("/runs").get(inbox::runs))

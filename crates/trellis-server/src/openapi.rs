@@ -8,7 +8,9 @@ use trellis_meta::record::{Mode, input_schema, output_schema};
 use trellis_store::FormEntry;
 use utoipa::OpenApi;
 
-use crate::routes::{audit, bundles, forms, inbox, ops, public, roles, rules, users, workflows};
+use crate::routes::{
+    audit, bundles, forms, inbox, ops, public, reports, roles, rules, users, workflows,
+};
 
 /// The static part of the API.
 #[derive(OpenApi)]
@@ -21,6 +23,8 @@ use crate::routes::{audit, bundles, forms, inbox, ops, public, roles, rules, use
         roles::list, roles::create, roles::get, roles::put, roles::delete, audit::list,
         rules::list, rules::create, rules::get, rules::put, rules::delete, rules::test,
         workflows::list, workflows::create, workflows::get, workflows::put, workflows::delete, workflows::versions,
+        reports::list, reports::create, reports::get, reports::put, reports::delete, reports::run_get, reports::run_post, reports::preview,
+        reports::list_dashboards, reports::create_dashboard, reports::get_dashboard, reports::put_dashboard, reports::delete_dashboard, reports::run_dashboard,
         inbox::tasks, inbox::create_task, inbox::complete_task, inbox::approvals, inbox::decide,
         inbox::notifications, inbox::mark_read, inbox::runs, inbox::workflow_runs, inbox::run,
         inbox::retry, inbox::cancel, inbox::start, inbox::messages, inbox::replay,
@@ -29,7 +33,7 @@ use crate::routes::{audit, bundles, forms, inbox, ops, public, roles, rules, use
         bundles::list, bundles::install, bundles::export,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
-    tags((name = "auth"), (name = "people"), (name = "rules"), (name = "workflows"), (name = "forms"), (name = "bundles"), (name = "operations"), (name = "records", description = "Generated for every form"))
+    tags((name = "auth"), (name = "people"), (name = "rules"), (name = "workflows"), (name = "reports", description = "Reports and dashboards"), (name = "forms"), (name = "bundles"), (name = "operations"), (name = "records", description = "Generated for every form"))
 )]
 pub struct ApiDoc;
 

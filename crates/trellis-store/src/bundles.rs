@@ -103,10 +103,23 @@ pub struct InstallReport {
     pub rules: Vec<RuleChange>,
     /// Per workflow: `create`, `update` or `unchanged`.
     pub workflows: Vec<WorkflowChange>,
+    /// Per report: `create`, `update` or `unchanged`.
+    pub reports: Vec<NamedChange>,
+    /// Per dashboard: `create`, `update` or `unchanged`.
+    pub dashboards: Vec<NamedChange>,
     /// Whether anything changed.
     pub changed: bool,
     /// Whether it was applied (false on a dry run).
     pub applied: bool,
+}
+
+/// What an install does to a report or dashboard.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedChange {
+    /// Its name.
+    pub name: String,
+    /// `create`, `update` or `unchanged`.
+    pub action: &'static str,
 }
 
 /// Install or upgrade a bundle in one transaction; on a dry run only plan it.
@@ -122,12 +135,19 @@ pub async fn install(
 ) -> Result<InstallReport, StoreError> {
     let _changing = registry.change.write().await;
     let snapshot = registry.snapshot();
+    let installed_reports = crate::reports::list_reports(&db.reader).await?;
     let bundle = check_bundle_with(
         doc,
         &Installed {
             form: &|n| snapshot.0.get(n).map(|e| e.form.clone()),
             rule: &|n| rules.get(n).map(|e| (e.rule.form.clone(), e.rule.kind)),
             role: &|n| roles.get(n).is_some(),
+            report: &|n| {
+                installed_reports
+                    .iter()
+                    .find(|r| r.def.name == n)
+                    .map(|r| r.def.clone())
+            },
         },
     )
     .map_err(StoreError::Definition)?;
@@ -152,6 +172,13 @@ pub async fn install(
             w,
             &after,
             &format!("workflows[{i}]"),
+        ));
+    }
+    for (i, r) in bundle.reports.iter().enumerate() {
+        role_errs.extend(crate::reports::check_filters(
+            r,
+            &after,
+            &format!("reports[{i}]"),
         ));
     }
     if !role_errs.is_empty() {
@@ -388,7 +415,41 @@ pub async fn install(
             .await?;
         }
     }
+    let by = || crate::admin_audit::By {
+        actor: actor.user.as_deref(),
+        ip: None,
+    };
+    let mut report_changes = Vec::new();
+    for r in &bundle.reports {
+        let current = crate::reports::load_report(&txn, &r.name).await?;
+        let same = current
+            .as_ref()
+            .is_some_and(|c| c.def == *r && c.bundle.as_deref() == Some(bundle.name.as_str()));
+        report_changes.push(NamedChange {
+            name: r.name.clone(),
+            action: change(current.is_some(), same),
+        });
+        if !dry_run && !same {
+            crate::reports::save_report(&txn, r, Some(&bundle.name), by()).await?;
+        }
+    }
+    let mut dashboard_changes = Vec::new();
+    for d in &bundle.dashboards {
+        let current = crate::reports::load_dashboard(&txn, &d.name).await?;
+        let same = current
+            .as_ref()
+            .is_some_and(|c| c.def == *d && c.bundle.as_deref() == Some(bundle.name.as_str()));
+        dashboard_changes.push(NamedChange {
+            name: d.name.clone(),
+            action: change(current.is_some(), same),
+        });
+        if !dry_run && !same {
+            crate::reports::save_dashboard(&txn, d, Some(&bundle.name), by()).await?;
+        }
+    }
     let changed = manifest_changed
+        || report_changes.iter().any(|c| c.action != "unchanged")
+        || dashboard_changes.iter().any(|c| c.action != "unchanged")
         || changes.iter().any(|c| c.action != "unchanged")
         || role_changes.iter().any(|c| c.action != "unchanged")
         || rule_changes.iter().any(|c| c.action != "unchanged")
@@ -433,6 +494,8 @@ pub async fn install(
         roles: role_changes,
         rules: rule_changes,
         workflows: workflow_changes,
+        reports: report_changes,
+        dashboards: dashboard_changes,
         changed,
         applied: !dry_run && changed,
     })
@@ -466,6 +529,13 @@ pub fn check_alone(doc: &Value) -> Result<Bundle, Vec<trellis_meta::MetaError>> 
             w,
             &snap,
             &format!("workflows[{i}]"),
+        ));
+    }
+    for (i, r) in bundle.reports.iter().enumerate() {
+        errs.extend(crate::reports::check_filters(
+            r,
+            &snap,
+            &format!("reports[{i}]"),
         ));
     }
     if errs.is_empty() {
@@ -520,6 +590,18 @@ pub async fn export(
         .into_iter()
         .filter(|w| w.bundle.as_deref() == Some(name))
         .map(|w| w.workflow)
+        .collect();
+    b.reports = crate::reports::list_reports(&db.reader)
+        .await?
+        .into_iter()
+        .filter(|r| r.bundle.as_deref() == Some(name))
+        .map(|r| r.def)
+        .collect();
+    b.dashboards = crate::reports::list_dashboards(&db.reader)
+        .await?
+        .into_iter()
+        .filter(|d| d.bundle.as_deref() == Some(name))
+        .map(|d| d.def)
         .collect();
     Ok(b)
 }

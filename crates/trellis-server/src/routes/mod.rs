@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod ops;
 pub mod public;
 pub mod records;
+pub mod reports;
 pub mod roles;
 pub mod rules;
 pub mod users;
