@@ -40,3 +40,7 @@ bench-scope n="100000":
 # Side-by-side benchmark with PocketBase (../shared/bench): SQLite, then PostgreSQL.
 bench n="100000":
     bash bench/run.sh {{n}}
+
+# Reports over 1M orders (revenue by month and region, funnel, RFM): the API against hand-written SQL, SQLite then PostgreSQL. mode=workload: the shared workload's aggregate phase; mode=all: both.
+bench-reports mode="reports" orders="1000000" customers="100000" leads="100000":
+    bash bench/reports.sh {{mode}} {{orders}} {{customers}} {{leads}}

@@ -42,7 +42,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 
 REGIONS = ["north", "east", "south", "west", "central", "overseas"]
 INDUSTRIES = ["software", "manufacturing", "retail", "finance", "healthcare", "education",
@@ -285,23 +284,38 @@ GROUP BY 1, 2 ORDER BY 1, 2"""
     # update that changed it {"status": {"before": .., "after": s}} (keyed by field name),
     # and its current status.
     if pg:
-        hist = (f"CASE a.action WHEN 'create' THEN a.changes::jsonb->>'status' "
-                f"ELSE a.changes::jsonb->'status'->>'after' END")
-        greatest = "GREATEST"
+        hist = ("CASE a.action WHEN 'create' THEN a.changes::jsonb->>'status' "
+                "ELSE a.changes::jsonb->'status'->>'after' END")
     else:
-        hist = (f"CASE a.action WHEN 'create' THEN json_extract(a.changes, '$.status') "
-                f"ELSE json_extract(a.changes, '$.status.after') END")
-        greatest = "MAX"
+        hist = ("CASE a.action WHEN 'create' THEN json_extract(a.changes, '$.status') "
+                "ELSE json_extract(a.changes, '$.status.after') END")
     reached = ", ".join(f"COUNT(*) FILTER (WHERE k >= {i + 1}) AS {s}" if pg else f"SUM(k >= {i + 1}) AS {s}"
                         for i, s in enumerate(STAGES))
-    funnel = f"""
+    cur = f"COALESCE({stage_case('o.' + o_st)}, 0)"
+    if pg:
+        # Each order joined to its history, then grouped (the planner hashes both sides in
+        # parallel; the history aggregated first and then joined is 3x slower here).
+        funnel = f"""
 SELECT {reached}
-FROM (SELECT {greatest}(COALESCE(MAX({stage_case(hist)}), 0), COALESCE({stage_case('o.' + o_st)}, 0)) AS k
+FROM (SELECT GREATEST(COALESCE(MAX({stage_case(hist)}), 0), {cur}) AS k
       FROM rec_order o
       LEFT JOIN trellis_audit a ON a.form = 'order' AND a.record_id = o.id AND a.action IN ('create', 'update')
       GROUP BY o.id, o.{o_st}) t"""
-    days = (f"EXTRACT(EPOCH FROM (now() - last)) / 86400.0" if pg
+    else:
+        # The history aggregated per order first, then joined (faster on SQLite than
+        # joining first, which fetches the audit rows order by order).
+        funnel = f"""
+WITH h AS (
+  SELECT a.record_id, MAX({stage_case(hist)}) AS k
+  FROM trellis_audit a WHERE a.form = 'order' AND a.action IN ('create', 'update')
+  GROUP BY a.record_id
+)
+SELECT {reached}
+FROM (SELECT MAX(COALESCE(h.k, 0), {cur}) AS k
+      FROM rec_order o LEFT JOIN h ON h.record_id = o.id) t"""
+    days = ("EXTRACT(EPOCH FROM (now() - last)) / 86400.0" if pg
             else "julianday('now') - julianday(last)")
+    # First match wins (report.rs Rfm::segments, the defaults).
     seg = " ".join(f"WHEN {cond} THEN '{name}'" for name, cond in [
         ("high_value", "r >= 4 AND f >= 4 AND m >= 4"), ("loyal", "r >= 3 AND f >= 4"),
         ("potential", "r >= 4 AND f <= 3"), ("at_risk", "r <= 2 AND f >= 3"),
@@ -386,6 +400,7 @@ def load_sql(db, opts, uid, oc, cc):
     if db.name == "sqlite":
         c = db.connect(ro=False)
         c.execute("PRAGMA synchronous=NORMAL")
+        c.execute("PRAGMA cache_size=-262144")   # the loader only: indexes built in memory
         c.execute("BEGIN IMMEDIATE")
         ins = lambda t, cols, rows: c.executemany(
             f"INSERT INTO {t} ({q(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
@@ -466,11 +481,12 @@ def check(name, body, hand):
     elif name == "order_funnel":
         want = dict(zip(STAGES, hand[0]))
         got = {}
+        ci = next((cols.index(n) for n in ("count", "records", "reached", "total") if n in cols), None)
         for row in rows:
             stage = next((v for v in row if v in STAGES), None)
-            ci = next((cols.index(n) for n in ("count", "records", "reached") if n in cols), None)
-            n = row[ci] if ci is not None else next((v for v in row if v is not row[0] and is_int(v)), None)
-            got[stage] = n
+            ints = [v for v in row if is_int(v)]
+            # The count column by name, else the row's largest whole number.
+            got[stage] = row[ci] if ci is not None else (max(ints) if ints else None)
         for s in STAGES:
             if want.get(s) is None or got.get(s) is None or int(want[s]) != int(got[s]):
                 diffs.append(f"{s}: hand {want.get(s)}, api {got.get(s)}")
@@ -500,6 +516,7 @@ def main():
     ap.add_argument("--load", choices=["sql", "api"], default="sql")
     ap.add_argument("--skip-load", action="store_true", help="forms and rows are there already")
     ap.add_argument("--only", default="", help="comma-separated report names")
+    ap.add_argument("--sqlite-version", help="warn unless the hand SQL runs on this SQLite (the server's)")
     ap.add_argument("--out", help="write the results as JSON here")
     opts = ap.parse_args()
     sys.path.insert(0, opts.harness)
@@ -513,6 +530,12 @@ def main():
     _, me = http.req("GET", "/api/v1/me")
     uid = me.get("id") or me.get("user", {}).get("id")
     out = {"db": db.name, "orders": opts.orders, "customers": opts.customers, "runs": opts.runs}
+    if db.name == "sqlite":
+        out["sqlite_version"] = sqlite3.sqlite_version
+        print(f"hand SQL on SQLite {sqlite3.sqlite_version}", flush=True)
+        if opts.sqlite_version and opts.sqlite_version != sqlite3.sqlite_version:
+            print(f"warning: the server's SQLite is {opts.sqlite_version}; the hand SQL's timings are "
+                  "not comparable (bench/reports.sh builds the same one)", flush=True)
 
     if not opts.skip_load:
         for f in form_defs():
@@ -584,6 +607,7 @@ def main():
                     print(f"   WARNING: the API's result differs from the hand SQL's ({len(diffs)}):", flush=True)
                     for d in diffs[:10]:
                         print(f"     {d}", flush=True)
+                    print(f"     API columns {col_names(body)}, first rows {body.get('rows', [])[:3]}", flush=True)
         results[name] = res
     out["reports"] = results
 

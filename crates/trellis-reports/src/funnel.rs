@@ -47,7 +47,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     // {"before", "after"}. Entries that do not mention the field are skipped unparsed.
     let name = settings.field.as_str();
     let held = match ctx.dialect {
-        trellis_query::Dialect::Sqlite => Expr::cust_with_exprs(
+        trellis_query::Dialect::Sqlite => crate::cx(ctx.dialect, 
             "COALESCE(json_extract($1, $2), json_extract($3, $4))",
             [
                 col(AUDIT, "changes"),
@@ -56,7 +56,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                 Expr::val(format!("$.{name}")),
             ],
         ),
-        trellis_query::Dialect::Postgres => Expr::cust_with_exprs(
+        trellis_query::Dialect::Postgres => crate::cx(ctx.dialect, 
             "(CASE json_typeof(CAST($1 AS json) -> $2) WHEN 'object' THEN (CAST($3 AS json) -> $4) ->> 'after' ELSE CAST($5 AS json) ->> $6 END)",
             [
                 col(AUDIT, "changes"),

@@ -160,7 +160,7 @@ impl Builder<'_, '_> {
                 let src = m.expr.as_deref().unwrap_or_default();
                 let a = Arith::parse(src).map_err(|e| invalid(format!("{at}.expr"), "invalid_expr", e))?;
                 Compiled {
-                    expr: arith(&a, &out, &by_name, &at)?,
+                    expr: arith(ctx.dialect, &a, &out, &by_name, &at)?,
                     kind: ValueKind::Float,
                 }
             } else {
@@ -185,6 +185,7 @@ impl Builder<'_, '_> {
         at: &str,
     ) -> Result<Compiled, StoreError> {
         let (form, base) = (self.form().to_owned(), self.base.clone());
+        let d = self.ctx.dialect;
         let field = match &m.field {
             Some(f) => Some(self.ctx.resolve(&mut self.joins, &form, &base, f, &format!("{at}.field"))?),
             None => None,
@@ -202,10 +203,10 @@ impl Builder<'_, '_> {
         let value = field.as_ref().map(|f| f.expr.clone());
         let (expr, kind) = match m.func {
             MeasureFn::Count => match value {
-                Some(v) => (Expr::cust_with_exprs("COUNT($1)", [only(v)]), ValueKind::Integer),
+                Some(v) => (crate::cx(d, "COUNT($1)", [only(v)]), ValueKind::Integer),
                 None => match &cond {
                     Some(c) => (
-                        Expr::cust_with_exprs("COUNT($1)", [Expr::case(c.clone(), Expr::val(1)).into()]),
+                        crate::cx(d, "COUNT($1)", [Expr::case(c.clone(), Expr::val(1)).into()]),
                         ValueKind::Integer,
                     ),
                     None => (Expr::cust("COUNT(*)"), ValueKind::Integer),
@@ -213,7 +214,7 @@ impl Builder<'_, '_> {
             },
             MeasureFn::CountDistinct => {
                 let v = value.unwrap_or_else(|| Expr::val(1));
-                (Expr::cust_with_exprs("COUNT(DISTINCT $1)", [only(v)]), ValueKind::Integer)
+                (crate::cx(d, "COUNT(DISTINCT $1)", [only(v)]), ValueKind::Integer)
             }
             MeasureFn::Sum => {
                 let v = value.unwrap_or_else(|| Expr::val(0));
@@ -224,9 +225,9 @@ impl Builder<'_, '_> {
                     Some(w) => v.mul(w.expr.clone()),
                     None => v,
                 };
-                let sum = Expr::cust_with_exprs("COALESCE(SUM($1), 0)", [only(v)]);
+                let sum = crate::cx(d, "COALESCE(SUM($1), 0)", [only(v)]);
                 if integer {
-                    (Expr::cust_with_exprs("CAST($1 AS BIGINT)", [sum]), ValueKind::Integer)
+                    (crate::cx(d, "CAST($1 AS BIGINT)", [sum]), ValueKind::Integer)
                 } else {
                     (double(sum), ValueKind::Float)
                 }
@@ -236,22 +237,22 @@ impl Builder<'_, '_> {
                 match &weight {
                     Some(w) => {
                         // Σ value × weight / Σ weight over the records that have a value.
-                        let num = Expr::cust_with_exprs("SUM($1)", [only(v.clone().mul(w.expr.clone()))]);
+                        let num = crate::cx(d, "SUM($1)", [only(v.clone().mul(w.expr.clone()))]);
                         let has = Expr::case(v.is_not_null(), w.expr.clone());
-                        let den = Expr::cust_with_exprs("SUM($1)", [only(has.into())]);
+                        let den = crate::cx(d, "SUM($1)", [only(has.into())]);
                         (
-                            Expr::cust_with_exprs("$1 / NULLIF($2, 0)", [double(num), double(den)]),
+                            crate::cx(d, "$1 / NULLIF($2, 0)", [double(num), double(den)]),
                             ValueKind::Float,
                         )
                     }
-                    None => (double(Expr::cust_with_exprs("AVG($1)", [only(v)])), ValueKind::Float),
+                    None => (double(crate::cx(d, "AVG($1)", [only(v)])), ValueKind::Float),
                 }
             }
             MeasureFn::Min | MeasureFn::Max => {
                 let f = field.as_ref().map_or(ValueKind::Text, |f| f.kind);
                 let v = value.unwrap_or_else(|| Expr::val(0));
                 let sql = if m.func == MeasureFn::Min { "MIN($1)" } else { "MAX($1)" };
-                (Expr::cust_with_exprs(sql, [only(v)]), f)
+                (crate::cx(d, sql, [only(v)]), f)
             }
             MeasureFn::Expr => (Expr::val(Option::<f64>::None), ValueKind::Float),
         };
@@ -267,6 +268,7 @@ impl Builder<'_, '_> {
 
 /// Arithmetic of earlier measures as SQL; division by zero gives null.
 fn arith(
+    d: trellis_query::Dialect,
     a: &Arith,
     done: &[Compiled],
     by_name: &HashMap<String, usize>,
@@ -280,14 +282,14 @@ fn arith(
             })?;
             double(done[*i].expr.clone())
         }
-        Arith::Neg(x) => Expr::val(0.0).sub(arith(x, done, by_name, at)?),
+        Arith::Neg(x) => Expr::val(0.0).sub(arith(d, x, done, by_name, at)?),
         Arith::Bin(op, x, y) => {
-            let (l, r) = (arith(x, done, by_name, at)?, arith(y, done, by_name, at)?);
+            let (l, r) = (arith(d, x, done, by_name, at)?, arith(d, y, done, by_name, at)?);
             match op {
                 '+' => l.add(r),
                 '-' => l.sub(r),
                 '*' => l.mul(r),
-                _ => Expr::cust_with_exprs("($1 / NULLIF($2, 0))", [l, r]),
+                _ => crate::cx(d, "($1 / NULLIF($2, 0))", [l, r]),
             }
         }
     })
@@ -366,10 +368,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
         } else if let Some(w) = d.bin_width {
             let e = match ctx.dialect {
                 trellis_query::Dialect::Postgres => {
-                    Expr::cust_with_exprs("(FLOOR($1 / $2) * $3)", [f.expr, Expr::val(w), Expr::val(w)])
+                    crate::cx(ctx.dialect, "(FLOOR($1 / $2) * $3)", [f.expr, Expr::val(w), Expr::val(w)])
                 }
                 // SQLite has no FLOOR everywhere: truncate, then step down for negatives.
-                trellis_query::Dialect::Sqlite => Expr::cust_with_exprs(
+                trellis_query::Dialect::Sqlite => crate::cx(ctx.dialect, 
                     "((CAST($1 / $2 AS INTEGER) - ($3 < 0 AND CAST($4 / $5 AS INTEGER) <> $6 / $7)) * $8)",
                     [
                         double(f.expr.clone()),

@@ -138,7 +138,31 @@ pub(crate) fn col(table: &str, column: &str) -> Expr {
 /// `CAST(e AS DOUBLE PRECISION)`: integer division would truncate, and PostgreSQL's
 /// numeric results need a type the driver reads.
 pub(crate) fn double(e: Expr) -> Expr {
-    Expr::cust_with_exprs("CAST($1 AS DOUBLE PRECISION)", [e])
+    sea_orm::sea_query::Func::cast_as(e, Alias::new("DOUBLE PRECISION")).into()
+}
+
+/// Custom SQL with `$1`, `$2`, … standing for `exprs` in order of appearance (each once):
+/// sea-query takes `$N` on PostgreSQL and `?` on SQLite.
+pub(crate) fn cx<I: IntoIterator<Item = Expr>>(d: Dialect, template: &str, exprs: I) -> Expr {
+    let t = match d {
+        Dialect::Postgres => template.to_owned(),
+        Dialect::Sqlite => {
+            let mut out = String::with_capacity(template.len());
+            let mut it = template.chars().peekable();
+            while let Some(c) = it.next() {
+                if c == '$' && it.peek().is_some_and(char::is_ascii_digit) {
+                    while it.peek().is_some_and(char::is_ascii_digit) {
+                        it.next();
+                    }
+                    out.push('?');
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    };
+    Expr::cust_with_exprs(t, exprs)
 }
 
 /// What a run needs: the definition, the caller, the forms, bound parameters.

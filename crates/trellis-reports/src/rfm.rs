@@ -70,10 +70,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     // Per customer: last order, orders, amount.
     let mut o = Query::select();
     o.expr_as(link.expr.clone(), Alias::new("cid"))
-        .expr_as(Expr::cust_with_exprs("MAX($1)", [date.expr.clone()]), Alias::new("last_at"))
+        .expr_as(crate::cx(ctx.dialect, "MAX($1)", [date.expr.clone()]), Alias::new("last_at"))
         .expr_as(Expr::cust("COUNT(*)"), Alias::new("freq"))
         .expr_as(
-            double(Expr::cust_with_exprs("COALESCE(SUM($1), 0)", [amount.expr.clone()])),
+            double(crate::cx(ctx.dialect, "COALESCE(SUM($1), 0)", [amount.expr.clone()])),
             Alias::new("money"),
         )
         .from(Alias::new(&orders))
@@ -102,15 +102,15 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     // Scores: ceil(5 × rank / n) in integers, exact.
     let score = |c: &str| Expr::cust(format!("((5 * {c} + \"n\" - 1) / \"n\")", c = q(c)));
     let recency = match (ctx.dialect, date.kind) {
-        (trellis_query::Dialect::Sqlite, _) => Expr::cust_with_exprs(
+        (trellis_query::Dialect::Sqlite, _) => crate::cx(ctx.dialect, 
             "(julianday($1) - julianday(\"last_at\"))",
             [Expr::val(format_datetime(&as_of))],
         ),
-        (trellis_query::Dialect::Postgres, ValueKind::Date) => Expr::cust_with_exprs(
+        (trellis_query::Dialect::Postgres, ValueKind::Date) => crate::cx(ctx.dialect, 
             "CAST(($1 - \"last_at\") AS DOUBLE PRECISION)",
             [Expr::val(as_of.date_naive())],
         ),
-        (trellis_query::Dialect::Postgres, _) => Expr::cust_with_exprs(
+        (trellis_query::Dialect::Postgres, _) => crate::cx(ctx.dialect, 
             "(EXTRACT(EPOCH FROM ($1 - \"last_at\")) / 86400.0)",
             [Expr::val(to_sql(ValueKind::DateTime, &json!(format_datetime(&as_of)), ctx.dialect)
                 .map_err(|e| invalid("rfm.as_of", "invalid_date", e.to_string()))?)],

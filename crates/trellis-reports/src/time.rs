@@ -103,18 +103,18 @@ pub fn bucket_expr(col: Expr, datetime: bool, bucket: Bucket, tz: Tz, dialect: D
     match dialect {
         Dialect::Postgres => {
             let local = if datetime {
-                Expr::cust_with_exprs("($1 AT TIME ZONE $2)", [col, Expr::val(tz.name())])
+                crate::cx(dialect, "($1 AT TIME ZONE $2)", [col, Expr::val(tz.name())])
             } else {
                 col
             };
             match bucket {
-                Bucket::Day => Expr::cust_with_exprs("to_char($1, 'YYYY-MM-DD')", [local]),
+                Bucket::Day => crate::cx(dialect, "to_char($1, 'YYYY-MM-DD')", [local]),
                 Bucket::Week => {
-                    Expr::cust_with_exprs("to_char(date_trunc('week', $1), 'YYYY-MM-DD')", [local])
+                    crate::cx(dialect, "to_char(date_trunc('week', $1), 'YYYY-MM-DD')", [local])
                 }
-                Bucket::Month => Expr::cust_with_exprs("to_char($1, 'YYYY-MM')", [local]),
-                Bucket::Quarter => Expr::cust_with_exprs("to_char($1, 'YYYY-\"Q\"Q')", [local]),
-                Bucket::Year => Expr::cust_with_exprs("to_char($1, 'YYYY')", [local]),
+                Bucket::Month => crate::cx(dialect, "to_char($1, 'YYYY-MM')", [local]),
+                Bucket::Quarter => crate::cx(dialect, "to_char($1, 'YYYY-\"Q\"Q')", [local]),
+                Bucket::Year => crate::cx(dialect, "to_char($1, 'YYYY')", [local]),
             }
         }
         Dialect::Sqlite => {
@@ -124,17 +124,17 @@ pub fn bucket_expr(col: Expr, datetime: bool, bucket: Bucket, tz: Tz, dialect: D
                 Expr::val("+0 seconds")
             };
             match bucket {
-                Bucket::Day => Expr::cust_with_exprs("strftime('%Y-%m-%d', $1, $2)", [col, shift]),
-                Bucket::Week => Expr::cust_with_exprs(
+                Bucket::Day => crate::cx(dialect, "strftime('%Y-%m-%d', $1, $2)", [col, shift]),
+                Bucket::Week => crate::cx(dialect, 
                     "strftime('%Y-%m-%d', $1, $2, 'weekday 0', '-6 days')",
                     [col, shift],
                 ),
-                Bucket::Month => Expr::cust_with_exprs("strftime('%Y-%m', $1, $2)", [col, shift]),
-                Bucket::Quarter => Expr::cust_with_exprs(
+                Bucket::Month => crate::cx(dialect, "strftime('%Y-%m', $1, $2)", [col, shift]),
+                Bucket::Quarter => crate::cx(dialect, 
                     "(strftime('%Y', $1, $2) || '-Q' || ((CAST(strftime('%m', $3, $4) AS INTEGER) + 2) / 3))",
                     [col.clone(), shift.clone(), col, shift],
                 ),
-                Bucket::Year => Expr::cust_with_exprs("strftime('%Y', $1, $2)", [col, shift]),
+                Bucket::Year => crate::cx(dialect, "strftime('%Y', $1, $2)", [col, shift]),
             }
         }
     }
@@ -282,3 +282,4 @@ mod tests {
         );
     }
 }
+
