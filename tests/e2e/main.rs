@@ -15,6 +15,7 @@ mod formulas;
 mod ops;
 mod people;
 mod records;
+mod reports;
 mod routing;
 mod rules;
 mod stages;

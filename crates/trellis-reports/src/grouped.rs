@@ -56,7 +56,15 @@ impl Dim<'_> {
     fn condition(&self, v: &Value) -> Value {
         let path = self.def.field.as_str();
         if v.is_null() {
-            return json!({ path: null });
+            // Through relations, nothing is also what a missing link gives (LEFT JOIN).
+            let segs: Vec<&str> = path.split('.').collect();
+            if segs.len() == 1 {
+                return json!({ path: null });
+            }
+            let any: Vec<Value> = (1..=segs.len())
+                .map(|n| json!({ segs[..n].join("."): null }))
+                .collect();
+            return json!({ "$or": any });
         }
         match &self.kind {
             DimKind::Plain => json!({ path: v }),
