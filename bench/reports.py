@@ -504,12 +504,27 @@ def check(name, body, hand):
 
 
 # ----------------------------------------------------------------------------- main
+def print_table(outs):
+    """One markdown table from result dicts (one per database)."""
+    print("| database | report | API ms | hand SQL ms | API / hand (target <= 1.3) |")
+    print("|---|---|---|---|---|")
+    for o in outs:
+        label = f"{o['db']} {o.get('sqlite_version', '')}".strip()
+        for name, r in o["reports"].items():
+            api = (f"{r['api_ms']:,.1f}" if "api_ms" in r
+                   else f"error {r['api_error']}" if "api_error" in r else "no engine")
+            ratio = (f"{r['ratio']:.2f}" + (" (results differ)" if r.get("differences") else "")
+                     if "ratio" in r else "")
+            print(f"| {label} | {name} | {api} | {r['hand_ms']:,.1f} | {ratio} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", nargs="*", help="print one table from result JSON files and exit")
     ap.add_argument("--harness", default=os.environ.get("TRELLIS_BENCH_HARNESS", "target/bench/harness"),
                     help="a copy of ../shared/bench (its HTTP client)")
     ap.add_argument("--port", type=int, default=8088)
-    ap.add_argument("--db", required=True, help="the SQLite file, or a postgres:// URL")
+    ap.add_argument("--db", help="the SQLite file, or a postgres:// URL")
     ap.add_argument("--orders", type=int, default=1_000_000)
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=5, help="timed runs per query, after one warm-up")
@@ -519,6 +534,15 @@ def main():
     ap.add_argument("--sqlite-version", help="warn unless the hand SQL runs on this SQLite (the server's)")
     ap.add_argument("--out", help="write the results as JSON here")
     opts = ap.parse_args()
+    if opts.table is not None:
+        outs = []
+        for p in opts.table:
+            with open(p) as f:
+                outs.append(json.load(f))
+        print_table(outs)
+        return
+    if not opts.db:
+        ap.error("--db is required")
     sys.path.insert(0, opts.harness)
     import workload as w  # noqa: E402  (the shared harness, copied)
 
@@ -612,12 +636,7 @@ def main():
     out["reports"] = results
 
     print(f"\n{db.name}, {opts.orders:,} orders, {opts.customers:,} customers, median of {opts.runs} runs:")
-    print(f"| report | API ms | hand SQL ms | API / hand (target <= 1.3) |")
-    print(f"|---|---|---|---|")
-    for name, r in results.items():
-        api = f"{r['api_ms']:,.1f}" if "api_ms" in r else ("no engine" if not engine else f"error {r.get('api_error')}")
-        ratio = f"{r['ratio']:.2f}" + (" (results differ)" if r.get("differences") else "") if "ratio" in r else ""
-        print(f"| {name} | {api} | {r['hand_ms']:,.1f} | {ratio} |")
+    print_table([out])
     if opts.out:
         with open(opts.out, "w") as f:
             json.dump(out, f, indent=1)

@@ -62,6 +62,8 @@ if [ "$MODE" != workload ]; then
   python3 bench/reports.py --port "$PORT" --db "$PG/$DB" --orders "$ORDERS" \
     --customers "$CUSTOMERS" --runs "$RUNS" --out "$OUT/reports-pg.json"
   stop
+  echo
+  python3 bench/reports.py --table "$OUT/reports-sqlite.json" "$OUT/reports-pg.json"
 fi
 
 if [ "$MODE" != reports ]; then

@@ -379,7 +379,14 @@ pub fn read_bundle(path: &Path) -> Result<Value> {
         .with_context(|| format!("reading {}", manifest.display()))?;
     let mut doc: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    for sub in ["forms", "roles", "rules", "workflows", "reports", "dashboards"] {
+    for sub in [
+        "forms",
+        "roles",
+        "rules",
+        "workflows",
+        "reports",
+        "dashboards",
+    ] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path.join(sub))
             .map(|rd| {
                 rd.filter_map(Result::ok)

@@ -131,7 +131,9 @@ async fn records(app: &TestApp, rep: Option<&str>) -> Data {
 }
 
 fn month_in_shanghai(t: DateTime<Utc>) -> String {
-    (t + Duration::seconds(SHANGHAI)).format("%Y-%m").to_string()
+    (t + Duration::seconds(SHANGHAI))
+        .format("%Y-%m")
+        .to_string()
 }
 
 async fn create_report(app: &TestApp, def: Value) {
@@ -140,9 +142,7 @@ async fn create_report(app: &TestApp, def: Value) {
 }
 
 async fn run(app: &TestApp, name: &str, body: Value) -> Value {
-    let (st, out) = app
-        .post(&format!("/api/v1/reports/{name}/run"), body)
-        .await;
+    let (st, out) = app.post(&format!("/api/v1/reports/{name}/run"), body).await;
     assert_eq!(st, StatusCode::OK, "{out}");
     out
 }
@@ -159,7 +159,10 @@ fn assert_rows(got: &[Value], want: &BTreeMap<String, Vec<Value>>, keys: usize) 
         .iter()
         .map(|r| {
             let r = r.as_array().unwrap();
-            (Value::Array(r[..keys].to_vec()).to_string(), r[keys..].to_vec())
+            (
+                Value::Array(r[..keys].to_vec()).to_string(),
+                r[keys..].to_vec(),
+            )
         })
         .collect();
     assert_eq!(
@@ -180,7 +183,9 @@ fn assert_rows(got: &[Value], want: &BTreeMap<String, Vec<Value>>, keys: usize) 
 async fn grouped_reports_match_an_independent_computation() {
     let app = TestApp::spawn().await;
     let data = load(&app, None).await;
-    create_report(&app, json!({"name": "by_month_region", "form": "sale",
+    create_report(
+        &app,
+        json!({"name": "by_month_region", "form": "sale",
         "filter": {"status": {"$ne": "cancelled"}},
         "dimensions": [{"field": "at", "bucket": "month", "tz": "Asia/Shanghai", "as": "month"},
                        {"field": "cust.region", "as": "region"}],
@@ -188,7 +193,8 @@ async fn grouped_reports_match_an_independent_computation() {
                      {"fn": "avg", "field": "amount"}, {"fn": "count_distinct", "field": "cust"},
                      {"fn": "max", "field": "qty"}, {"fn": "sum", "field": "qty"},
                      {"fn": "count", "filter": {"status": "paid"}, "as": "paid"},
-                     {"fn": "expr", "expr": "revenue / count", "as": "per_sale"}]}))
+                     {"fn": "expr", "expr": "revenue / count", "as": "per_sale"}]}),
+    )
     .await;
     let out = run(&app, "by_month_region", json!({"drill": true})).await;
     let names: Vec<&str> = out["columns"]
@@ -199,7 +205,18 @@ async fn grouped_reports_match_an_independent_computation() {
         .collect();
     assert_eq!(
         names,
-        ["month", "region", "count", "revenue", "avg_amount", "count_distinct_cust", "max_qty", "sum_qty", "paid", "per_sale"]
+        [
+            "month",
+            "region",
+            "count",
+            "revenue",
+            "avg_amount",
+            "count_distinct_cust",
+            "max_qty",
+            "sum_qty",
+            "paid",
+            "per_sale"
+        ]
     );
     // The same, computed here.
     type Acc = (i64, f64, f64, i64, HashSet<usize>, i64, i64, i64);
@@ -226,10 +243,23 @@ async fn grouped_reports_match_an_independent_computation() {
     let want: BTreeMap<String, Vec<Value>> = groups
         .into_iter()
         .map(|(k, g)| {
-            let avg = if g.3 == 0 { Value::Null } else { json!(g.2 / g.3 as f64) };
+            let avg = if g.3 == 0 {
+                Value::Null
+            } else {
+                json!(g.2 / g.3 as f64)
+            };
             (
                 k,
-                vec![json!(g.0), json!(g.1), avg, json!(g.4.len()), json!(g.5), json!(g.6), json!(g.7), json!(g.1 / g.0 as f64)],
+                vec![
+                    json!(g.0),
+                    json!(g.1),
+                    avg,
+                    json!(g.4.len()),
+                    json!(g.5),
+                    json!(g.6),
+                    json!(g.7),
+                    json!(g.1 / g.0 as f64),
+                ],
             )
         })
         .collect();
@@ -242,19 +272,38 @@ async fn grouped_reports_match_an_independent_computation() {
     for (i, row) in rows.iter().enumerate().step_by(3) {
         let drill = out["drill"][i].clone();
         let (st, page) = app
-            .list("sale", &[("filter", drill.to_string()), ("count", "true".into()), ("limit", "1".into())])
+            .list(
+                "sale",
+                &[
+                    ("filter", drill.to_string()),
+                    ("count", "true".into()),
+                    ("limit", "1".into()),
+                ],
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "{page}");
         assert_eq!(page["total"], row[2], "row {row} drill {drill}");
         let cell = json!({"$and": [drill, paid_filter]});
         let (_, page) = app
-            .list("sale", &[("filter", cell.to_string()), ("count", "true".into()), ("limit", "1".into())])
+            .list(
+                "sale",
+                &[
+                    ("filter", cell.to_string()),
+                    ("count", "true".into()),
+                    ("limit", "1".into()),
+                ],
+            )
             .await;
         assert_eq!(page["total"], row[8], "paid cell of {row}");
     }
     // A run's filter narrows further; a report without dimensions on no records is one
     // row of zeros; with dimensions, no rows.
-    let out = run(&app, "by_month_region", json!({"filter": {"qty": {"$gt": 1000}}})).await;
+    let out = run(
+        &app,
+        "by_month_region",
+        json!({"filter": {"qty": {"$gt": 1000}}}),
+    )
+    .await;
     assert_eq!(out["rows"], json!([]));
     create_report(&app, json!({"name": "kpi", "form": "sale",
         "measures": [{"fn": "count"}, {"fn": "sum", "field": "amount"}, {"fn": "avg", "field": "amount"}]}))
@@ -262,8 +311,11 @@ async fn grouped_reports_match_an_independent_computation() {
     let out = run(&app, "kpi", json!({"filter": {"qty": {"$gt": 1000}}})).await;
     assert_eq!(out["rows"], json!([[0, 0.0, null]]));
     // Bins, with the NULL amounts in a group of their own.
-    create_report(&app, json!({"name": "bins", "form": "sale",
-        "dimensions": [{"field": "amount", "bins": [100, 500]}], "measures": [{"fn": "count"}]}))
+    create_report(
+        &app,
+        json!({"name": "bins", "form": "sale",
+        "dimensions": [{"field": "amount", "bins": [100, 500]}], "measures": [{"fn": "count"}]}),
+    )
     .await;
     let out = run(&app, "bins", json!({})).await;
     let mut want: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -274,7 +326,9 @@ async fn grouped_reports_match_an_independent_computation() {
             Some(a) if a < 500.0 => json!("100–500"),
             Some(_) => json!("≥ 500"),
         };
-        let e = want.entry(json!([label]).to_string()).or_insert(vec![json!(0)]);
+        let e = want
+            .entry(json!([label]).to_string())
+            .or_insert(vec![json!(0)]);
         e[0] = json!(e[0].as_i64().unwrap() + 1);
     }
     assert_rows(out["rows"].as_array().unwrap(), &want, 1);
@@ -287,7 +341,10 @@ async fn grouped_reports_match_an_independent_computation() {
     let rows = out["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows[0][2].as_f64() >= rows[1][2].as_f64());
-    assert_eq!(out["truncated"], true, "four region groups (with null) exist");
+    assert_eq!(
+        out["truncated"], true,
+        "four region groups (with null) exist"
+    );
 }
 
 #[tokio::test]
@@ -295,9 +352,12 @@ async fn pivots_filled_periods_and_comparisons() {
     let app = TestApp::spawn().await;
     let data = load(&app, None).await;
     // Pivot: regions down, statuses across.
-    create_report(&app, json!({"name": "pivot", "form": "sale",
+    create_report(
+        &app,
+        json!({"name": "pivot", "form": "sale",
         "dimensions": [{"field": "cust.region", "as": "region"}, {"field": "status"}],
-        "measures": [{"fn": "count"}], "pivot": "status"}))
+        "measures": [{"fn": "count"}], "pivot": "status"}),
+    )
     .await;
     let out = run(&app, "pivot", json!({"drill": true})).await;
     let cols: Vec<&str> = out["columns"]
@@ -324,7 +384,14 @@ async fn pivots_filled_periods_and_comparisons() {
     let row0 = &out["rows"][0];
     let cell = json!({"$and": [out["drill"][0], out["columns"][3]["filter"]]});
     let (_, page) = app
-        .list("sale", &[("filter", cell.to_string()), ("count", "true".into()), ("limit", "1".into())])
+        .list(
+            "sale",
+            &[
+                ("filter", cell.to_string()),
+                ("count", "true".into()),
+                ("limit", "1".into()),
+            ],
+        )
         .await;
     assert_eq!(page["total"], row0[3]);
     // Empty months are filled: February is filtered away and comes back as 0.
@@ -340,7 +407,10 @@ async fn pivots_filled_periods_and_comparisons() {
         .iter()
         .map(|r| r[0].as_str().unwrap())
         .collect();
-    assert_eq!(months, ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05"][..months.len()]);
+    assert_eq!(
+        months,
+        ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05"][..months.len()]
+    );
     assert_eq!(out["rows"][1], json!(["2026-02", 0, null]));
     // This month against the last and the same month a year before, in Shanghai time.
     create_report(&app, json!({"name": "cmp", "form": "sale",
@@ -349,7 +419,12 @@ async fn pivots_filled_periods_and_comparisons() {
         "compare": {"field": "at", "period": "month", "tz": "Asia/Shanghai", "at": {"$param": "day"}}}))
     .await;
     let out = run(&app, "cmp", json!({"params": {"day": "2026-03-10"}})).await;
-    let count = |m: &str| data.sales.iter().filter(|s| month_in_shanghai(s.at) == m).count() as i64;
+    let count = |m: &str| {
+        data.sales
+            .iter()
+            .filter(|s| month_in_shanghai(s.at) == m)
+            .count() as i64
+    };
     let qty = |m: &str| -> i64 {
         data.sales
             .iter()
@@ -366,8 +441,18 @@ async fn pivots_filled_periods_and_comparisons() {
         .collect();
     assert_eq!(
         cols,
-        ["count", "count_previous", "count_previous_change", "count_last_year", "count_last_year_change",
-         "sum_qty", "sum_qty_previous", "sum_qty_previous_change", "sum_qty_last_year", "sum_qty_last_year_change"]
+        [
+            "count",
+            "count_previous",
+            "count_previous_change",
+            "count_last_year",
+            "count_last_year_change",
+            "sum_qty",
+            "sum_qty_previous",
+            "sum_qty_previous_change",
+            "sum_qty_last_year",
+            "sum_qty_last_year_change"
+        ]
     );
     let row = &out["rows"][0];
     assert_eq!(row[0], json!(mar));
@@ -379,7 +464,14 @@ async fn pivots_filled_periods_and_comparisons() {
     // The period's column filter lists the period's records.
     let f = out["columns"][1]["filter"].clone();
     let (_, page) = app
-        .list("sale", &[("filter", f.to_string()), ("count", "true".into()), ("limit", "1".into())])
+        .list(
+            "sale",
+            &[
+                ("filter", f.to_string()),
+                ("count", "true".into()),
+                ("limit", "1".into()),
+            ],
+        )
         .await;
     assert_eq!(page["total"], json!(feb));
 }
@@ -391,18 +483,32 @@ async fn funnels_count_stages_reached_from_the_history() {
         {"name": "title", "type": "text"},
         {"name": "stage", "type": "select", "options": [{"value": "new"}, {"value": "qualified"},
             {"value": "proposal"}, {"value": "won"}, {"value": "lost"}]}]}))
-    .await;
-    create_report(&app, json!({"name": "funnel", "form": "deal", "kind": "funnel",
-        "funnel": {"field": "stage", "stages": ["new", "qualified", "proposal", "won"]}}))
+        .await;
+    create_report(
+        &app,
+        json!({"name": "funnel", "form": "deal", "kind": "funnel",
+        "funnel": {"field": "stage", "stages": ["new", "qualified", "proposal", "won"]}}),
+    )
     .await;
     let out = run(&app, "funnel", json!({})).await;
-    assert_eq!(out["rows"][0], json!(["new", "new", 0, null, null]), "no deals yet");
+    assert_eq!(
+        out["rows"][0],
+        json!(["new", "new", 0, null, null]),
+        "no deals yet"
+    );
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(app.create("deal", json!({"title": format!("D{i}"), "stage": "new"})).await["id"].as_str().unwrap().to_owned());
+        ids.push(
+            app.create("deal", json!({"title": format!("D{i}"), "stage": "new"}))
+                .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     // One deal starts at proposal: it reached the stages before it too.
-    app.create("deal", json!({"title": "late", "stage": "proposal"})).await;
+    app.create("deal", json!({"title": "late", "stage": "proposal"}))
+        .await;
     let step = |id: String, stage: &'static str| {
         let app = &app;
         async move {
@@ -499,9 +605,18 @@ async fn rfm_scores_and_segments_match_an_independent_computation() {
         let ms = score(per.values().filter(|v| v.2 <= *m + 1e-9).count() as i64);
         assert_eq!(row[2], json!(f), "{row}");
         assert!(close(&row[3], &json!(m)), "{row}");
-        let days = (Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap() - *last).num_seconds() as f64 / 86400.0;
-        assert!((row[4].as_f64().unwrap() - days).abs() < 1e-3, "{row} {days}");
-        assert_eq!((row[5].as_i64(), row[6].as_i64(), row[7].as_i64()), (Some(rs), Some(fs), Some(ms)), "{row}");
+        let days = (Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap() - *last).num_seconds()
+            as f64
+            / 86400.0;
+        assert!(
+            (row[4].as_f64().unwrap() - days).abs() < 1e-3,
+            "{row} {days}"
+        );
+        assert_eq!(
+            (row[5].as_i64(), row[6].as_i64(), row[7].as_i64()),
+            (Some(rs), Some(fs), Some(ms)),
+            "{row}"
+        );
         let seg = segment(rs, fs, ms);
         assert_eq!(row[8], json!(seg), "{row}");
         *by_segment.entry(seg).or_default() += 1;
@@ -513,7 +628,17 @@ async fn rfm_scores_and_segments_match_an_independent_computation() {
         .iter()
         .map(|r| r[0].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["high_value", "loyal", "potential", "at_risk", "hibernating", "others"]);
+    assert_eq!(
+        names,
+        [
+            "high_value",
+            "loyal",
+            "potential",
+            "at_risk",
+            "hibernating",
+            "others"
+        ]
+    );
     for r in out["rows"].as_array().unwrap() {
         let want = by_segment.get(r[0].as_str().unwrap()).copied().unwrap_or(0);
         assert_eq!(r[2], json!(want), "{r}");
@@ -525,13 +650,19 @@ async fn a_reps_report_counts_only_what_the_rep_may_read() {
     let app = TestApp::spawn().await;
     forms(&app).await;
     let (st, body) = app
-        .post("/api/v1/roles", json!({"name": "rep", "label": {"en": "Rep"}, "forms": {
+        .post(
+            "/api/v1/roles",
+            json!({"name": "rep", "label": {"en": "Rep"}, "forms": {
             "sale": {"read": "own", "create": "own"},
-            "cust": {"read": "all", "fields": {"tier": "hidden"}}}}))
+            "cust": {"read": "all", "fields": {"tier": "hidden"}}}}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     let (st, u) = app
-        .post("/api/v1/users", json!({"email": "rep@x.com", "password": "rep-pass-123", "roles": ["rep"]}))
+        .post(
+            "/api/v1/users",
+            json!({"email": "rep@x.com", "password": "rep-pass-123", "roles": ["rep"]}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{u}");
     let rep_id = u["id"].as_str().unwrap().to_owned();
@@ -540,8 +671,11 @@ async fn a_reps_report_counts_only_what_the_rep_may_read() {
     create_report(&app, json!({"name": "by_status", "form": "sale",
         "dimensions": [{"field": "status"}], "measures": [{"fn": "count"}, {"fn": "sum", "field": "qty"}]}))
     .await;
-    create_report(&app, json!({"name": "by_tier", "form": "sale",
-        "dimensions": [{"field": "cust.tier"}], "measures": [{"fn": "count"}]}))
+    create_report(
+        &app,
+        json!({"name": "by_tier", "form": "sale",
+        "dimensions": [{"field": "cust.tier"}], "measures": [{"fn": "count"}]}),
+    )
     .await;
     let as_rep = |path: String| {
         let (app, rep) = (&app, rep.clone());
@@ -560,7 +694,12 @@ async fn a_reps_report_counts_only_what_the_rep_may_read() {
     assert_rows(out["rows"].as_array().unwrap(), &want, 1);
     // The admin sees every sale.
     let out = run(&app, "by_status", json!({})).await;
-    let total: i64 = out["rows"].as_array().unwrap().iter().map(|r| r[1].as_i64().unwrap()).sum();
+    let total: i64 = out["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[1].as_i64().unwrap())
+        .sum();
     assert_eq!(total, data.sales.len() as i64);
     // A field the rep may not see: 403 naming the dimension.
     let (st, body) = as_rep("/api/v1/reports/by_tier/run".into()).await;
@@ -569,19 +708,30 @@ async fn a_reps_report_counts_only_what_the_rep_may_read() {
     let _ = data.tiers;
     // A dashboard: the widget the rep may not see says so, the other answers.
     let (st, body) = app
-        .post("/api/v1/dashboards", json!({"name": "desk", "widgets": [
-            {"report": "by_status", "chart": "pie"}, {"report": "by_tier", "chart": "bar"}]}))
+        .post(
+            "/api/v1/dashboards",
+            json!({"name": "desk", "widgets": [
+            {"report": "by_status", "chart": "pie"}, {"report": "by_tier", "chart": "bar"}]}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     let (st, d) = as_rep("/api/v1/dashboards/desk/run".into()).await;
     assert_eq!(st, StatusCode::OK, "{d}");
-    assert_eq!(d["widgets"][0]["result"]["rows"].as_array().unwrap().len(), want.len());
+    assert_eq!(
+        d["widgets"][0]["result"]["rows"].as_array().unwrap().len(),
+        want.len()
+    );
     assert_eq!(d["widgets"][1]["error"]["status"], 403);
     // Reports the rep may not run are not listed to them; definitions are the admin's.
     let (_, list) = as_rep("/api/v1/reports".into()).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
     let (st, _) = app
-        .call_as(Some(&rep), Method::DELETE, "/api/v1/reports/by_status", None)
+        .call_as(
+            Some(&rep),
+            Method::DELETE,
+            "/api/v1/reports/by_status",
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, body) = app.delete("/api/v1/reports/by_status").await;
@@ -593,13 +743,41 @@ async fn bad_definitions_and_runs_name_the_part() {
     let app = TestApp::spawn().await;
     load(&app, None).await;
     for (def, path, code) in [
-        (json!({"dimensions": [{"field": "nope"}], "measures": [{"fn": "count"}]}), "dimensions[0].field", "unknown_field"),
-        (json!({"measures": [{"fn": "sum", "field": "note"}]}), "measures[0].field", "not_numeric"),
-        (json!({"dimensions": [{"field": "qty", "bucket": "month"}], "measures": [{"fn": "count"}]}), "dimensions[0].bucket", "not_a_date"),
-        (json!({"measures": [{"fn": "count"}], "limit": 1_000_000}), "limit", "schema"),
-        (json!({"measures": [{"fn": "count"}], "filter": {"ghost": 1}}), "filter.ghost", "unknown_field"),
-        (json!({"measures": [{"fn": "count"}], "sort": "-revenue"}), "sort", "unknown_column"),
-        (json!({"measures": [{"fn": "expr", "expr": "count / (", "as": "x"}]}), "measures[0].expr", "invalid_expr"),
+        (
+            json!({"dimensions": [{"field": "nope"}], "measures": [{"fn": "count"}]}),
+            "dimensions[0].field",
+            "unknown_field",
+        ),
+        (
+            json!({"measures": [{"fn": "sum", "field": "note"}]}),
+            "measures[0].field",
+            "not_numeric",
+        ),
+        (
+            json!({"dimensions": [{"field": "qty", "bucket": "month"}], "measures": [{"fn": "count"}]}),
+            "dimensions[0].bucket",
+            "not_a_date",
+        ),
+        (
+            json!({"measures": [{"fn": "count"}], "limit": 1_000_000}),
+            "limit",
+            "schema",
+        ),
+        (
+            json!({"measures": [{"fn": "count"}], "filter": {"ghost": 1}}),
+            "filter.ghost",
+            "unknown_field",
+        ),
+        (
+            json!({"measures": [{"fn": "count"}], "sort": "-revenue"}),
+            "sort",
+            "unknown_column",
+        ),
+        (
+            json!({"measures": [{"fn": "expr", "expr": "count / (", "as": "x"}]}),
+            "measures[0].expr",
+            "invalid_expr",
+        ),
     ] {
         let mut d = def.clone();
         d["name"] = json!("bad");
@@ -607,7 +785,10 @@ async fn bad_definitions_and_runs_name_the_part() {
         let (st, body) = app.post("/api/v1/reports", d).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{def}: {body}");
         let errs = errors(&body);
-        assert!(errs.iter().any(|(p, c)| p == path && c == code), "{def}: {errs:?}");
+        assert!(
+            errs.iter().any(|(p, c)| p == path && c == code),
+            "{def}: {errs:?}"
+        );
     }
     create_report(&app, json!({"name": "ranged", "form": "sale",
         "params": [{"name": "from", "type": "date", "required": true}, {"name": "n", "type": "integer"}],
@@ -617,31 +798,55 @@ async fn bad_definitions_and_runs_name_the_part() {
     for (params, field, code) in [
         (json!({}), "params.from", "required"),
         (json!({"from": "yesterday"}), "params.from", "invalid_param"),
-        (json!({"from": "2026-01-01", "n": "many"}), "params.n", "invalid_param"),
-        (json!({"from": "2026-01-01", "who": 1}), "params.who", "unknown_param"),
+        (
+            json!({"from": "2026-01-01", "n": "many"}),
+            "params.n",
+            "invalid_param",
+        ),
+        (
+            json!({"from": "2026-01-01", "who": 1}),
+            "params.who",
+            "unknown_param",
+        ),
     ] {
         let (st, body) = app
-            .get(&format!("/api/v1/reports/ranged/run?params={}", urlencode(&params.to_string())))
+            .get(&format!(
+                "/api/v1/reports/ranged/run?params={}",
+                urlencode(&params.to_string())
+            ))
             .await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{params}: {body}");
         assert_eq!(body["type"], "https://trellis.dev/errors/invalid_run");
-        assert!(errors(&body).iter().any(|(p, c)| p == field && c == code), "{params}: {body}");
+        assert!(
+            errors(&body).iter().any(|(p, c)| p == field && c == code),
+            "{params}: {body}"
+        );
     }
     let (st, body) = app.get("/api/v1/reports/ranged/run?params=%7Bbroken").await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
     // A run's filter is checked like any filter.
     let (st, body) = app
-        .post("/api/v1/reports/ranged/run", json!({"params": {"from": "2026-01-01"}, "filter": {"ghost": 1}}))
+        .post(
+            "/api/v1/reports/ranged/run",
+            json!({"params": {"from": "2026-01-01"}, "filter": {"ghost": 1}}),
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(errors(&body)[0].0, "filter.ghost");
     // Days over decades, filled, would exceed the group limit: refused, not run.
-    app.create("sale", json!({"qty": 1, "at": "1990-01-01T00:00:00Z"})).await;
+    app.create("sale", json!({"qty": 1, "at": "1990-01-01T00:00:00Z"}))
+        .await;
     let (st, body) = app
-        .post("/api/v1/reports/ranged/run", json!({"params": {"from": "1980-01-01"}}))
+        .post(
+            "/api/v1/reports/ranged/run",
+            json!({"params": {"from": "1980-01-01"}}),
+        )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(errors(&body)[0], ("fill".to_owned(), "too_many_groups".to_owned()));
+    assert_eq!(
+        errors(&body)[0],
+        ("fill".to_owned(), "too_many_groups".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -664,7 +869,12 @@ async fn results_download_as_csv_and_xlsx() {
     };
     let r = get("format=csv&lang=zh-CN").await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let text = r.text().await.unwrap();
     // The formula a cell held is written as text.
     assert_eq!(text, "\u{feff}备注,count\n'=1+1,400\n");
@@ -689,21 +899,38 @@ async fn the_demo_crm_dashboards_answer_every_widget() {
         assert_eq!(st, StatusCode::OK, "{body}");
         for w in body["widgets"].as_array().unwrap() {
             assert!(w.get("error").is_none(), "{d}: {w}");
-            assert!(w["result"]["columns"].as_array().is_some_and(|c| !c.is_empty()), "{w}");
+            assert!(
+                w["result"]["columns"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty()),
+                "{w}"
+            );
         }
     }
     // Every opportunity that is not lost reached the first stage; lost ones may have.
-    let (_, funnel) = app.post("/api/v1/reports/sales_funnel/run", json!({})).await;
+    let (_, funnel) = app
+        .post("/api/v1/reports/sales_funnel/run", json!({}))
+        .await;
     let count = |f: Value| {
         let app = &app;
         async move {
             let (_, page) = app
-                .list("opportunity", &[("filter", f.to_string()), ("count", "true".into()), ("limit", "1".into())])
+                .list(
+                    "opportunity",
+                    &[
+                        ("filter", f.to_string()),
+                        ("count", "true".into()),
+                        ("limit", "1".into()),
+                    ],
+                )
                 .await;
             page["total"].as_i64().unwrap()
         }
     };
     let first = funnel["rows"][0][2].as_i64().unwrap();
-    assert!(first >= count(json!({"stage": {"$ne": "lost"}})).await, "{funnel}");
+    assert!(
+        first >= count(json!({"stage": {"$ne": "lost"}})).await,
+        "{funnel}"
+    );
     assert!(first <= count(json!({})).await, "{funnel}");
 }

@@ -415,17 +415,56 @@ impl Rfm {
         }
         let seg = |name: &str, en: &str, zh: &str, r, f, m| Segment {
             name: name.to_owned(),
-            label: [("en".to_owned(), en.to_owned()), ("zh".to_owned(), zh.to_owned())].into(),
+            label: [
+                ("en".to_owned(), en.to_owned()),
+                ("zh".to_owned(), zh.to_owned()),
+            ]
+            .into(),
             r,
             f,
             m,
         };
         vec![
-            seg("high_value", "High value", "高价值客户", Some([4, 5]), Some([4, 5]), Some([4, 5])),
-            seg("loyal", "Loyal", "忠诚客户", Some([3, 5]), Some([4, 5]), None),
-            seg("potential", "Potential", "潜力客户", Some([4, 5]), Some([1, 3]), None),
-            seg("at_risk", "At risk", "流失风险客户", Some([1, 2]), Some([3, 5]), None),
-            seg("hibernating", "Hibernating", "沉睡客户", Some([1, 2]), Some([1, 2]), None),
+            seg(
+                "high_value",
+                "High value",
+                "高价值客户",
+                Some([4, 5]),
+                Some([4, 5]),
+                Some([4, 5]),
+            ),
+            seg(
+                "loyal",
+                "Loyal",
+                "忠诚客户",
+                Some([3, 5]),
+                Some([4, 5]),
+                None,
+            ),
+            seg(
+                "potential",
+                "Potential",
+                "潜力客户",
+                Some([4, 5]),
+                Some([1, 3]),
+                None,
+            ),
+            seg(
+                "at_risk",
+                "At risk",
+                "流失风险客户",
+                Some([1, 2]),
+                Some([3, 5]),
+                None,
+            ),
+            seg(
+                "hibernating",
+                "Hibernating",
+                "沉睡客户",
+                Some([1, 2]),
+                Some([1, 2]),
+                None,
+            ),
             seg("others", "Others", "一般客户", None, None, None),
         ]
     }
@@ -762,7 +801,11 @@ fn check_params(params: &[Param], at: &str, errs: &mut Vec<MetaError>) {
         if let Some(d) = &p.default
             && let Err(e) = param_value(p, d)
         {
-            errs.push(MetaError::new(format!("{here}.default"), "invalid_param", e));
+            errs.push(MetaError::new(
+                format!("{here}.default"),
+                "invalid_param",
+                e,
+            ));
         }
     }
 }
@@ -945,14 +988,20 @@ impl Checker<'_> {
             self.errs.push(MetaError::new(
                 join(at, "field"),
                 "not_groupable",
-                format!("{:?} holds lists or documents and cannot be grouped", d.field),
+                format!(
+                    "{:?} holds lists or documents and cannot be grouped",
+                    d.field
+                ),
             ));
         }
         if d.bucket.is_some() && !kind.temporal() {
             self.errs.push(MetaError::new(
                 join(at, "bucket"),
                 "not_a_date",
-                format!("{:?} is not a date or date-time, so it has no periods", d.field),
+                format!(
+                    "{:?} is not a date or date-time, so it has no periods",
+                    d.field
+                ),
             ));
         }
         if d.tz.is_some() && (d.bucket.is_none() || kind != Kind::Datetime) {
@@ -966,7 +1015,14 @@ impl Checker<'_> {
         let binned = d.bins.is_some() || d.bin_width.is_some();
         if binned && !kind.numeric() {
             self.errs.push(MetaError::new(
-                join(at, if d.bins.is_some() { "bins" } else { "bin_width" }),
+                join(
+                    at,
+                    if d.bins.is_some() {
+                        "bins"
+                    } else {
+                        "bin_width"
+                    },
+                ),
                 "not_numeric",
                 format!("{:?} is not a number, so it cannot be binned", d.field),
             ));
@@ -1213,7 +1269,11 @@ pub fn check_report_at(
         ReportKind::Funnel => funnel(&r, &form, &mut c, &at),
         ReportKind::Rfm => rfm(&r, &mut c, &at),
     }
-    if c.errs.is_empty() { Ok(r) } else { Err(c.errs) }
+    if c.errs.is_empty() {
+        Ok(r)
+    } else {
+        Err(c.errs)
+    }
 }
 
 fn grouped(
@@ -1440,13 +1500,27 @@ fn rfm(r: &Report, c: &mut Checker<'_>, at: &dyn Fn(&str) -> String) {
 }
 
 /// Check a filter on measures: `{"m": {"$gte": 10}}`, `$and`, `$or`, `$not`.
-fn having_errors(v: &Value, measures: &[String], at: &str, depth: usize, errs: &mut Vec<MetaError>) {
+fn having_errors(
+    v: &Value,
+    measures: &[String],
+    at: &str,
+    depth: usize,
+    errs: &mut Vec<MetaError>,
+) {
     if depth > 8 {
-        errs.push(MetaError::new(at, "too_deep", "the having filter nests too deep"));
+        errs.push(MetaError::new(
+            at,
+            "too_deep",
+            "the having filter nests too deep",
+        ));
         return;
     }
     let Value::Object(m) = v else {
-        errs.push(MetaError::new(at, "invalid", "a having filter is an object"));
+        errs.push(MetaError::new(
+            at,
+            "invalid",
+            "a having filter is an object",
+        ));
         return;
     };
     for (k, x) in m {
@@ -1458,17 +1532,19 @@ fn having_errors(v: &Value, measures: &[String], at: &str, depth: usize, errs: &
                         having_errors(y, measures, &format!("{here}[{i}]"), depth + 1, errs);
                     }
                 }
-                _ => errs.push(MetaError::new(here, "invalid", "a non-empty list of filters")),
+                _ => errs.push(MetaError::new(
+                    here,
+                    "invalid",
+                    "a non-empty list of filters",
+                )),
             },
             "$not" => having_errors(x, measures, &here, depth + 1, errs),
             name if measures.iter().any(|n| n == name) => match x {
                 Value::Number(_) | Value::Null => {}
                 Value::Object(ops) => {
                     for (op, val) in ops {
-                        let known = matches!(
-                            op.as_str(),
-                            "$eq" | "$ne" | "$gt" | "$gte" | "$lt" | "$lte"
-                        );
+                        let known =
+                            matches!(op.as_str(), "$eq" | "$ne" | "$gt" | "$gte" | "$lt" | "$lte");
                         if !known {
                             errs.push(MetaError::new(
                                 join(&here, op),
@@ -1560,7 +1636,11 @@ pub fn check_dashboard_at(
                 )),
                 Some(p) => {
                     if let Err(e) = param_value(p, v) {
-                        errs.push(MetaError::new(format!("{here}.params.{k}"), "invalid_param", e));
+                        errs.push(MetaError::new(
+                            format!("{here}.params.{k}"),
+                            "invalid_param",
+                            e,
+                        ));
                     }
                 }
             }

@@ -55,7 +55,8 @@ pub fn csv(out: &Output, lang: &str) -> Result<Vec<u8>, ExportError> {
     for row in &out.rows {
         w.write_record(row.iter().map(text))?;
     }
-    w.into_inner().map_err(|e| ExportError::Csv(e.into_error().into()))
+    w.into_inner()
+        .map_err(|e| ExportError::Csv(e.into_error().into()))
 }
 
 /// The answer as an XLSX workbook with one sheet; numbers stay numbers.
@@ -127,7 +128,10 @@ mod tests {
                     filter: None,
                 },
             ],
-            rows: vec![vec![json!("=HYPERLINK(\"x\")"), json!(3)], vec![Value::Null, json!(0)]],
+            rows: vec![
+                vec![json!("=HYPERLINK(\"x\")"), json!(3)],
+                vec![Value::Null, json!(0)],
+            ],
             drill: None,
             truncated: false,
         }

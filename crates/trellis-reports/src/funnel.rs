@@ -24,20 +24,31 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     let r = ctx.report;
     let form = r.form.as_str();
     let Some(settings) = &r.funnel else {
-        return Err(invalid("funnel", "required", "a funnel report needs funnel settings"));
+        return Err(invalid(
+            "funnel",
+            "required",
+            "a funnel report needs funnel settings",
+        ));
     };
     let entry = ctx.snap.get(form)?;
-    let field = entry
-        .form
-        .field(&settings.field)
-        .ok_or_else(|| invalid("funnel.field", "unknown_field", format!("{form} has no field {}", settings.field)))?;
+    let field = entry.form.field(&settings.field).ok_or_else(|| {
+        invalid(
+            "funnel.field",
+            "unknown_field",
+            format!("{form} has no field {}", settings.field),
+        )
+    })?;
     let stages: Vec<String> = if settings.stages.is_empty() {
         field.options.iter().map(|o| o.value.clone()).collect()
     } else {
         settings.stages.clone()
     };
     if stages.is_empty() {
-        return Err(invalid("funnel.stages", "required", "the field has no options"));
+        return Err(invalid(
+            "funnel.stages",
+            "required",
+            "the field has no options",
+        ));
     }
     let (base, scope) = ctx.base(form)?;
     let mut joins = crate::Joins::default();
@@ -47,7 +58,8 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     // {"before", "after"}. Entries that do not mention the field are skipped unparsed.
     let name = settings.field.as_str();
     let held = match ctx.dialect {
-        trellis_query::Dialect::Sqlite => crate::cx(ctx.dialect, 
+        trellis_query::Dialect::Sqlite => crate::cx(
+            ctx.dialect,
             "COALESCE(json_extract($1, $2), json_extract($3, $4))",
             [
                 col(AUDIT, "changes"),
@@ -56,7 +68,8 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                 Expr::val(format!("$.{name}")),
             ],
         ),
-        trellis_query::Dialect::Postgres => crate::cx(ctx.dialect, 
+        trellis_query::Dialect::Postgres => crate::cx(
+            ctx.dialect,
             "(CASE json_typeof(CAST($1 AS json) -> $2) WHEN 'object' THEN (CAST($3 AS json) -> $4) ->> 'after' ELSE CAST($5 AS json) ->> $6 END)",
             [
                 col(AUDIT, "changes"),
@@ -140,7 +153,11 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                 json!(s),
                 json!(label(s).get("en").cloned().unwrap_or_else(|| s.clone())),
                 json!(reached[k]),
-                if k == 0 { Value::Null } else { ratio(reached[k], reached[k - 1]) },
+                if k == 0 {
+                    Value::Null
+                } else {
+                    ratio(reached[k], reached[k - 1])
+                },
                 ratio(reached[k], reached[0]),
             ]
         })

@@ -6,9 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, NullOrdering, Order, Query};
 use serde_json::{Value, json};
-use trellis_meta::report::{
-    Against, Arith, Bucket, Dimension, MAX_GROUPS, Measure, MeasureFn,
-};
+use trellis_meta::report::{Against, Arith, Bucket, Dimension, MAX_GROUPS, Measure, MeasureFn};
 use trellis_query::ValueKind;
 use trellis_query::value::to_sql;
 use trellis_store::StoreError;
@@ -166,7 +164,8 @@ impl Builder<'_, '_> {
             let at = format!("measures[{i}]");
             let c = if m.func == MeasureFn::Expr {
                 let src = m.expr.as_deref().unwrap_or_default();
-                let a = Arith::parse(src).map_err(|e| invalid(format!("{at}.expr"), "invalid_expr", e))?;
+                let a = Arith::parse(src)
+                    .map_err(|e| invalid(format!("{at}.expr"), "invalid_expr", e))?;
                 Compiled {
                     expr: arith(ctx.dialect, &a, &out, &by_name, &at)?,
                     kind: ValueKind::Float,
@@ -195,11 +194,21 @@ impl Builder<'_, '_> {
         let (form, base) = (self.form().to_owned(), self.base.clone());
         let d = self.ctx.dialect;
         let field = match &m.field {
-            Some(f) => Some(self.ctx.resolve(&mut self.joins, &form, &base, f, &format!("{at}.field"))?),
+            Some(f) => {
+                Some(
+                    self.ctx
+                        .resolve(&mut self.joins, &form, &base, f, &format!("{at}.field"))?,
+                )
+            }
             None => None,
         };
         let weight = match &m.weight {
-            Some(w) => Some(self.ctx.resolve(&mut self.joins, &form, &base, w, &format!("{at}.weight"))?),
+            Some(w) => {
+                Some(
+                    self.ctx
+                        .resolve(&mut self.joins, &form, &base, w, &format!("{at}.weight"))?,
+                )
+            }
             None => None,
         };
         let only = |e: Expr| -> Expr {
@@ -222,7 +231,10 @@ impl Builder<'_, '_> {
             },
             MeasureFn::CountDistinct => {
                 let v = value.unwrap_or_else(|| Expr::val(1));
-                (crate::cx(d, "COUNT(DISTINCT $1)", [only(v)]), ValueKind::Integer)
+                (
+                    crate::cx(d, "COUNT(DISTINCT $1)", [only(v)]),
+                    ValueKind::Integer,
+                )
             }
             MeasureFn::Sum => {
                 let v = value.unwrap_or_else(|| Expr::val(0));
@@ -235,7 +247,10 @@ impl Builder<'_, '_> {
                 };
                 let sum = crate::cx(d, "COALESCE(SUM($1), 0)", [only(v)]);
                 if integer {
-                    (crate::cx(d, "CAST($1 AS BIGINT)", [sum]), ValueKind::Integer)
+                    (
+                        crate::cx(d, "CAST($1 AS BIGINT)", [sum]),
+                        ValueKind::Integer,
+                    )
                 } else {
                     (double(sum), ValueKind::Float)
                 }
@@ -259,7 +274,11 @@ impl Builder<'_, '_> {
             MeasureFn::Min | MeasureFn::Max => {
                 let f = field.as_ref().map_or(ValueKind::Text, |f| f.kind);
                 let v = value.unwrap_or_else(|| Expr::val(0));
-                let sql = if m.func == MeasureFn::Min { "MIN($1)" } else { "MAX($1)" };
+                let sql = if m.func == MeasureFn::Min {
+                    "MIN($1)"
+                } else {
+                    "MAX($1)"
+                };
                 (crate::cx(d, sql, [only(v)]), f)
             }
             MeasureFn::Expr => (Expr::val(Option::<f64>::None), ValueKind::Float),
@@ -286,13 +305,20 @@ fn arith(
         Arith::Num(n) => Expr::val(*n),
         Arith::Ref(r) => {
             let i = by_name.get(r).ok_or_else(|| {
-                invalid(format!("{at}.expr"), "unknown_measure", format!("no earlier measure is named {r:?}"))
+                invalid(
+                    format!("{at}.expr"),
+                    "unknown_measure",
+                    format!("no earlier measure is named {r:?}"),
+                )
             })?;
             double(done[*i].expr.clone())
         }
         Arith::Neg(x) => Expr::val(0.0).sub(arith(d, x, done, by_name, at)?),
         Arith::Bin(op, x, y) => {
-            let (l, r) = (arith(d, x, done, by_name, at)?, arith(d, y, done, by_name, at)?);
+            let (l, r) = (
+                arith(d, x, done, by_name, at)?,
+                arith(d, y, done, by_name, at)?,
+            );
             match op {
                 '+' => l.add(r),
                 '-' => l.sub(r),
@@ -358,7 +384,11 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
         let datetime = f.kind == ValueKind::DateTime;
         let (expr, sql_kind, kind) = if let Some(bucket) = d.bucket {
             if !f.meta.temporal() {
-                return Err(invalid(format!("dimensions[{i}].bucket"), "not_a_date", format!("{} is not a date", d.field)));
+                return Err(invalid(
+                    format!("dimensions[{i}].bucket"),
+                    "not_a_date",
+                    format!("{} is not a date", d.field),
+                ));
             }
             let tz = time::zone(d.tz.as_deref());
             (
@@ -372,14 +402,21 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                 case = case.case(f.expr.clone().lt(*e), Expr::val(k as i64));
             }
             let case = case.finally(Expr::val(edges.len() as i64));
-            (case.into(), ValueKind::Integer, DimKind::Bins(edges.clone()))
+            (
+                case.into(),
+                ValueKind::Integer,
+                DimKind::Bins(edges.clone()),
+            )
         } else if let Some(w) = d.bin_width {
             let e = match ctx.dialect {
-                trellis_query::Dialect::Postgres => {
-                    crate::cx(ctx.dialect, "(FLOOR($1 / $2) * $3)", [f.expr, Expr::val(w), Expr::val(w)])
-                }
+                trellis_query::Dialect::Postgres => crate::cx(
+                    ctx.dialect,
+                    "(FLOOR($1 / $2) * $3)",
+                    [f.expr, Expr::val(w), Expr::val(w)],
+                ),
                 // SQLite has no FLOOR everywhere: truncate, then step down for negatives.
-                trellis_query::Dialect::Sqlite => crate::cx(ctx.dialect, 
+                trellis_query::Dialect::Sqlite => crate::cx(
+                    ctx.dialect,
                     "((CAST($1 / $2 AS INTEGER) - ($3 < 0 AND CAST($4 / $5 AS INTEGER) <> $6 / $7)) * $8)",
                     [
                         double(f.expr.clone()),
@@ -423,7 +460,8 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                         "_last_year".to_owned(),
                         time::start_of(
                             cmp.period,
-                            cur.checked_sub_months(chrono::Months::new(12)).unwrap_or(cur),
+                            cur.checked_sub_months(chrono::Months::new(12))
+                                .unwrap_or(cur),
                         ),
                     ),
                 });
@@ -442,7 +480,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                     .add(f.expr.clone().gte(Expr::val(bind(&lo)?)))
                     .add(f.expr.clone().lt(Expr::val(bind(&hi)?)));
                 sets.push(b.measures(Some(&c))?);
-                periods.push((suffix.clone(), Some(json!({ cmp.field.as_str(): {"$gte": lo, "$lt": hi} }))));
+                periods.push((
+                    suffix.clone(),
+                    Some(json!({ cmp.field.as_str(): {"$gte": lo, "$lt": hi} })),
+                ));
             }
             // Only the compared periods are read.
             let (lo, _) = bounds(earliest, earliest, datetime, tz);
@@ -534,13 +575,18 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             return Err(invalid(
                 "dimensions",
                 "too_many_groups",
-                format!("the report has more than {MAX_GROUPS} groups; narrow it with a filter or set a limit"),
+                format!(
+                    "the report has more than {MAX_GROUPS} groups; narrow it with a filter or set a limit"
+                ),
             ));
         }
         truncated = true;
     }
     let mut rows: Vec<Vec<Value>> = Vec::with_capacity(fetched.len());
-    for row in fetched.iter().take(usize::try_from(cap).unwrap_or(usize::MAX)) {
+    for row in fetched
+        .iter()
+        .take(usize::try_from(cap).unwrap_or(usize::MAX))
+    {
         let mut out = Vec::with_capacity(dims.len() + nm * np);
         for (i, d) in dims.iter().enumerate() {
             let v = trellis_store::row::decode(row, i, d.sql_kind, ctx.dialect)?;
@@ -549,7 +595,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
         for i in 0..nm {
             for (p, set) in measure_sets.iter().enumerate() {
                 let idx = dims.len() + i * np + p;
-                out.push(trellis_store::row::decode(row, idx, set[i].kind, ctx.dialect)?);
+                out.push(trellis_store::row::decode(
+                    row,
+                    idx,
+                    set[i].kind,
+                    ctx.dialect,
+                )?);
             }
         }
         rows.push(out);
@@ -572,7 +623,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
         .collect();
     for (i, m) in r.measures.iter().enumerate() {
         for (p, (suffix, period)) in periods.iter().enumerate() {
-            let f: Vec<Value> = [measure_filter(i), period.clone()].into_iter().flatten().collect();
+            let f: Vec<Value> = [measure_filter(i), period.clone()]
+                .into_iter()
+                .flatten()
+                .collect();
             columns.push(Column {
                 name: format!("{}{suffix}", m.column()),
                 kind: kind_name(measure_sets[p][i].kind),
@@ -620,7 +674,9 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     }
     // Empty periods.
     if r.fill
-        && let Some(bi) = dims.iter().position(|d| matches!(d.kind, DimKind::Bucket(..)))
+        && let Some(bi) = dims
+            .iter()
+            .position(|d| matches!(d.kind, DimKind::Bucket(..)))
         && let DimKind::Bucket(bucket, _, _) = dims[bi].kind
     {
         let starts: BTreeSet<chrono::NaiveDate> = rows
@@ -633,12 +689,19 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             while d <= last {
                 all.push(time::key_of(bucket, d));
                 if all.len() as u64 > MAX_GROUPS {
-                    return Err(invalid("fill", "too_many_groups", "filling would add more than the group limit"));
+                    return Err(invalid(
+                        "fill",
+                        "too_many_groups",
+                        "filling would add more than the group limit",
+                    ));
                 }
                 d = time::shift(bucket, d, 1);
             }
             let others = |row: &Vec<Value>| -> Vec<Value> {
-                (0..dims.len()).filter(|&i| i != bi).map(|i| row[i].clone()).collect()
+                (0..dims.len())
+                    .filter(|&i| i != bi)
+                    .map(|i| row[i].clone())
+                    .collect()
             };
             let mut combos: Vec<Vec<Value>> = Vec::new();
             let mut have: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -664,12 +727,20 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                     let mut row: Vec<Value> = Vec::with_capacity(columns.len());
                     let mut it = combo.iter();
                     for i in 0..dims.len() {
-                        row.push(if i == bi { json!(k) } else { it.next().cloned().unwrap_or(Value::Null) });
+                        row.push(if i == bi {
+                            json!(k)
+                        } else {
+                            it.next().cloned().unwrap_or(Value::Null)
+                        });
                     }
                     row.extend(empties.iter().cloned());
                     rows.push(row);
                     if rows.len() as u64 > MAX_GROUPS {
-                        return Err(invalid("fill", "too_many_groups", "filling would add more than the group limit"));
+                        return Err(invalid(
+                            "fill",
+                            "too_many_groups",
+                            "filling would add more than the group limit",
+                        ));
                     }
                 }
             }
@@ -699,7 +770,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             return Err(invalid(
                 "pivot",
                 "too_many_columns",
-                format!("{} has more than {MAX_PIVOT_COLUMNS} values to spread over columns", dims[p].def.column()),
+                format!(
+                    "{} has more than {MAX_PIVOT_COLUMNS} values to spread over columns",
+                    dims[p].def.column()
+                ),
             ));
         }
         let row_dims: Vec<usize> = (0..dims.len()).filter(|&i| i != p).collect();
@@ -711,9 +785,16 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                 x => x.to_string(),
             };
             for (i, m) in r.measures.iter().enumerate() {
-                let f: Vec<Value> = [Some(dims[p].condition(v)), measure_filter(i)].into_iter().flatten().collect();
+                let f: Vec<Value> = [Some(dims[p].condition(v)), measure_filter(i)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 cols.push(Column {
-                    name: if nm == 1 { shown.clone() } else { format!("{shown}.{}", m.column()) },
+                    name: if nm == 1 {
+                        shown.clone()
+                    } else {
+                        format!("{shown}.{}", m.column())
+                    },
                     kind: kind_name(measure_sets[0][i].kind),
                     label: m.label.clone(),
                     filter: Some(and(f)),
@@ -761,7 +842,11 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
 }
 
 /// A filter on measures as a HAVING condition.
-fn having(v: &Value, by_name: &HashMap<String, &Compiled>, at: &str) -> Result<Condition, StoreError> {
+fn having(
+    v: &Value,
+    by_name: &HashMap<String, &Compiled>,
+    at: &str,
+) -> Result<Condition, StoreError> {
     let Value::Object(m) = v else {
         return Err(invalid(at, "invalid", "a having filter is an object"));
     };
@@ -770,7 +855,11 @@ fn having(v: &Value, by_name: &HashMap<String, &Compiled>, at: &str) -> Result<C
         let here = format!("{at}.{k}");
         match k.as_str() {
             "$and" | "$or" => {
-                let mut c = if k == "$and" { Condition::all() } else { Condition::any() };
+                let mut c = if k == "$and" {
+                    Condition::all()
+                } else {
+                    Condition::any()
+                };
                 for (i, y) in x.as_array().into_iter().flatten().enumerate() {
                     c = c.add(having(y, by_name, &format!("{here}[{i}]"))?);
                 }
@@ -778,31 +867,51 @@ fn having(v: &Value, by_name: &HashMap<String, &Compiled>, at: &str) -> Result<C
             }
             "$not" => all = all.add(having(x, by_name, &here)?.not()),
             name => {
-                let e = by_name
-                    .get(name)
-                    .map(|c| c.expr.clone())
-                    .ok_or_else(|| invalid(&here, "unknown_measure", format!("{name:?} is not a measure")))?;
+                let e = by_name.get(name).map(|c| c.expr.clone()).ok_or_else(|| {
+                    invalid(
+                        &here,
+                        "unknown_measure",
+                        format!("{name:?} is not a measure"),
+                    )
+                })?;
                 let ops: Vec<(String, Value)> = match x {
                     Value::Object(o) => o.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
                     other => vec![("$eq".to_owned(), other.clone())],
                 };
                 for (op, val) in ops {
                     if Value::is_null(&val) {
-                        all = all.add(if op == "$ne" { e.clone().is_not_null() } else { e.clone().is_null() });
+                        all = all.add(if op == "$ne" {
+                            e.clone().is_not_null()
+                        } else {
+                            e.clone().is_null()
+                        });
                         continue;
                     }
-                    let n = val
-                        .as_f64()
-                        .ok_or_else(|| invalid(format!("{here}.{op}"), "not_numeric", "a measure is compared with a number"))?;
+                    let n = val.as_f64().ok_or_else(|| {
+                        invalid(
+                            format!("{here}.{op}"),
+                            "not_numeric",
+                            "a measure is compared with a number",
+                        )
+                    })?;
                     let e = double(e.clone());
                     all = all.add(match op.as_str() {
                         "$eq" => e.eq(n),
-                        "$ne" => Condition::any().add(e.clone().ne(n)).add(e.is_null()).into(),
+                        "$ne" => Condition::any()
+                            .add(e.clone().ne(n))
+                            .add(e.is_null())
+                            .into(),
                         "$gt" => e.gt(n),
                         "$gte" => e.gte(n),
                         "$lt" => e.lt(n),
                         "$lte" => e.lte(n),
-                        _ => return Err(invalid(format!("{here}.{op}"), "unknown_operator", format!("{op} is not a comparison"))),
+                        _ => {
+                            return Err(invalid(
+                                format!("{here}.{op}"),
+                                "unknown_operator",
+                                format!("{op} is not a comparison"),
+                            ));
+                        }
                     });
                 }
             }
@@ -829,8 +938,14 @@ mod tests {
     fn rows_sort_with_nulls_last_both_ways() {
         let mut rows = vec![vec![json!(2)], vec![Value::Null], vec![json!(10)]];
         sort_rows(&mut rows, &[(0, true)]);
-        assert_eq!(rows, vec![vec![json!(10)], vec![json!(2)], vec![Value::Null]]);
+        assert_eq!(
+            rows,
+            vec![vec![json!(10)], vec![json!(2)], vec![Value::Null]]
+        );
         sort_rows(&mut rows, &[(0, false)]);
-        assert_eq!(rows, vec![vec![json!(2)], vec![json!(10)], vec![Value::Null]]);
+        assert_eq!(
+            rows,
+            vec![vec![json!(2)], vec![json!(10)], vec![Value::Null]]
+        );
     }
 }

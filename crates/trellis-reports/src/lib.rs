@@ -104,7 +104,11 @@ pub(crate) fn and(mut parts: Vec<Value>) -> Value {
     }
 }
 
-pub(crate) fn invalid(path: impl Into<String>, code: &'static str, msg: impl Into<String>) -> StoreError {
+pub(crate) fn invalid(
+    path: impl Into<String>,
+    code: &'static str,
+    msg: impl Into<String>,
+) -> StoreError {
     StoreError::Definition(vec![MetaError::new(path, code, msg)])
 }
 
@@ -285,7 +289,11 @@ impl Ctx<'_> {
                 ));
             }
             let info = self.snap.field(&cur_form, seg).ok_or_else(|| {
-                invalid(at, "unknown_field", format!("{cur_form} has no field {seg}"))
+                invalid(
+                    at,
+                    "unknown_field",
+                    format!("{cur_form} has no field {seg}"),
+                )
             })?;
             if i + 1 == segs.len() {
                 let meta = trellis_meta::report::resolve(
@@ -301,9 +309,10 @@ impl Ctx<'_> {
                     meta,
                 });
             }
-            let target = info.target.clone().ok_or_else(|| {
-                invalid(at, "not_a_relation", format!("{seg} is not a relation"))
-            })?;
+            let target = info
+                .target
+                .clone()
+                .ok_or_else(|| invalid(at, "not_a_relation", format!("{seg} is not a relation")))?;
             if !self.perms.may(&target, Action::Read) {
                 return Err(StoreError::forbidden(
                     at,
@@ -325,7 +334,8 @@ impl Ctx<'_> {
                             ),
                         ));
                     }
-                    let mut on = Condition::all().add(col(&table, "id").eq(col(&cur_table, &info.column)));
+                    let mut on =
+                        Condition::all().add(col(&table, "id").eq(col(&cur_table, &info.column)));
                     // Rows of the target the caller may not read join as nothing, so
                     // their values group under null.
                     let scope = access::rows(self.perms, self.snap, &target, Action::Read)?;
@@ -343,7 +353,12 @@ impl Ctx<'_> {
 
     /// A date or instant given as `YYYY-MM-DD`, RFC 3339 or `$today-1m`, read as a local
     /// date in `tz`.
-    pub fn day(&self, v: Option<&Value>, tz: chrono_tz::Tz, at: &str) -> Result<NaiveDate, StoreError> {
+    pub fn day(
+        &self,
+        v: Option<&Value>,
+        tz: chrono_tz::Tz,
+        at: &str,
+    ) -> Result<NaiveDate, StoreError> {
         let v = match v {
             Some(v) => bind_params(v, &self.params),
             None => None,
@@ -373,7 +388,11 @@ pub(crate) fn apply_joins(s: &mut SelectStatement, joins: &Joins) {
 
 /// Check the run's parameters against the definition: defaults filled, `$me` made the
 /// caller, required ones present, each of its type.
-fn bind(report: &Report, input: &Input, perms: &Permissions) -> Result<Map<String, Value>, StoreError> {
+fn bind(
+    report: &Report,
+    input: &Input,
+    perms: &Permissions,
+) -> Result<Map<String, Value>, StoreError> {
     let mut errs = Vec::new();
     for k in input.params.keys() {
         if !report.params.iter().any(|p| &p.name == k) {
@@ -408,7 +427,11 @@ fn bind(report: &Report, input: &Input, perms: &Permissions) -> Result<Map<Strin
                 }
                 out.insert(p.name.clone(), v);
             }
-            Err(e) => errs.push(MetaError::new(format!("params.{}", p.name), "invalid_param", e)),
+            Err(e) => errs.push(MetaError::new(
+                format!("params.{}", p.name),
+                "invalid_param",
+                e,
+            )),
         }
     }
     if errs.is_empty() {
@@ -438,8 +461,10 @@ pub(crate) async fn fetch(db: &Db, s: &SelectStatement) -> Result<Vec<QueryResul
     match db.dialect {
         Dialect::Postgres => {
             let t = db.reader.begin().await?;
-            t.execute_unprepared(&format!("SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
-                .await?;
+            t.execute_unprepared(&format!(
+                "SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"
+            ))
+            .await?;
             let rows = t.query_all(s).await.map_err(timed_out)?;
             t.commit().await?;
             Ok(rows)

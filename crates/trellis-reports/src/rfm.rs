@@ -25,7 +25,10 @@ fn segment_case(segments: &[Segment]) -> Expr {
     let mut case: Option<sea_orm::sea_query::CaseStatement> = None;
     for s in segments {
         let mut cond = sea_orm::sea_query::Condition::all();
-        for e in [range("r", s.r), range("f", s.f), range("m", s.m)].into_iter().flatten() {
+        for e in [range("r", s.r), range("f", s.f), range("m", s.m)]
+            .into_iter()
+            .flatten()
+        {
             cond = cond.add(e);
         }
         let then = Expr::val(s.name.as_str());
@@ -43,7 +46,11 @@ fn segment_case(segments: &[Segment]) -> Expr {
 pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     let r = ctx.report;
     let Some(x) = &r.rfm else {
-        return Err(invalid("rfm", "required", "an RFM report needs rfm settings"));
+        return Err(invalid(
+            "rfm",
+            "required",
+            "an RFM report needs rfm settings",
+        ));
     };
     let form = r.form.as_str();
     let (customers, cscope) = ctx.base(form)?;
@@ -58,7 +65,11 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     let date = ctx.resolve(&mut joins, &x.orders, &orders, &x.date, "rfm.date")?;
     let amount = ctx.resolve(&mut joins, &x.orders, &orders, &x.amount, "rfm.amount")?;
     if !joins.list.is_empty() {
-        return Err(invalid("rfm", "not_supported", "RFM reads fields of the order itself"));
+        return Err(invalid(
+            "rfm",
+            "not_supported",
+            "RFM reads fields of the order itself",
+        ));
     }
     let as_of: DateTime<Utc> = match &x.as_of {
         None => ctx.now,
@@ -70,10 +81,17 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     // Per customer: last order, orders, amount.
     let mut o = Query::select();
     o.expr_as(link.expr.clone(), Alias::new("cid"))
-        .expr_as(crate::cx(ctx.dialect, "MAX($1)", [date.expr.clone()]), Alias::new("last_at"))
+        .expr_as(
+            crate::cx(ctx.dialect, "MAX($1)", [date.expr.clone()]),
+            Alias::new("last_at"),
+        )
         .expr_as(Expr::cust("COUNT(*)"), Alias::new("freq"))
         .expr_as(
-            double(crate::cx(ctx.dialect, "COALESCE(SUM($1), 0)", [amount.expr.clone()])),
+            double(crate::cx(
+                ctx.dialect,
+                "COALESCE(SUM($1), 0)",
+                [amount.expr.clone()],
+            )),
             Alias::new("money"),
         )
         .from(Alias::new(&orders))
@@ -102,18 +120,27 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     // Scores: ceil(5 × rank / n) in integers, exact.
     let score = |c: &str| Expr::cust(format!("((5 * {c} + \"n\" - 1) / \"n\")", c = q(c)));
     let recency = match (ctx.dialect, date.kind) {
-        (trellis_query::Dialect::Sqlite, _) => crate::cx(ctx.dialect, 
+        (trellis_query::Dialect::Sqlite, _) => crate::cx(
+            ctx.dialect,
             "(julianday($1) - julianday(\"last_at\"))",
             [Expr::val(format_datetime(&as_of))],
         ),
-        (trellis_query::Dialect::Postgres, ValueKind::Date) => crate::cx(ctx.dialect, 
+        (trellis_query::Dialect::Postgres, ValueKind::Date) => crate::cx(
+            ctx.dialect,
             "CAST(($1 - \"last_at\") AS DOUBLE PRECISION)",
             [Expr::val(as_of.date_naive())],
         ),
-        (trellis_query::Dialect::Postgres, _) => crate::cx(ctx.dialect, 
+        (trellis_query::Dialect::Postgres, _) => crate::cx(
+            ctx.dialect,
             "(EXTRACT(EPOCH FROM ($1 - \"last_at\")) / 86400.0)",
-            [Expr::val(to_sql(ValueKind::DateTime, &json!(format_datetime(&as_of)), ctx.dialect)
-                .map_err(|e| invalid("rfm.as_of", "invalid_date", e.to_string()))?)],
+            [Expr::val(
+                to_sql(
+                    ValueKind::DateTime,
+                    &json!(format_datetime(&as_of)),
+                    ctx.dialect,
+                )
+                .map_err(|e| invalid("rfm.as_of", "invalid_date", e.to_string()))?,
+            )],
         ),
     };
     let mut sc = Query::select();
@@ -167,7 +194,8 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             }
             // Every segment shows, in its order; customers no segment takes come last.
             let mut out = Vec::new();
-            let mut names: Vec<Option<String>> = segments.iter().map(|s| Some(s.name.clone())).collect();
+            let mut names: Vec<Option<String>> =
+                segments.iter().map(|s| Some(s.name.clone())).collect();
             if found.iter().any(|(n, _)| n.is_none()) {
                 names.push(None);
             }
@@ -180,7 +208,9 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                     .iter()
                     .find(|(m, _)| *m == n)
                     .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| vec![json!(0), Value::Null, Value::Null, Value::Null, json!(0.0)]);
+                    .unwrap_or_else(|| {
+                        vec![json!(0), Value::Null, Value::Null, Value::Null, json!(0.0)]
+                    });
                 let mut row = vec![json!(n), json!(label.or_else(|| n.clone()))];
                 row.extend(vals);
                 out.push(row);

@@ -109,9 +109,11 @@ pub fn bucket_expr(col: Expr, datetime: bool, bucket: Bucket, tz: Tz, dialect: D
             };
             match bucket {
                 Bucket::Day => crate::cx(dialect, "to_char($1, 'YYYY-MM-DD')", [local]),
-                Bucket::Week => {
-                    crate::cx(dialect, "to_char(date_trunc('week', $1), 'YYYY-MM-DD')", [local])
-                }
+                Bucket::Week => crate::cx(
+                    dialect,
+                    "to_char(date_trunc('week', $1), 'YYYY-MM-DD')",
+                    [local],
+                ),
                 Bucket::Month => crate::cx(dialect, "to_char($1, 'YYYY-MM')", [local]),
                 Bucket::Quarter => crate::cx(dialect, "to_char($1, 'YYYY-\"Q\"Q')", [local]),
                 Bucket::Year => crate::cx(dialect, "to_char($1, 'YYYY')", [local]),
@@ -125,12 +127,14 @@ pub fn bucket_expr(col: Expr, datetime: bool, bucket: Bucket, tz: Tz, dialect: D
             };
             match bucket {
                 Bucket::Day => crate::cx(dialect, "strftime('%Y-%m-%d', $1, $2)", [col, shift]),
-                Bucket::Week => crate::cx(dialect, 
+                Bucket::Week => crate::cx(
+                    dialect,
                     "strftime('%Y-%m-%d', $1, $2, 'weekday 0', '-6 days')",
                     [col, shift],
                 ),
                 Bucket::Month => crate::cx(dialect, "strftime('%Y-%m', $1, $2)", [col, shift]),
-                Bucket::Quarter => crate::cx(dialect, 
+                Bucket::Quarter => crate::cx(
+                    dialect,
                     "(strftime('%Y', $1, $2) || '-Q' || ((CAST(strftime('%m', $3, $4) AS INTEGER) + 2) / 3))",
                     [col.clone(), shift.clone(), col, shift],
                 ),
@@ -225,9 +229,8 @@ pub fn bounds(
     tz: Tz,
 ) -> (serde_json::Value, serde_json::Value) {
     if datetime {
-        let f = |d| {
-            serde_json::Value::String(trellis_query::value::format_datetime(&midnight(tz, d)))
-        };
+        let f =
+            |d| serde_json::Value::String(trellis_query::value::format_datetime(&midnight(tz, d)));
         (f(from), f(to))
     } else {
         let f = |d: NaiveDate| serde_json::Value::String(d.format("%Y-%m-%d").to_string());
@@ -282,4 +285,3 @@ mod tests {
         );
     }
 }
-

@@ -21,7 +21,8 @@ use crate::auth::TokenCache;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
 use crate::routes::{
-    audit, bundles, files, forms, inbox, ops, public, records, reports, roles, rules, users, workflows,
+    audit, bundles, files, forms, inbox, ops, public, records, reports, roles, rules, users,
+    workflows,
 };
 
 /// Settings of the HTTP server.
@@ -172,7 +173,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .delete(workflows::delete),
                 )
                 .service(resource("/workflows/{name}/versions").get(workflows::versions))
-                .service(resource("/reports").get(reports::list).post(reports::create))
+                .service(
+                    resource("/reports")
+                        .get(reports::list)
+                        .post(reports::create),
+                )
                 .service(resource("/reports/preview").post(reports::preview))
                 .service(
                     resource("/reports/{name}")

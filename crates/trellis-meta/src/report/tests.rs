@@ -62,21 +62,34 @@ fn each_bad_part_is_named() {
 
 #[test]
 fn a_limit_beyond_the_cap_is_refused_by_the_schema() {
-    let errs = check(json!({"name": "r", "form": "order", "measures": [{"fn": "count"}], "limit": 1_000_000}))
-        .err()
-        .unwrap_or_default();
+    let errs = check(
+        json!({"name": "r", "form": "order", "measures": [{"fn": "count"}], "limit": 1_000_000}),
+    )
+    .err()
+    .unwrap_or_default();
     assert_eq!(errs.first().map(|e| e.0.as_str()), Some("limit"));
 }
 
 #[test]
 fn funnel_and_rfm_settings_are_checked() {
-    assert!(check(json!({"name": "f", "form": "order", "kind": "funnel", "funnel": {"field": "status"}})).is_ok());
+    assert!(
+        check(
+            json!({"name": "f", "form": "order", "kind": "funnel", "funnel": {"field": "status"}})
+        )
+        .is_ok()
+    );
     let errs = check(json!({"name": "f", "form": "order", "kind": "funnel", "funnel": {"field": "status", "stages": ["new", "gone"]}}))
         .err()
         .unwrap_or_default();
-    assert_eq!(errs, vec![("funnel.stages[1]".to_owned(), "unknown_option")]);
-    assert!(check(json!({"name": "x", "form": "customer", "kind": "rfm",
-        "rfm": {"orders": "order", "link": "customer", "date": "ordered_on", "amount": "amount"}})).is_ok());
+    assert_eq!(
+        errs,
+        vec![("funnel.stages[1]".to_owned(), "unknown_option")]
+    );
+    assert!(
+        check(json!({"name": "x", "form": "customer", "kind": "rfm",
+        "rfm": {"orders": "order", "link": "customer", "date": "ordered_on", "amount": "amount"}}))
+        .is_ok()
+    );
     let errs = check(json!({"name": "x", "form": "customer", "kind": "rfm",
         "rfm": {"orders": "order", "link": "note", "date": "amount", "amount": "note"}}))
     .err()
@@ -87,9 +100,11 @@ fn funnel_and_rfm_settings_are_checked() {
 
 #[test]
 fn params_must_be_declared_and_typed() {
-    let errs = check(json!({"name": "r", "form": "order", "measures": [{"fn": "count"}],
+    let errs = check(
+        json!({"name": "r", "form": "order", "measures": [{"fn": "count"}],
         "params": [{"name": "from", "type": "date", "default": "yesterday"}],
-        "filter": {"ordered_on": {"$gte": {"$param": "from"}}, "owner": {"$param": "who"}}}))
+        "filter": {"ordered_on": {"$gte": {"$param": "from"}}, "owner": {"$param": "who"}}}),
+    )
     .err()
     .unwrap_or_default();
     assert_eq!(
@@ -159,5 +174,8 @@ fn params_bind_and_missing_ones_drop_their_condition() {
         bind_params(&f, &vals),
         Some(json!({"status": "won", "closed_on": {"$gte": "2026-01-01"}}))
     );
-    assert_eq!(bind_params(&json!({"owner": {"$param": "o"}}), &Map::new()), None);
+    assert_eq!(
+        bind_params(&json!({"owner": {"$param": "o"}}), &Map::new()),
+        None
+    );
 }

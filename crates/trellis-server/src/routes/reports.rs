@@ -33,10 +33,7 @@ fn run_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Definition(errs) => ApiError {
             code: Code::InvalidRun,
-            detail: errs
-                .first()
-                .map(|e| e.message.clone())
-                .unwrap_or_default(),
+            detail: errs.first().map(|e| e.message.clone()).unwrap_or_default(),
             errors: errs
                 .iter()
                 .map(|e| json!({"field": e.path, "code": e.code, "message": e.message}))
@@ -83,7 +80,12 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpR
     Ok(HttpResponse::Ok().json(json!({"data": data})))
 }
 
-async fn save_report(state: &AppState, caller: &Caller, req: &HttpRequest, doc: &Value) -> ApiResult<Value> {
+async fn save_report(
+    state: &AppState,
+    caller: &Caller,
+    req: &HttpRequest,
+    doc: &Value,
+) -> ApiResult<Value> {
     let snap = state.store.registry.snapshot();
     let r = defs::check_report(doc, &snap).map_err(StoreError::Definition)?;
     let ip = client_ip(req);
@@ -103,7 +105,9 @@ pub async fn create(
     access::admin(&caller)?;
     let doc = read_definition(&req, payload).await?;
     if let Some(n) = doc.get("name").and_then(Value::as_str)
-        && defs::load_report(&state.store.db.reader, n).await?.is_some()
+        && defs::load_report(&state.store.db.reader, n)
+            .await?
+            .is_some()
     {
         return Err(name_taken("report", "reports", n));
     }
@@ -210,7 +214,12 @@ fn input(q: &RunQuery, body: Option<Map<String, Value>>) -> ApiResult<Input> {
         }
         if let Some(d) = b.remove("drill") {
             drill = d.as_bool().ok_or_else(|| {
-                ApiError::field(Code::InvalidQuery, "drill", "not_a_boolean", "drill is true or false")
+                ApiError::field(
+                    Code::InvalidQuery,
+                    "drill",
+                    "not_a_boolean",
+                    "drill is true or false",
+                )
             })?;
         }
         if let Some(k) = b.keys().next() {
@@ -253,7 +262,10 @@ fn respond(out: &Output, name: &str, q: &RunQuery) -> ApiResult<HttpResponse> {
     };
     let export = |e: trellis_reports::export::ExportError| {
         tracing::error!(error = %e, "export failed");
-        ApiError::new(Code::Internal, "the file could not be written; the error is logged")
+        ApiError::new(
+            Code::Internal,
+            "the file could not be written; the error is logged",
+        )
     };
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(HttpResponse::Ok().json(out)),
@@ -345,14 +357,23 @@ pub async fn preview(
 ) -> ApiResult<HttpResponse> {
     let mut body = parse_object(&read_body(&req, payload, RUN_LIMIT).await?)?;
     let doc = body.remove("report").ok_or_else(|| {
-        ApiError::field(Code::InvalidQuery, "report", "required", "send the definition under \"report\"")
+        ApiError::field(
+            Code::InvalidQuery,
+            "report",
+            "required",
+            "send the definition under \"report\"",
+        )
     })?;
     let snap = state.store.registry.snapshot();
     let r = defs::check_report(&doc, &snap).map_err(|errs| {
         StoreError::Definition(
             errs.into_iter()
                 .map(|mut e| {
-                    e.path = if e.path.is_empty() { "report".into() } else { format!("report.{}", e.path) };
+                    e.path = if e.path.is_empty() {
+                        "report".into()
+                    } else {
+                        format!("report.{}", e.path)
+                    };
                     e
                 })
                 .collect(),
@@ -370,7 +391,10 @@ pub async fn preview(
 
 /// Dashboards (anyone signed in; each widget shows what the caller may read).
 #[utoipa::path(get, path = "/api/v1/dashboards", tag = "reports", security(("bearer" = [])), responses((status = 200, description = "{\"data\": [dashboard…]}")))]
-pub async fn list_dashboards(state: web::Data<AppState>, _caller: Caller) -> ApiResult<HttpResponse> {
+pub async fn list_dashboards(
+    state: web::Data<AppState>,
+    _caller: Caller,
+) -> ApiResult<HttpResponse> {
     let data = defs::list_dashboards(&state.store.db.reader)
         .await?
         .iter()
@@ -391,7 +415,9 @@ pub async fn create_dashboard(
     access::admin(&caller)?;
     let doc = read_definition(&req, payload).await?;
     if let Some(n) = doc.get("name").and_then(Value::as_str)
-        && defs::load_dashboard(&state.store.db.reader, n).await?.is_some()
+        && defs::load_dashboard(&state.store.db.reader, n)
+            .await?
+            .is_some()
     {
         return Err(name_taken("dashboard", "dashboards", n));
     }
@@ -471,7 +497,11 @@ pub async fn run_dashboard(
         }
     }
     for p in &d.params {
-        let Some(v) = given.get(&p.name).filter(|v| !v.is_null()).or(p.default.as_ref()) else {
+        let Some(v) = given
+            .get(&p.name)
+            .filter(|v| !v.is_null())
+            .or(p.default.as_ref())
+        else {
             if p.required {
                 errs.push(json!({"field": format!("params.{}", p.name), "code": "required", "message": "required"}));
             }
@@ -495,11 +525,17 @@ pub async fn run_dashboard(
     let reports = defs::list_reports(&state.store.db.reader).await?;
     let caller = &caller;
     let runs = d.widgets.iter().map(|w| {
-        let report = reports.iter().find(|r| r.def.name == w.report).map(|r| r.def.clone());
+        let report = reports
+            .iter()
+            .find(|r| r.def.name == w.report)
+            .map(|r| r.def.clone());
         let (store, perms, shared) = (&state.store, caller.perms(), &shared);
         async move {
             let Some(r) = report else {
-                return Err(ApiError::new(Code::NotFound, format!("no report named {:?}", w.report)));
+                return Err(ApiError::new(
+                    Code::NotFound,
+                    format!("no report named {:?}", w.report),
+                ));
             };
             if !may_see(caller, &r) {
                 return Err(hidden(&r.name));
@@ -530,5 +566,6 @@ pub async fn run_dashboard(
             v
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"name": d.name, "label": d.label, "params": shared, "widgets": widgets})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"name": d.name, "label": d.label, "params": shared, "widgets": widgets})))
 }
