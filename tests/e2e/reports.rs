@@ -310,6 +310,27 @@ async fn grouped_reports_match_an_independent_computation() {
     .await;
     let out = run(&app, "kpi", json!({"filter": {"qty": {"$gt": 1000}}})).await;
     assert_eq!(out["rows"], json!([[0, 0.0, null]]));
+    // Durations between two date-times, in hours.
+    create_report(&app, json!({"name": "lag", "form": "sale", "filter": {"status": {"$ne": "cancelled"}},
+        "measures": [{"fn": "avg", "field": "created_at", "since": "at", "unit": "hours"},
+                     {"fn": "min", "field": "created_at", "since": "at", "unit": "hours", "as": "least"}]}))
+    .await;
+    let (_, page) = app.list("sale", &[("limit", "1000".into())]).await;
+    let hours: Vec<f64> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] != "cancelled")
+        .map(|r| {
+            let t = |k: &str| DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap();
+            (t("created_at") - t("at")).num_microseconds().unwrap() as f64 / 3.6e9
+        })
+        .collect();
+    let out = run(&app, "lag", json!({})).await;
+    let avg = hours.iter().sum::<f64>() / hours.len() as f64;
+    let least = hours.iter().cloned().fold(f64::MAX, f64::min);
+    assert!((out["rows"][0][0].as_f64().unwrap() - avg).abs() < 1e-3, "{out} {avg}");
+    assert!((out["rows"][0][1].as_f64().unwrap() - least).abs() < 1e-3, "{out} {least}");
     // Bins, with the NULL amounts in a group of their own.
     create_report(
         &app,

@@ -278,6 +278,13 @@ pub struct Measure {
     /// A factor applied to the result (`0.01` for a weight in percent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
+    /// `sum`, `avg`, `min`, `max` of a date or date-time `field`: take the time from this
+    /// earlier date to `field` instead (a sales cycle, a resolution time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// The unit of a `since` duration (default days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<TimeUnit>,
     /// Only records that match count toward this measure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Value>,
@@ -305,6 +312,30 @@ impl Measure {
     }
 }
 
+/// The unit of a duration between two dates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeUnit {
+    /// Days.
+    #[default]
+    Days,
+    /// Hours.
+    Hours,
+    /// Minutes.
+    Minutes,
+}
+
+impl TimeUnit {
+    /// Seconds in one unit.
+    pub fn seconds(self) -> u32 {
+        match self {
+            Self::Days => 86_400,
+            Self::Hours => 3_600,
+            Self::Minutes => 60,
+        }
+    }
+}
+
 /// Which earlier periods a comparison shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -326,7 +357,7 @@ pub struct Compare {
     /// The time zone periods are counted in (default UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
-    /// A day inside the current period (default today; `$today-1m`, `{"$param": …}`).
+    /// A day inside the current period (default today; `$today-7d`, `{"$param": …}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Value>,
     /// The earlier periods shown.
@@ -1130,6 +1161,40 @@ impl Checker<'_> {
             }
             None => None,
         };
+        if let Some(since) = &m.since {
+            let sk = self.path(form, since, &join(at, "since")).map(|r| r.1);
+            if !matches!(m.func, MeasureFn::Sum | MeasureFn::Avg | MeasureFn::Min | MeasureFn::Max) {
+                self.errs.push(MetaError::new(
+                    join(at, "since"),
+                    "not_allowed",
+                    "only sum, avg, min and max take a duration since a date",
+                ));
+            }
+            for (p, k) in [("field", kind), ("since", sk)] {
+                if k.is_some_and(|k| !k.temporal()) {
+                    self.errs.push(MetaError::new(
+                        join(at, p),
+                        "not_a_date",
+                        "a duration is taken between two dates or date-times",
+                    ));
+                }
+            }
+            if m.weight.is_some() {
+                self.errs.push(MetaError::new(
+                    join(at, "weight"),
+                    "not_allowed",
+                    "a duration takes no weight",
+                ));
+            }
+            return;
+        }
+        if m.unit.is_some() {
+            self.errs.push(MetaError::new(
+                join(at, "unit"),
+                "not_allowed",
+                "a unit belongs to a duration (`since`)",
+            ));
+        }
         if let Some(k) = kind {
             let ok = match m.func {
                 MeasureFn::Sum | MeasureFn::Avg => k.numeric(),

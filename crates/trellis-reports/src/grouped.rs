@@ -217,7 +217,25 @@ impl Builder<'_, '_> {
                 None => e,
             }
         };
-        let value = field.as_ref().map(|f| f.expr.clone());
+        let mut value = field.as_ref().map(|f| f.expr.clone());
+        let mut duration = false;
+        if let (Some(since), Some(v)) = (&m.since, value.clone()) {
+            let from = self.ctx.resolve(&mut self.joins, &form, &base, since, &format!("{at}.since"))?;
+            let unit = m.unit.unwrap_or_default().seconds();
+            value = Some(match d {
+                trellis_query::Dialect::Sqlite => crate::cx(
+                    d,
+                    "((julianday($1) - julianday($2)) * $3)",
+                    [v, from.expr, Expr::val(86_400.0 / f64::from(unit))],
+                ),
+                trellis_query::Dialect::Postgres => crate::cx(
+                    d,
+                    "(EXTRACT(EPOCH FROM (CAST($1 AS timestamptz) - CAST($2 AS timestamptz))) / $3)",
+                    [v, from.expr, Expr::val(f64::from(unit))],
+                ),
+            });
+            duration = true;
+        }
         let (expr, kind) = match m.func {
             MeasureFn::Count => match value {
                 Some(v) => (crate::cx(d, "COUNT($1)", [only(v)]), ValueKind::Integer),
@@ -239,6 +257,7 @@ impl Builder<'_, '_> {
             MeasureFn::Sum => {
                 let v = value.unwrap_or_else(|| Expr::val(0));
                 let integer = field.as_ref().is_some_and(|f| f.kind == ValueKind::Integer)
+                    && !duration
                     && weight.is_none()
                     && m.scale.is_none();
                 let v = match &weight {
@@ -272,14 +291,19 @@ impl Builder<'_, '_> {
                 }
             }
             MeasureFn::Min | MeasureFn::Max => {
-                let f = field.as_ref().map_or(ValueKind::Text, |f| f.kind);
+                let f = if duration {
+                    ValueKind::Float
+                } else {
+                    field.as_ref().map_or(ValueKind::Text, |f| f.kind)
+                };
                 let v = value.unwrap_or_else(|| Expr::val(0));
                 let sql = if m.func == MeasureFn::Min {
                     "MIN($1)"
                 } else {
                     "MAX($1)"
                 };
-                (crate::cx(d, sql, [only(v)]), f)
+                let e = crate::cx(d, sql, [only(v)]);
+                (if duration { double(e) } else { e }, f)
             }
             MeasureFn::Expr => (Expr::val(Option::<f64>::None), ValueKind::Float),
         };
