@@ -740,7 +740,12 @@ async fn a_read_only_token_writes_nothing_anywhere() {
     }
     assert!(checked > 25, "walked {checked} writes");
     let (st, body) = app
-        .call_as(Some(&ro), Method::POST, "/api/v1/reports/sales_funnel/run", Some(json!({})))
+        .call_as(
+            Some(&ro),
+            Method::POST,
+            "/api/v1/reports/sales_funnel/run",
+            Some(json!({})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "a read-only token runs reports: {body}");
     // Reads work, and nothing was written.

@@ -329,8 +329,14 @@ async fn grouped_reports_match_an_independent_computation() {
     let out = run(&app, "lag", json!({})).await;
     let avg = hours.iter().sum::<f64>() / hours.len() as f64;
     let least = hours.iter().cloned().fold(f64::MAX, f64::min);
-    assert!((out["rows"][0][0].as_f64().unwrap() - avg).abs() < 1e-3, "{out} {avg}");
-    assert!((out["rows"][0][1].as_f64().unwrap() - least).abs() < 1e-3, "{out} {least}");
+    assert!(
+        (out["rows"][0][0].as_f64().unwrap() - avg).abs() < 1e-3,
+        "{out} {avg}"
+    );
+    assert!(
+        (out["rows"][0][1].as_f64().unwrap() - least).abs() < 1e-3,
+        "{out} {least}"
+    );
     // Bins, with the NULL amounts in a group of their own.
     create_report(
         &app,
@@ -675,7 +681,7 @@ async fn a_reps_report_counts_only_what_the_rep_may_read() {
             "/api/v1/roles",
             json!({"name": "rep", "label": {"en": "Rep"}, "forms": {
             "sale": {"read": "own", "create": "own"},
-            "cust": {"read": "all", "fields": {"tier": "hidden"}}}}),
+            "cust": {"read": "own", "fields": {"tier": "hidden"}}}}),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
@@ -713,6 +719,25 @@ async fn a_reps_report_counts_only_what_the_rep_may_read() {
         e[1] = json!(e[1].as_i64().unwrap() + s.qty);
     }
     assert_rows(out["rows"].as_array().unwrap(), &want, 1);
+    // Customers the rep may not read join as nothing: every sale of the rep groups under
+    // no region, and that row's drill lists exactly those sales.
+    create_report(
+        &app,
+        json!({"name": "by_region", "form": "sale",
+        "dimensions": [{"field": "cust.region"}], "measures": [{"fn": "count"}]}),
+    )
+    .await;
+    let (st, out) = as_rep("/api/v1/reports/by_region/run?drill=true".into()).await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    let mine = data.sales.iter().filter(|s| s.mine).count();
+    assert_eq!(out["rows"], json!([[null, mine]]));
+    let drill = out["drill"][0].to_string();
+    let (_, page) = as_rep(format!(
+        "/api/v1/data/sale?count=true&limit=1&filter={}",
+        urlencode(&drill)
+    ))
+    .await;
+    assert_eq!(page["total"], json!(mine), "{drill}");
     // The admin sees every sale.
     let out = run(&app, "by_status", json!({})).await;
     let total: i64 = out["rows"]
@@ -745,7 +770,7 @@ async fn a_reps_report_counts_only_what_the_rep_may_read() {
     assert_eq!(d["widgets"][1]["error"]["status"], 403);
     // Reports the rep may not run are not listed to them; definitions are the admin's.
     let (_, list) = as_rep("/api/v1/reports".into()).await;
-    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    assert_eq!(list["data"].as_array().unwrap().len(), 3);
     let (st, _) = app
         .call_as(
             Some(&rep),

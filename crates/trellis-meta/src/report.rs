@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
+use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -868,17 +869,16 @@ pub fn param_value(p: &Param, v: &Value) -> Result<Value, String> {
             _ => Err(bad()),
         },
         (ParamType::Date, Value::String(s)) => {
-            if s.starts_with('$') || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
+            if relative(s) || plain_date(s) {
                 Ok(v.clone())
             } else {
                 Err(bad())
             }
         }
         (ParamType::Datetime, Value::String(s)) => {
-            if s.starts_with('$')
-                || chrono::DateTime::parse_from_rfc3339(s).is_ok()
-                || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
-            {
+            let instant = chrono::DateTime::parse_from_rfc3339(s)
+                .is_ok_and(|t| (1..=9999).contains(&t.year()));
+            if relative(s) || plain_date(s) || instant {
                 Ok(v.clone())
             } else {
                 Err(bad())
@@ -886,6 +886,31 @@ pub fn param_value(p: &Param, v: &Value) -> Result<Value, String> {
         }
         _ => Err(bad()),
     }
+}
+
+/// `YYYY-MM-DD`, exactly, in years 1 to 9999 (what the filter language takes).
+fn plain_date(s: &str) -> bool {
+    s.len() == 10
+        && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .is_ok_and(|d| (1..=9999).contains(&d.year()))
+}
+
+/// `$now`, `$today`, `$today-30d`, `$now+2h` (units m, h, d, w).
+fn relative(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("$now").or_else(|| s.strip_prefix("$today")) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(body) = rest.strip_prefix('+').or_else(|| rest.strip_prefix('-')) else {
+        return false;
+    };
+    let (digits, unit) = body.split_at(body.len().saturating_sub(1));
+    !digits.is_empty()
+        && digits.len() <= 6
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && matches!(unit, "m" | "h" | "d" | "w")
 }
 
 impl Param {
@@ -1092,7 +1117,34 @@ impl Checker<'_> {
         }
     }
 
-    fn measure(&mut self, form: &str, m: &Measure, earlier: &[String], at: &str) {
+    /// Does the measure give a number (so arithmetic, having and scale apply)?
+    fn numeric(&self, form: &str, m: &Measure) -> bool {
+        match m.func {
+            MeasureFn::Min | MeasureFn::Max => {
+                m.since.is_some()
+                    || m.field.as_deref().is_some_and(|f| {
+                        resolve(self.form_of, form, f).is_ok_and(|(_, k)| k.numeric())
+                    })
+            }
+            _ => true,
+        }
+    }
+
+    fn measure(
+        &mut self,
+        form: &str,
+        m: &Measure,
+        earlier: &[String],
+        numeric: &[String],
+        at: &str,
+    ) {
+        if m.scale.is_some() && !self.numeric(form, m) {
+            self.errs.push(MetaError::new(
+                join(at, "scale"),
+                "not_numeric",
+                "only a number can be scaled",
+            ));
+        }
         if m.func == MeasureFn::Expr {
             match &m.expr {
                 None => self.errs.push(MetaError::new(
@@ -1113,6 +1165,12 @@ impl Checker<'_> {
                                     join(at, "expr"),
                                     "unknown_measure",
                                     format!("no earlier measure is named {r:?}"),
+                                ));
+                            } else if !numeric.contains(&r) {
+                                self.errs.push(MetaError::new(
+                                    join(at, "expr"),
+                                    "not_numeric",
+                                    format!("{r:?} is not a number"),
                                 ));
                             }
                         }
@@ -1163,7 +1221,10 @@ impl Checker<'_> {
         };
         if let Some(since) = &m.since {
             let sk = self.path(form, since, &join(at, "since")).map(|r| r.1);
-            if !matches!(m.func, MeasureFn::Sum | MeasureFn::Avg | MeasureFn::Min | MeasureFn::Max) {
+            if !matches!(
+                m.func,
+                MeasureFn::Sum | MeasureFn::Avg | MeasureFn::Min | MeasureFn::Max
+            ) {
                 self.errs.push(MetaError::new(
                     join(at, "since"),
                     "not_allowed",
@@ -1290,9 +1351,13 @@ pub fn check_report_at(
         names.push(d.column().to_owned());
     }
     let mut measures: Vec<String> = Vec::new();
+    let mut numeric: Vec<String> = Vec::new();
     for (i, m) in r.measures.iter().enumerate() {
         let here = at(&format!("measures[{i}]"));
-        c.measure(&r.form, m, &measures, &here);
+        c.measure(&r.form, m, &measures, &numeric, &here);
+        if c.numeric(&r.form, m) {
+            numeric.push(m.column());
+        }
         c.params_used(&r.params, m.filter.as_ref(), &format!("{here}.filter"));
         let col = m.column();
         if names.contains(&col) || measures.contains(&col) {
@@ -1327,7 +1392,7 @@ pub fn check_report_at(
         }
     }
     if let Some(h) = &r.having {
-        having_errors(h, &measures, &at("having"), 1, &mut c.errs);
+        having_errors(h, &numeric, &at("having"), 1, &mut c.errs);
     }
     match r.kind {
         ReportKind::Grouped => grouped(&r, &form, &names, &mut c, &at),
@@ -1379,6 +1444,13 @@ fn grouped(
             ));
         }
     }
+    if r.fill && (r.having.is_some() || r.limit.is_some()) {
+        c.errs.push(MetaError::new(
+            at("fill"),
+            "conflict",
+            "filled periods are every period: a report that fills has no having and no limit",
+        ));
+    }
     let bucketed = r.dimensions.iter().filter(|d| d.bucket.is_some()).count();
     if r.fill && bucketed != 1 {
         c.errs.push(MetaError::new(
@@ -1399,6 +1471,15 @@ fn grouped(
         }
         check_tz(cmp.tz.as_deref(), &at("compare.tz"), &mut c.errs);
         c.params_used(&r.params, cmp.at.as_ref(), &at("compare.at"));
+        if let Some(Value::String(s)) = &cmp.at
+            && !(relative(s) || plain_date(s))
+        {
+            c.errs.push(MetaError::new(
+                at("compare.at"),
+                "invalid_date",
+                "a day is YYYY-MM-DD or relative such as $today-7d",
+            ));
+        }
         if cmp.with.is_empty() {
             c.errs.push(MetaError::new(
                 at("compare.with"),
@@ -1634,7 +1715,7 @@ fn having_errors(
             name => errs.push(MetaError::new(
                 here,
                 "unknown_measure",
-                format!("{name:?} is not a measure of this report"),
+                format!("{name:?} is not a numeric measure of this report"),
             )),
         }
     }

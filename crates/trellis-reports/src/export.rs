@@ -18,6 +18,9 @@ pub enum ExportError {
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
 }
 
+/// Most characters an XLSX cell holds.
+const MAX_CELL_CHARS: usize = 32_767;
+
 fn header(out: &Output, lang: &str) -> Vec<String> {
     out.columns
         .iter()
@@ -87,9 +90,11 @@ pub fn xlsx(out: &Output, lang: &str, sheet: &str) -> Result<Vec<u8>, ExportErro
                 Value::Bool(b) => {
                     ws.write_boolean(r, col(c), *b)?;
                 }
-                // write_string never makes a formula, whatever the text starts with.
+                // write_string never makes a formula, whatever the text starts with. A
+                // cell holds at most 32,767 characters.
                 Value::String(s) => {
-                    ws.write_string(r, col(c), s)?;
+                    let cell: String = s.chars().take(MAX_CELL_CHARS).collect();
+                    ws.write_string(r, col(c), cell)?;
                 }
                 other => {
                     ws.write_string(r, col(c), other.to_string())?;

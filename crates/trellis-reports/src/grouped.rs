@@ -22,8 +22,9 @@ const MAX_PIVOT_COLUMNS: usize = 200;
 enum DimKind {
     Plain,
     Bucket(Bucket, chrono_tz::Tz, bool),
-    Bins(Vec<f64>),
-    Width(f64),
+    /// Edges, and whether the field holds whole numbers.
+    Bins(Vec<f64>, bool),
+    Width(f64, bool),
 }
 
 struct Dim<'a> {
@@ -37,7 +38,7 @@ struct Dim<'a> {
 impl Dim<'_> {
     fn out_kind(&self) -> &'static str {
         match self.kind {
-            DimKind::Bucket(..) | DimKind::Bins(_) => "text",
+            DimKind::Bucket(..) | DimKind::Bins(..) => "text",
             _ => kind_name(self.sql_kind),
         }
     }
@@ -45,7 +46,7 @@ impl Dim<'_> {
     /// The value shown for what SQL returned.
     fn shown(&self, v: Value) -> Value {
         match (&self.kind, v.as_i64()) {
-            (DimKind::Bins(edges), Some(i)) => Value::String(bin_label(edges, i)),
+            (DimKind::Bins(edges, _), Some(i)) => Value::String(bin_label(edges, i)),
             _ => v,
         }
     }
@@ -54,43 +55,51 @@ impl Dim<'_> {
     fn condition(&self, v: &Value) -> Value {
         let path = self.def.field.as_str();
         if v.is_null() {
-            // Through relations, nothing is also what a missing link gives (LEFT JOIN).
-            let segs: Vec<&str> = path.split('.').collect();
-            if segs.len() == 1 {
+            // Through relations, null is also what a missing link or a related record the
+            // caller may not read gives (LEFT JOIN): "not (a value there)" is exactly that.
+            if !path.contains('.') {
                 return json!({ path: null });
             }
-            let any: Vec<Value> = (1..=segs.len())
-                .map(|n| json!({ segs[..n].join("."): null }))
-                .collect();
-            return json!({ "$or": any });
+            return json!({"$not": { path: {"$null": false} }});
         }
         match &self.kind {
             DimKind::Plain => json!({ path: v }),
             DimKind::Bucket(b, tz, datetime) => {
                 match v.as_str().and_then(|k| time::key_start(*b, k)) {
                     Some(start) => {
-                        let (lo, hi) = bounds(start, time::shift(*b, start, 1), *datetime, *tz);
+                        let end = time::shift(*b, start, 1).unwrap_or(start);
+                        let (lo, hi) = bounds(start, end, *datetime, *tz);
                         json!({ path: {"$gte": lo, "$lt": hi} })
                     }
                     None => json!({ path: v }),
                 }
             }
-            DimKind::Bins(edges) => {
+            DimKind::Bins(edges, int) => {
                 let i = bin_index(edges, v.as_str().unwrap_or_default());
                 let mut ops = serde_json::Map::new();
                 if i > 0 {
-                    ops.insert("$gte".into(), json!(edges[i - 1]));
+                    ops.insert("$gte".into(), bound(edges[i - 1], *int));
                 }
                 if i < edges.len() {
-                    ops.insert("$lt".into(), json!(edges[i]));
+                    ops.insert("$lt".into(), bound(edges[i], *int));
                 }
                 json!({ path: ops })
             }
-            DimKind::Width(w) => {
+            DimKind::Width(w, int) => {
                 let lo = v.as_f64().unwrap_or_default();
-                json!({ path: {"$gte": lo, "$lt": lo + w} })
+                json!({ path: {"$gte": bound(lo, *int), "$lt": bound(lo + w, *int)} })
             }
         }
+    }
+}
+
+/// A bin edge as a filter value: on a whole-number field `x >= 0.5` is `x >= 1` and
+/// `x < 10.5` is `x < 11`, and the record API takes only whole numbers there.
+fn bound(x: f64, int: bool) -> Value {
+    if int {
+        json!(x.ceil() as i64)
+    } else {
+        json!(x)
     }
 }
 
@@ -123,6 +132,22 @@ fn bin_index(edges: &[f64], label: &str) -> usize {
 struct Compiled {
     expr: Expr,
     kind: ValueKind,
+}
+
+/// A measure's label for an earlier period: `Revenue (previous period)`, `销售额（上期）`.
+fn period_label(label: &trellis_meta::form::Label, suffix: &str) -> trellis_meta::form::Label {
+    let (en, zh) = match suffix {
+        "_previous" => (" (previous period)", "（上期）"),
+        "_last_year" => (" (a year earlier)", "（去年同期）"),
+        _ => return label.clone(),
+    };
+    label
+        .iter()
+        .map(|(lang, text)| {
+            let add = if lang.starts_with("zh") { zh } else { en };
+            (lang.clone(), format!("{text}{add}"))
+        })
+        .collect()
 }
 
 /// What a measure shows when its group has no records (a filled period, an empty pivot
@@ -220,7 +245,9 @@ impl Builder<'_, '_> {
         let mut value = field.as_ref().map(|f| f.expr.clone());
         let mut duration = false;
         if let (Some(since), Some(v)) = (&m.since, value.clone()) {
-            let from = self.ctx.resolve(&mut self.joins, &form, &base, since, &format!("{at}.since"))?;
+            let from =
+                self.ctx
+                    .resolve(&mut self.joins, &form, &base, since, &format!("{at}.since"))?;
             let unit = m.unit.unwrap_or_default().seconds();
             value = Some(match d {
                 trellis_query::Dialect::Sqlite => crate::cx(
@@ -370,11 +397,16 @@ fn cmp_values(a: &Value, b: &Value) -> Ordering {
     }
 }
 
-/// Sort rows by (column index, descending) keys, nulls last either way.
-fn sort_rows(rows: &mut [Vec<Value>], keys: &[(usize, bool)]) {
+/// Sort rows by (column index, descending) keys, nulls last either way; `key` gives the
+/// value a cell sorts by (a bin's position rather than its label).
+fn sort_rows(
+    rows: &mut [Vec<Value>],
+    keys: &[(usize, bool)],
+    key: &dyn Fn(usize, &Value) -> Value,
+) {
     rows.sort_by(|a, b| {
         for &(i, desc) in keys {
-            let (x, y) = (&a[i], &b[i]);
+            let (x, y) = (&key(i, &a[i]), &key(i, &b[i]));
             let o = match (x.is_null(), y.is_null()) {
                 (true, true) => Ordering::Equal,
                 (true, false) => Ordering::Greater,
@@ -426,12 +458,14 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                 case = case.case(f.expr.clone().lt(*e), Expr::val(k as i64));
             }
             let case = case.finally(Expr::val(edges.len() as i64));
+            let int = f.kind == ValueKind::Integer;
             (
                 case.into(),
                 ValueKind::Integer,
-                DimKind::Bins(edges.clone()),
+                DimKind::Bins(edges.clone(), int),
             )
         } else if let Some(w) = d.bin_width {
+            let int = f.kind == ValueKind::Integer;
             let e = match ctx.dialect {
                 trellis_query::Dialect::Postgres => crate::cx(
                     ctx.dialect,
@@ -454,7 +488,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                     ],
                 ),
             };
-            (double(e), ValueKind::Float, DimKind::Width(w))
+            (double(e), ValueKind::Float, DimKind::Width(w, int))
         } else {
             (f.expr, f.kind, DimKind::Plain)
         };
@@ -476,10 +510,21 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             let tz = time::zone(cmp.tz.as_deref());
             let day = ctx.day(cmp.at.as_ref(), tz, "compare.at")?;
             let cur = time::start_of(cmp.period, day);
+            let out_of_range = || {
+                invalid(
+                    "compare.at",
+                    "invalid_date",
+                    "the period is outside the calendar",
+                )
+            };
+            let next = |d| time::shift(cmp.period, d, 1).ok_or_else(out_of_range);
             let mut spans = vec![(String::new(), cur)];
             for w in &cmp.with {
                 spans.push(match w {
-                    Against::Previous => ("_previous".to_owned(), time::shift(cmp.period, cur, -1)),
+                    Against::Previous => (
+                        "_previous".to_owned(),
+                        time::shift(cmp.period, cur, -1).ok_or_else(out_of_range)?,
+                    ),
                     Against::LastYear => (
                         "_last_year".to_owned(),
                         time::start_of(
@@ -499,7 +544,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             periods.clear();
             for (suffix, start) in &spans {
                 earliest = Ord::min(earliest, *start);
-                let (lo, hi) = bounds(*start, time::shift(cmp.period, *start, 1), datetime, tz);
+                let (lo, hi) = bounds(*start, next(*start)?, datetime, tz);
                 let c = Condition::all()
                     .add(f.expr.clone().gte(Expr::val(bind(&lo)?)))
                     .add(f.expr.clone().lt(Expr::val(bind(&hi)?)));
@@ -511,7 +556,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             }
             // Only the compared periods are read.
             let (lo, _) = bounds(earliest, earliest, datetime, tz);
-            let (_, hi) = bounds(cur, time::shift(cmp.period, cur, 1), datetime, tz);
+            let (_, hi) = bounds(cur, next(cur)?, datetime, tz);
             where_cond = Condition::all()
                 .add(where_cond)
                 .add(f.expr.clone().gte(Expr::val(bind(&lo)?)))
@@ -654,7 +699,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             columns.push(Column {
                 name: format!("{}{suffix}", m.column()),
                 kind: kind_name(measure_sets[p][i].kind),
-                label: m.label.clone(),
+                label: period_label(&m.label, suffix),
                 filter: (!f.is_empty()).then(|| and(f)),
             });
         }
@@ -696,6 +741,13 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             *row = out;
         }
     }
+    // Bins sort by position, not by label.
+    let sort_key = |i: usize, v: &Value| -> Value {
+        match (dims.get(i).map(|d| &d.kind), v.as_str()) {
+            (Some(DimKind::Bins(edges, _)), Some(label)) => json!(bin_index(edges, label)),
+            _ => v.clone(),
+        }
+    };
     // Empty periods.
     if r.fill
         && let Some(bi) = dims
@@ -719,7 +771,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                         "filling would add more than the group limit",
                     ));
                 }
-                d = time::shift(bucket, d, 1);
+                match time::shift(bucket, d, 1) {
+                    Some(n) => d = n,
+                    None => break,
+                }
             }
             let others = |row: &Vec<Value>| -> Vec<Value> {
                 (0..dims.len())
@@ -728,11 +783,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                     .collect()
             };
             let mut combos: Vec<Vec<Value>> = Vec::new();
+            let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
             let mut have: std::collections::HashSet<String> = std::collections::HashSet::new();
             for row in &rows {
                 let o = others(row);
                 have.insert(format!("{}|{}", Value::Array(o.clone()), row[bi]));
-                if !combos.contains(&o) {
+                if seen.insert(Value::Array(o.clone()).to_string()) {
                     combos.push(o);
                 }
             }
@@ -768,7 +824,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                     }
                 }
             }
-            sort_rows(&mut rows, &keys);
+            sort_rows(&mut rows, &keys, &sort_key);
         }
     }
     let base_filter = ctx.drill_base();
@@ -784,12 +840,21 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     // Pivot: one dimension's values become columns.
     if let Some(p) = pivot {
         let mut values: Vec<Value> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for row in &rows {
-            if !values.contains(&row[p]) {
+            if seen.insert(row[p].to_string()) {
                 values.push(row[p].clone());
+                if values.len() > MAX_PIVOT_COLUMNS {
+                    break;
+                }
             }
         }
-        values.sort_by(cmp_values);
+        values.sort_by(|a, b| match (a.is_null(), b.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            _ => cmp_values(&sort_key(p, a), &sort_key(p, b)),
+        });
         if values.len() > MAX_PIVOT_COLUMNS {
             return Err(invalid(
                 "pivot",
@@ -800,6 +865,11 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                 ),
             ));
         }
+        let index_of: HashMap<String, usize> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.to_string(), i))
+            .collect();
         let row_dims: Vec<usize> = (0..dims.len()).filter(|&i| i != p).collect();
         let mut cols: Vec<Column> = row_dims.iter().map(|&i| columns[i].clone()).collect();
         for v in &values {
@@ -820,7 +890,8 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                         format!("{shown}.{}", m.column())
                     },
                     kind: kind_name(measure_sets[0][i].kind),
-                    label: m.label.clone(),
+                    // Named by the pivot value: the measure's label would head every column alike.
+                    label: Default::default(),
                     filter: Some(and(f)),
                 });
             }
@@ -842,7 +913,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                 drill.push(drill_of(row, Some(p)));
                 out.len() - 1
             });
-            let vi = values.iter().position(|v| *v == row[p]).unwrap_or(0);
+            let vi = index_of.get(&row[p].to_string()).copied().unwrap_or(0);
             for i in 0..nm {
                 out[at][row_dims.len() + vi * nm + i] = row[dims.len() + i].clone();
             }
@@ -961,12 +1032,12 @@ mod tests {
     #[test]
     fn rows_sort_with_nulls_last_both_ways() {
         let mut rows = vec![vec![json!(2)], vec![Value::Null], vec![json!(10)]];
-        sort_rows(&mut rows, &[(0, true)]);
+        sort_rows(&mut rows, &[(0, true)], &|_, v| v.clone());
         assert_eq!(
             rows,
             vec![vec![json!(10)], vec![json!(2)], vec![Value::Null]]
         );
-        sort_rows(&mut rows, &[(0, false)]);
+        sort_rows(&mut rows, &[(0, false)], &|_, v| v.clone());
         assert_eq!(
             rows,
             vec![vec![json!(2)], vec![json!(10)], vec![Value::Null]]

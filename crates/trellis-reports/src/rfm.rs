@@ -78,6 +78,19 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
             crate::time::midnight(chrono_tz::Tz::UTC, day)
         }
     };
+    let as_of_value = match date.kind {
+        ValueKind::Date => to_sql(
+            ValueKind::Date,
+            &json!(as_of.date_naive().to_string()),
+            ctx.dialect,
+        ),
+        _ => to_sql(
+            ValueKind::DateTime,
+            &json!(format_datetime(&as_of)),
+            ctx.dialect,
+        ),
+    }
+    .map_err(|e| invalid("rfm.as_of", "invalid_date", e.to_string()))?;
     // Per customer: last order, orders, amount.
     let mut o = Query::select();
     o.expr_as(link.expr.clone(), Alias::new("cid"))
@@ -97,8 +110,9 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
         .from(Alias::new(&orders))
         .cond_where(ofilter.to_condition(ctx.dialect))
         .and_where(link.expr.clone().is_not_null())
-        // An order without a date has no recency.
+        // An order without a date has no recency; one after `as_of` has not happened yet.
         .and_where(date.expr.clone().is_not_null())
+        .and_where(date.expr.clone().lt(Expr::val(as_of_value.clone())))
         .add_group_by([link.expr]);
     // Joined to the customers the caller may read and the report selects; ranks.
     let le = |c: &str| Expr::cust(format!("COUNT(*) OVER (ORDER BY \"o\".{})", q(c)));
@@ -120,6 +134,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     // Scores: ceil(5 × rank / n) in integers, exact.
     let score = |c: &str| Expr::cust(format!("((5 * {c} + \"n\" - 1) / \"n\")", c = q(c)));
     let recency = match (ctx.dialect, date.kind) {
+        // Whole days for a date field, as on PostgreSQL.
+        (trellis_query::Dialect::Sqlite, ValueKind::Date) => crate::cx(
+            ctx.dialect,
+            "(julianday($1) - julianday(\"last_at\"))",
+            [Expr::val(as_of.date_naive().to_string())],
+        ),
         (trellis_query::Dialect::Sqlite, _) => crate::cx(
             ctx.dialect,
             "(julianday($1) - julianday(\"last_at\"))",

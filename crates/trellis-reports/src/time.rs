@@ -163,26 +163,30 @@ pub fn start_of(bucket: Bucket, d: NaiveDate) -> NaiveDate {
     let first = |m: u32| NaiveDate::from_ymd_opt(d.year(), m, 1).unwrap_or(d);
     match bucket {
         Bucket::Day => d,
-        Bucket::Week => d - Duration::days(i64::from(d.weekday().num_days_from_monday())),
+        Bucket::Week => d
+            .checked_sub_signed(Duration::days(i64::from(
+                d.weekday().num_days_from_monday(),
+            )))
+            .unwrap_or(d),
         Bucket::Month => first(d.month()),
         Bucket::Quarter => first((d.month() - 1) / 3 * 3 + 1),
         Bucket::Year => first(1),
     }
 }
 
-/// `n` buckets after (or before, for negative `n`) the bucket starting at `start`.
-pub fn shift(bucket: Bucket, start: NaiveDate, n: i32) -> NaiveDate {
+/// `n` buckets after (or before, for negative `n`) the bucket starting at `start`; None
+/// past the calendar's end.
+pub fn shift(bucket: Bucket, start: NaiveDate, n: i32) -> Option<NaiveDate> {
     let months = |k: i32| {
         if k >= 0 {
             start.checked_add_months(chrono::Months::new(k.unsigned_abs()))
         } else {
             start.checked_sub_months(chrono::Months::new(k.unsigned_abs()))
         }
-        .unwrap_or(start)
     };
     match bucket {
-        Bucket::Day => start + Duration::days(i64::from(n)),
-        Bucket::Week => start + Duration::weeks(i64::from(n)),
+        Bucket::Day => start.checked_add_signed(Duration::days(i64::from(n))),
+        Bucket::Week => start.checked_add_signed(Duration::weeks(i64::from(n))),
         Bucket::Month => months(n),
         Bucket::Quarter => months(3 * n),
         Bucket::Year => months(12 * n),
@@ -272,8 +276,9 @@ mod tests {
         let jan = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap_or_default();
         assert_eq!(
             shift(Bucket::Month, start_of(Bucket::Month, jan), -1),
-            NaiveDate::from_ymd_opt(2025, 12, 1).unwrap_or_default()
+            NaiveDate::from_ymd_opt(2025, 12, 1)
         );
+        assert_eq!(shift(Bucket::Day, NaiveDate::MAX, 1), None);
     }
 
     #[test]

@@ -184,6 +184,28 @@ pub async fn install(
     if !role_errs.is_empty() {
         return Err(StoreError::Definition(role_errs));
     }
+    // Reports and dashboards of another bundle are not taken over.
+    let installed_dashboards = crate::reports::list_dashboards(&db.reader).await?;
+    let owners = installed_reports
+        .iter()
+        .filter(|r| bundle.reports.iter().any(|b| b.name == r.def.name))
+        .map(|r| ("reports", r.def.name.clone(), r.bundle.clone()))
+        .chain(
+            installed_dashboards
+                .iter()
+                .filter(|d| bundle.dashboards.iter().any(|b| b.name == d.def.name))
+                .map(|d| ("dashboards", d.def.name.clone(), d.bundle.clone())),
+        );
+    for (kind, name, owner) in owners {
+        if let Some(o) = owner.filter(|o| *o != bundle.name) {
+            return Err(StoreError::Conflict {
+                field: format!("{kind}.{name}"),
+                code: "definition_owned",
+                message: format!("{name:?} belongs to the bundle {o:?}"),
+                rows: vec![],
+            });
+        }
+    }
     for r in &bundle.rules {
         if let Some(e) = rules.get(&r.name)
             && e.bundle.as_deref().is_some_and(|b| b != bundle.name)

@@ -179,3 +179,57 @@ fn params_bind_and_missing_ones_drop_their_condition() {
         None
     );
 }
+
+#[test]
+fn arithmetic_having_and_scale_take_numbers_only() {
+    let errs = check(
+        json!({"name": "r", "form": "order", "dimensions": [{"field": "status"}],
+        "measures": [{"fn": "max", "field": "ordered_on", "as": "last"}, {"fn": "count"},
+                     {"fn": "expr", "expr": "last / count", "as": "x"},
+                     {"fn": "min", "field": "note", "scale": 2.0, "as": "y"}],
+        "having": {"last": {"$gt": 1}}}),
+    )
+    .err()
+    .unwrap_or_default();
+    for want in [
+        ("measures[2].expr", "not_numeric"),
+        ("measures[3].scale", "not_numeric"),
+        ("having.last", "unknown_measure"),
+    ] {
+        assert!(
+            errs.iter().any(|(p, c)| p == want.0 && *c == want.1),
+            "{want:?} missing from {errs:?}"
+        );
+    }
+    // A duration is a number.
+    assert!(
+        check(json!({"name": "r", "form": "order", "measures": [
+        {"fn": "max", "field": "ordered_on", "since": "created_at", "as": "d"},
+        {"fn": "expr", "expr": "d * 24", "as": "h"}]}))
+        .is_ok()
+    );
+}
+
+#[test]
+fn filled_reports_take_no_limit_and_dates_are_strict() {
+    let errs = check(
+        json!({"name": "r", "form": "order", "measures": [{"fn": "count"}],
+        "dimensions": [{"field": "ordered_on", "bucket": "month"}], "fill": true, "limit": 10}),
+    )
+    .err()
+    .unwrap_or_default();
+    assert_eq!(errs, vec![("fill".to_owned(), "conflict")]);
+    let p = Param {
+        name: "d".into(),
+        kind: ParamType::Date,
+        label: Label::new(),
+        required: false,
+        default: None,
+    };
+    for ok in ["2026-01-05", "$today", "$today-30d", "$now+2h"] {
+        assert!(param_value(&p, &json!(ok)).is_ok(), "{ok}");
+    }
+    for bad in ["2026-1-5", "$junk", "$today-", "+262142-12-31", "$today-3y"] {
+        assert!(param_value(&p, &json!(bad)).is_err(), "{bad}");
+    }
+}
