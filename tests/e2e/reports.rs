@@ -136,6 +136,22 @@ fn month_in_shanghai(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
+/// How many records of `form` the filter lists, through the record API (admin).
+async fn total(app: &TestApp, form: &str, filter: &Value) -> Value {
+    let (st, page) = app
+        .list(
+            form,
+            &[
+                ("filter", filter.to_string()),
+                ("count", "true".into()),
+                ("limit", "1".into()),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    page["total"].clone()
+}
+
 async fn create_report(app: &TestApp, def: Value) {
     let (st, body) = app.post("/api/v1/reports", def).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
@@ -271,30 +287,17 @@ async fn grouped_reports_match_an_independent_computation() {
     assert_eq!(paid_filter, json!({"status": "paid"}));
     for (i, row) in rows.iter().enumerate().step_by(3) {
         let drill = out["drill"][i].clone();
-        let (st, page) = app
-            .list(
-                "sale",
-                &[
-                    ("filter", drill.to_string()),
-                    ("count", "true".into()),
-                    ("limit", "1".into()),
-                ],
-            )
-            .await;
-        assert_eq!(st, StatusCode::OK, "{page}");
-        assert_eq!(page["total"], row[2], "row {row} drill {drill}");
+        assert_eq!(
+            total(&app, "sale", &drill).await,
+            row[2],
+            "row {row} drill {drill}"
+        );
         let cell = json!({"$and": [drill, paid_filter]});
-        let (_, page) = app
-            .list(
-                "sale",
-                &[
-                    ("filter", cell.to_string()),
-                    ("count", "true".into()),
-                    ("limit", "1".into()),
-                ],
-            )
-            .await;
-        assert_eq!(page["total"], row[8], "paid cell of {row}");
+        assert_eq!(
+            total(&app, "sale", &cell).await,
+            row[8],
+            "paid cell of {row}"
+        );
     }
     // A run's filter narrows further; a report without dimensions on no records is one
     // row of zeros; with dimensions, no rows.
@@ -410,17 +413,7 @@ async fn pivots_filled_periods_and_comparisons() {
     // A pivot cell's records: the row's filter and the column's.
     let row0 = &out["rows"][0];
     let cell = json!({"$and": [out["drill"][0], out["columns"][3]["filter"]]});
-    let (_, page) = app
-        .list(
-            "sale",
-            &[
-                ("filter", cell.to_string()),
-                ("count", "true".into()),
-                ("limit", "1".into()),
-            ],
-        )
-        .await;
-    assert_eq!(page["total"], row0[3]);
+    assert_eq!(total(&app, "sale", &cell).await, row0[3]);
     // Empty months are filled: February is filtered away and comes back as 0.
     create_report(&app, json!({"name": "monthly", "form": "sale",
         "filter": {"$or": [{"at": {"$lt": "2026-01-20T00:00:00Z"}}, {"at": {"$gte": "2026-03-20T00:00:00Z"}}]},
@@ -490,17 +483,7 @@ async fn pivots_filled_periods_and_comparisons() {
     assert_eq!(row[5], json!(qty("2026-03")));
     // The period's column filter lists the period's records.
     let f = out["columns"][1]["filter"].clone();
-    let (_, page) = app
-        .list(
-            "sale",
-            &[
-                ("filter", f.to_string()),
-                ("count", "true".into()),
-                ("limit", "1".into()),
-            ],
-        )
-        .await;
-    assert_eq!(page["total"], json!(feb));
+    assert_eq!(total(&app, "sale", &f).await, json!(feb));
 }
 
 #[tokio::test]
@@ -959,19 +942,7 @@ async fn the_demo_crm_dashboards_answer_every_widget() {
         .await;
     let count = |f: Value| {
         let app = &app;
-        async move {
-            let (_, page) = app
-                .list(
-                    "opportunity",
-                    &[
-                        ("filter", f.to_string()),
-                        ("count", "true".into()),
-                        ("limit", "1".into()),
-                    ],
-                )
-                .await;
-            page["total"].as_i64().unwrap()
-        }
+        async move { total(app, "opportunity", &f).await.as_i64().unwrap() }
     };
     let first = funnel["rows"][0][2].as_i64().unwrap();
     assert!(
