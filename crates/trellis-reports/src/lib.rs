@@ -462,19 +462,40 @@ fn too_slow() -> StoreError {
     )
 }
 
-/// Stops the SQLite statement it is armed for once its deadline passes. A handler left
-/// on a pooled connection (the run was dropped mid-query) is disarmed, so it stops nothing.
-struct Deadline(std::sync::Arc<std::sync::atomic::AtomicBool>);
+/// A reader connection with a progress handler that interrupts its statement past the
+/// deadline or once the run is dropped (the client went away). Dropped mid-query, it
+/// interrupts the statement and removes the handler before the connection goes back to
+/// the pool, so no later query on it is stopped.
+struct Armed {
+    conn: Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>>,
+    abandoned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
 
-impl Drop for Deadline {
+impl Drop for Armed {
     fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Some(mut conn) = self.conn.take() {
+            self.abandoned
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Ok(mut h) = conn.lock_handle().await {
+                    h.remove_progress_handler();
+                }
+            });
+        }
     }
 }
 
 /// Run rows of a statement on the readers, at most [`STATEMENT_TIMEOUT_MS`] long: on
 /// PostgreSQL by `statement_timeout`, on SQLite by a progress handler that interrupts it.
 pub(crate) async fn fetch(db: &Db, s: &SelectStatement) -> Result<Vec<QueryResult>, StoreError> {
+    fetch_within(db, s, STATEMENT_TIMEOUT_MS).await
+}
+
+async fn fetch_within(
+    db: &Db,
+    s: &SelectStatement,
+    timeout_ms: u32,
+) -> Result<Vec<QueryResult>, StoreError> {
     let _permit = permits()
         .acquire()
         .await
@@ -510,26 +531,44 @@ pub(crate) async fn fetch(db: &Db, s: &SelectStatement) -> Result<Vec<QueryResul
                 .acquire()
                 .await
                 .map_err(sqlx_err)?;
-            let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-            let deadline = std::time::Instant::now()
-                + std::time::Duration::from_millis(u64::from(STATEMENT_TIMEOUT_MS));
-            let flag = armed.clone();
+            let abandoned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let deadline =
+                std::time::Instant::now() + std::time::Duration::from_millis(u64::from(timeout_ms));
+            let flag = abandoned.clone();
             conn.lock_handle()
                 .await
                 .map_err(sqlx_err)?
                 .set_progress_handler(100_000, move || {
                     !flag.load(std::sync::atomic::Ordering::Relaxed)
-                        || std::time::Instant::now() < deadline
+                        && std::time::Instant::now() < deadline
                 });
-            let guard = Deadline(armed);
+            let mut armed = Armed {
+                conn: Some(conn),
+                abandoned,
+            };
             let (sql, values) = s.build(sea_orm::sea_query::SqliteQueryBuilder);
-            let rows =
-                sqlx::query_with(sqlx::AssertSqlSafe(sql), sea_query_sqlx::SqlxValues(values))
-                    .fetch_all(&mut *conn)
-                    .await;
-            drop(guard);
-            if let Ok(mut h) = conn.lock_handle().await {
-                h.remove_progress_handler();
+            let rows = match armed.conn.as_mut() {
+                Some(c) => {
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), sea_query_sqlx::SqlxValues(values))
+                        .fetch_all(&mut **c)
+                        .await
+                }
+                None => Ok(Vec::new()),
+            };
+            // The handler goes before the connection does; dropped during this, `Armed`
+            // takes over.
+            let removed = match armed.conn.as_mut() {
+                Some(c) => match c.lock_handle().await {
+                    Ok(mut h) => {
+                        h.remove_progress_handler();
+                        true
+                    }
+                    Err(_) => false,
+                },
+                None => false,
+            };
+            if removed {
+                armed.conn = None;
             }
             match rows {
                 Ok(rows) => Ok(rows.into_iter().map(QueryResult::from).collect()),
@@ -595,6 +634,36 @@ pub async fn run_widget(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_sqlite_query_past_its_deadline_is_interrupted_and_the_reader_stays_usable() {
+        let path = std::env::temp_dir().join(format!("trellis-fetch-{}.db", std::process::id()));
+        let db = Db::connect(&trellis_store::db::DbOptions {
+            url: format!("sqlite:{}", path.display()),
+            max_connections: 1,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut slow = sea_orm::sea_query::Query::select();
+        slow.expr(Expr::cust(
+            "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) SELECT COUNT(*) FROM c)",
+        ));
+        let t = std::time::Instant::now();
+        let err = fetch_within(&db, &slow, 300).await.err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert!(
+            matches!(&err, Some(StoreError::Definition(e)) if e[0].code == "too_slow"),
+            "{err:?}"
+        );
+        // The one reader answers the next query: the handler went with the run.
+        let mut quick = sea_orm::sea_query::Query::select();
+        quick.expr(Expr::val(7));
+        let rows = fetch_within(&db, &quick, 300).await.unwrap_or_default();
+        assert_eq!(rows.len(), 1);
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+    }
 
     #[test]
     fn and_flattens() {
