@@ -765,6 +765,16 @@ async fn a_reps_report_counts_only_what_the_rep_may_read() {
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, body) = app.delete("/api/v1/reports/by_status").await;
     assert_eq!(st, StatusCode::CONFLICT, "the dashboard shows it: {body}");
+    // A change that would break the dashboard's pie (two dimensions) is refused.
+    let (st, body) = app
+        .put(
+            "/api/v1/reports/by_status",
+            json!({"form": "sale",
+            "dimensions": [{"field": "status"}, {"field": "qty"}], "measures": [{"fn": "count"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(errors(&body)[0].0, "dashboards.desk.widgets[0].chart");
 }
 
 #[tokio::test]

@@ -195,9 +195,42 @@ pub async fn save_dashboard<C: ConnectionTrait>(
     save(c, d, bundle, by).await
 }
 
+/// The dashboards that show a report, checked again with its new definition: a change
+/// that breaks a widget (a KPI given a dimension, a parameter a widget sets removed) is
+/// refused, naming the dashboard.
+async fn check_users<C: ConnectionTrait>(c: &C, r: &Report) -> Result<(), StoreError> {
+    let reports = list_reports(c).await?;
+    let report_of = |n: &str| {
+        if n == r.name {
+            return Some(r.clone());
+        }
+        reports
+            .iter()
+            .find(|x| x.def.name == n)
+            .map(|x| x.def.clone())
+    };
+    let mut errs = Vec::new();
+    for d in list_dashboards(c).await? {
+        if !d.def.widgets.iter().any(|w| w.report == r.name) {
+            continue;
+        }
+        let doc = serde_json::to_value(&d.def)?;
+        if let Err(e) = check_dashboard_at(&doc, &report_of, &format!("dashboards.{}", d.def.name))
+        {
+            errs.extend(e);
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Definition(errs))
+    }
+}
+
 /// Store a report on its own.
 pub async fn put_report(db: &Db, r: &Report, by: By<'_>) -> Result<(), StoreError> {
     let txn = db.writer.begin().await?;
+    check_users(&txn, r).await?;
     save(&txn, r, None, by).await?;
     txn.commit().await?;
     Ok(())
