@@ -441,6 +441,8 @@ pub async fn install(
         actor: actor.user.as_deref(),
         ip: None,
     };
+    let in_bundle: Vec<String> = bundle.dashboards.iter().map(|d| d.name.clone()).collect();
+    crate::reports::check_dashboards(&txn, &bundle.reports, &in_bundle).await?;
     let mut report_changes = Vec::new();
     for r in &bundle.reports {
         let current = crate::reports::load_report(&txn, &r.name).await?;

@@ -195,23 +195,31 @@ pub async fn save_dashboard<C: ConnectionTrait>(
     save(c, d, bundle, by).await
 }
 
-/// The dashboards that show a report, checked again with its new definition: a change
-/// that breaks a widget (a KPI given a dimension, a parameter a widget sets removed) is
-/// refused, naming the dashboard.
-async fn check_users<C: ConnectionTrait>(c: &C, r: &Report) -> Result<(), StoreError> {
+/// Installed dashboards (but those named in `except`) that show one of `new`, checked
+/// again with the new definitions: a change that breaks a widget (a KPI given a dimension,
+/// a parameter a widget sets removed) is refused, naming the dashboard.
+pub async fn check_dashboards<C: ConnectionTrait>(
+    c: &C,
+    new: &[Report],
+    except: &[String],
+) -> Result<(), StoreError> {
     let reports = list_reports(c).await?;
     let report_of = |n: &str| {
-        if n == r.name {
-            return Some(r.clone());
-        }
-        reports
-            .iter()
-            .find(|x| x.def.name == n)
-            .map(|x| x.def.clone())
+        new.iter().find(|r| r.name == n).cloned().or_else(|| {
+            reports
+                .iter()
+                .find(|x| x.def.name == n)
+                .map(|x| x.def.clone())
+        })
     };
     let mut errs = Vec::new();
     for d in list_dashboards(c).await? {
-        if !d.def.widgets.iter().any(|w| w.report == r.name) {
+        let shows = d
+            .def
+            .widgets
+            .iter()
+            .any(|w| new.iter().any(|r| r.name == w.report));
+        if !shows || except.contains(&d.def.name) {
             continue;
         }
         let doc = serde_json::to_value(&d.def)?;
@@ -230,7 +238,7 @@ async fn check_users<C: ConnectionTrait>(c: &C, r: &Report) -> Result<(), StoreE
 /// Store a report on its own.
 pub async fn put_report(db: &Db, r: &Report, by: By<'_>) -> Result<(), StoreError> {
     let txn = db.writer.begin().await?;
-    check_users(&txn, r).await?;
+    check_dashboards(&txn, std::slice::from_ref(r), &[]).await?;
     save(&txn, r, None, by).await?;
     txn.commit().await?;
     Ok(())
