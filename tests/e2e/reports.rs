@@ -961,3 +961,40 @@ async fn the_demo_crm_dashboards_answer_every_widget() {
     );
     assert!(first <= count(json!({})).await, "{funnel}");
 }
+
+#[tokio::test]
+async fn bundles_install_export_and_own_their_reports() {
+    let app = TestApp::spawn().await;
+    let bundle = |name: &str, with_form: bool| {
+        let mut b = json!({"name": name, "version": "1.0.0", "label": {"en": name},
+            "reports": [{"name": "per_kind", "form": "thing",
+                "dimensions": [{"field": "kind"}], "measures": [{"fn": "count"}]}],
+            "dashboards": [{"name": format!("{name}_desk"), "widgets": [{"report": "per_kind", "chart": "pie"}]}]});
+        b["forms"] = if with_form {
+            json!([{"name": "thing", "label": {"en": "Thing"}, "fields": [{"name": "kind", "type": "text"}]}])
+        } else {
+            json!([])
+        };
+        b
+    };
+    let (st, r) = app.post("/api/v1/bundles", bundle("first", true)).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(
+        r["reports"],
+        json!([{"name": "per_kind", "action": "create"}])
+    );
+    app.create("thing", json!({"kind": "a"})).await;
+    let (st, d) = app.get("/api/v1/dashboards/first_desk/run").await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    assert_eq!(d["widgets"][0]["result"]["rows"], json!([["a", 1]]));
+    let (_, exported) = app.get("/api/v1/bundles/first/export").await;
+    assert_eq!(exported["reports"][0]["name"], "per_kind");
+    assert_eq!(exported["dashboards"][0]["name"], "first_desk");
+    // Another bundle may not take the report over.
+    let (st, body) = app.post("/api/v1/bundles", bundle("second", false)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        errors(&body)[0],
+        ("reports.per_kind".to_owned(), "definition_owned".to_owned())
+    );
+}
