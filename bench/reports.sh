@@ -16,6 +16,10 @@ RUNS="${RUNS:-5}"
 case "$MODE" in reports|workload|all) ;; *) echo "usage: bash bench/reports.sh [reports|workload|all] [ORDERS] [CUSTOMERS] [LEADS]"; exit 2;; esac
 source "$(dirname "$0")/common.sh"
 export TRELLIS_BENCH_HARNESS="$OUT/harness"
+# Its own server directory (start wipes it), so a run never touches another bench's; the
+# shared workload's adapter finds the server through these.
+ROOT=/tmp/trellis-reports
+export TRELLIS_ROOT="$ROOT" TRELLIS_PORT="$PORT"
 # This benchmark's own scratch database, fresh for each configuration.
 DB=trellis_reports_bench
 fresh_db() { psql "$PG/postgres" -qc "drop database if exists $DB" -c "create database $DB"; }
