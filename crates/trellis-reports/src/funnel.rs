@@ -55,25 +55,27 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     let current = ctx.resolve(&mut joins, form, &base, &settings.field, "funnel.field")?;
     let filter = ctx.where_filter(form, scope)?;
     // Every value the field held, from the audit: a create stores the value, an update
-    // {"before", "after"}. Entries that do not mention the field are skipped unparsed.
+    // {"before", "after"}; each entry's JSON is parsed once. Entries that do not mention
+    // the field are skipped unparsed.
     let name = settings.field.as_str();
+    let is_create = col(AUDIT, "action").eq("create");
     let held = match ctx.dialect {
         trellis_query::Dialect::Sqlite => crate::cx(
             ctx.dialect,
-            "COALESCE(json_extract($1, $2), json_extract($3, $4))",
+            "(CASE WHEN $1 THEN json_extract($2, $3) ELSE json_extract($4, $5) END)",
             [
-                col(AUDIT, "changes"),
-                Expr::val(format!("$.{name}.after")),
+                is_create,
                 col(AUDIT, "changes"),
                 Expr::val(format!("$.{name}")),
+                col(AUDIT, "changes"),
+                Expr::val(format!("$.{name}.after")),
             ],
         ),
         trellis_query::Dialect::Postgres => crate::cx(
             ctx.dialect,
-            "(CASE json_typeof(CAST($1 AS json) -> $2) WHEN 'object' THEN (CAST($3 AS json) -> $4) ->> 'after' ELSE CAST($5 AS json) ->> $6 END)",
+            "(CASE WHEN $1 THEN CAST($2 AS json) ->> $3 ELSE (CAST($4 AS json) -> $5) ->> 'after' END)",
             [
-                col(AUDIT, "changes"),
-                Expr::val(name),
+                is_create,
                 col(AUDIT, "changes"),
                 Expr::val(name),
                 col(AUDIT, "changes"),

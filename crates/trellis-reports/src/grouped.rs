@@ -628,6 +628,20 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
     if let Some(p) = pivot {
         keys.push((p, false));
     }
+    // On PostgreSQL the groups are made in a subquery the planner may not merge (OFFSET):
+    // a LIMIT on the grouping query itself makes it sort a million rows to stream groups
+    // in order (3.4x slower at 1M orders) instead of hashing them and sorting the few.
+    let mut s = match ctx.dialect {
+        trellis_query::Dialect::Postgres => {
+            s.offset(0);
+            let mut outer = Query::select();
+            outer
+                .column(sea_orm::sea_query::Asterisk)
+                .from_subquery(s, Alias::new("g"));
+            outer
+        }
+        trellis_query::Dialect::Sqlite => s,
+    };
     for &(i, desc) in &keys {
         s.order_by_expr_with_nulls(
             Expr::cust(format!("{}", i + 1)),
