@@ -206,9 +206,8 @@ class Sqlite:
     def connect(self, ro=True):
         c = sqlite3.connect(f"file:{self.path}?mode=ro" if ro else self.path, uri=ro, timeout=60,
                             isolation_level=None)
-        # As the server's readers (db.rs): private cache 4 MB, the file mapped, default temp store.
+        # As the server's readers (db.rs): private cache 4 MB, default temp store.
         c.execute("PRAGMA cache_size=-4000")
-        c.execute("PRAGMA mmap_size=1073741824")
         return c
 
     def time_query(self, sql, runs):

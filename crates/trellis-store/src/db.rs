@@ -73,10 +73,6 @@ fn sqlite_url(url: &str) -> String {
     format!("sqlite://{path}?mode=rwc")
 }
 
-/// How much of the SQLite file readers map into memory (pages stay in the OS page cache,
-/// shared by all readers).
-const READER_MMAP_BYTES: u64 = 1 << 30;
-
 impl Db {
     /// Connect, creating the SQLite file if needed.
     pub async fn connect(opts: &DbOptions) -> Result<Self, StoreError> {
@@ -116,15 +112,14 @@ impl Db {
             .idle_timeout(None::<Duration>)
             .sqlx_logging(false)
             // Readers share the OS page cache; a small private cache each keeps memory flat.
-            // They map the file rather than copy pages out of it, and keep the default temp
-            // store: with temp_store=memory a GROUP BY over 100,000 rows ran 1.6x slower
-            // alone, and two at a time contended on the allocator (the aggregate of the
-            // shared workload went from 18 to 51 requests/s with both changes).
+            // They keep the default temp store: with temp_store=memory a GROUP BY over
+            // 100,000 rows ran 1.3x slower alone, and two at a time contended on the
+            // allocator. (Mapping the file made scans faster still, but every connection
+            // maps it apart, so the process's RSS counted the file once per reader.)
             .map_sqlx_sqlite_opts(move |o| {
                 tune(o)
                     .pragma("cache_size", "-4000")
                     .pragma("temp_store", "default")
-                    .pragma("mmap_size", READER_MMAP_BYTES.to_string())
                     .read_only(true)
             });
         let reader = Database::connect(r).await?;
