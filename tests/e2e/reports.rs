@@ -313,6 +313,22 @@ async fn grouped_reports_match_an_independent_computation() {
     .await;
     let out = run(&app, "kpi", json!({"filter": {"qty": {"$gt": 1000}}})).await;
     assert_eq!(out["rows"], json!([[0, 0.0, null]]));
+    // A weighted sum (the forecast's Σ amount × probability %), and the weighted average.
+    create_report(
+        &app,
+        json!({"name": "weighted", "form": "sale",
+        "measures": [{"fn": "sum", "field": "amount", "weight": "qty", "scale": 0.01},
+                     {"fn": "avg", "field": "amount", "weight": "qty", "as": "wavg"}]}),
+    )
+    .await;
+    let out = run(&app, "weighted", json!({})).await;
+    let with_amount = data
+        .sales
+        .iter()
+        .filter_map(|s| s.amount.map(|a| (a, s.qty as f64)));
+    let (num, den) = with_amount.fold((0.0, 0.0), |(n, d), (a, q)| (n + a * q, d + q));
+    assert!(close(&out["rows"][0][0], &json!(num * 0.01)), "{out} {num}");
+    assert!(close(&out["rows"][0][1], &json!(num / den)), "{out}");
     // Durations between two date-times, in hours.
     create_report(&app, json!({"name": "lag", "form": "sale", "filter": {"status": {"$ne": "cancelled"}},
         "measures": [{"fn": "avg", "field": "created_at", "since": "at", "unit": "hours"},
