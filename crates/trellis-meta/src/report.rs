@@ -23,8 +23,6 @@ pub const DASHBOARD_SCHEMA: &str = include_str!("../../../schemas/dashboard.sche
 
 /// Most groups a report may return (its `limit` may not be larger).
 pub const MAX_GROUPS: u64 = 10_000;
-/// Groups returned when a report names no limit.
-pub const DEFAULT_LIMIT: u64 = 1_000;
 /// Most relation hops in a dimension or measure path.
 pub const MAX_HOPS: usize = 3;
 /// Most widgets on one dashboard.
@@ -925,6 +923,58 @@ impl Param {
             ParamType::User => "a user id",
         }
     }
+}
+
+/// The values a run gives for `params` (of the report or dashboard `owner`), checked:
+/// unknown names refused, defaults filled, required ones present, each of its type, and a
+/// `user` parameter's `$me` made `me`. Errors are placed at `params.<name>`.
+pub fn bind_run_params(
+    params: &[Param],
+    given: &Map<String, Value>,
+    me: &str,
+    owner: &str,
+) -> Result<Map<String, Value>, Vec<MetaError>> {
+    let mut errs = Vec::new();
+    for k in given.keys() {
+        if !params.iter().any(|p| &p.name == k) {
+            errs.push(MetaError::new(
+                format!("params.{k}"),
+                "unknown_param",
+                format!("{owner} has no parameter {k:?}"),
+            ));
+        }
+    }
+    let mut out = Map::new();
+    for p in params {
+        let value = given
+            .get(&p.name)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""))
+            .or(p.default.as_ref());
+        let Some(v) = value else {
+            if p.required {
+                errs.push(MetaError::new(
+                    format!("params.{}", p.name),
+                    "required",
+                    format!("the parameter {} is required", p.name),
+                ));
+            }
+            continue;
+        };
+        match param_value(p, v) {
+            Ok(mut v) => {
+                if p.kind == ParamType::User && v.as_str() == Some("$me") {
+                    v = Value::String(me.to_owned());
+                }
+                out.insert(p.name.clone(), v);
+            }
+            Err(e) => errs.push(MetaError::new(
+                format!("params.{}", p.name),
+                "invalid_param",
+                e,
+            )),
+        }
+    }
+    if errs.is_empty() { Ok(out) } else { Err(errs) }
 }
 
 /// `{"$param": name}` placeholders in a filter, each with its path.

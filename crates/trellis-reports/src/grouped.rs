@@ -397,6 +397,17 @@ fn cmp_values(a: &Value, b: &Value) -> Ordering {
     }
 }
 
+/// Order two cells, nulls last whether ascending or descending.
+fn nulls_last(x: &Value, y: &Value, desc: bool) -> Ordering {
+    match (x.is_null(), y.is_null()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if desc => cmp_values(y, x),
+        _ => cmp_values(x, y),
+    }
+}
+
 /// Sort rows by (column index, descending) keys, nulls last either way; `key` gives the
 /// value a cell sorts by (a bin's position rather than its label).
 fn sort_rows(
@@ -406,14 +417,7 @@ fn sort_rows(
 ) {
     rows.sort_by(|a, b| {
         for &(i, desc) in keys {
-            let (x, y) = (&key(i, &a[i]), &key(i, &b[i]));
-            let o = match (x.is_null(), y.is_null()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => Ordering::Greater,
-                (false, true) => Ordering::Less,
-                _ if desc => cmp_values(y, x),
-                _ => cmp_values(x, y),
-            };
+            let o = nulls_last(&key(i, &a[i]), &key(i, &b[i]), desc);
             if o != Ordering::Equal {
                 return o;
             }
@@ -439,7 +443,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
         let f = ctx.resolve(&mut b.joins, form, &base, &d.field, &at)?;
         let datetime = f.kind == ValueKind::DateTime;
         let (expr, sql_kind, kind) = if let Some(bucket) = d.bucket {
-            if !f.meta.temporal() {
+            if !matches!(f.kind, ValueKind::Date | ValueKind::DateTime) {
                 return Err(invalid(
                     format!("dimensions[{i}].bucket"),
                     "not_a_date",
@@ -863,12 +867,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, db: &Db) -> Result<Output, StoreError> {
                 }
             }
         }
-        values.sort_by(|a, b| match (a.is_null(), b.is_null()) {
-            (true, true) => Ordering::Equal,
-            (true, false) => Ordering::Greater,
-            (false, true) => Ordering::Less,
-            _ => cmp_values(&sort_key(p, a), &sort_key(p, b)),
-        });
+        values.sort_by(|a, b| nulls_last(&sort_key(p, a), &sort_key(p, b), false));
         if values.len() > MAX_PIVOT_COLUMNS {
             return Err(invalid(
                 "pivot",

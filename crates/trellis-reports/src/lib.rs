@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use trellis_access::Permissions;
 use trellis_meta::MetaError;
 use trellis_meta::form::Label;
-use trellis_meta::report::{ParamType, Report, ReportKind, bind_params, param_value};
+use trellis_meta::report::{Report, ReportKind, bind_params, bind_run_params};
 use trellis_meta::role::Action;
 use trellis_query::{Catalog, Dialect, Filter, FilterError, ValueKind};
 use trellis_store::access::{self, Visible};
@@ -78,20 +78,6 @@ pub struct Output {
     pub drill: Option<Vec<Value>>,
     /// More groups exist than the report's limit let through.
     pub truncated: bool,
-}
-
-impl Output {
-    /// The filter listing the records behind one cell (row `row`, column `col`).
-    pub fn cell_filter(&self, row: usize, col: usize) -> Option<Value> {
-        let r = self.drill.as_ref()?.get(row)?.clone();
-        if Value::is_null(&r) {
-            return None;
-        }
-        Some(match self.columns.get(col).and_then(|c| c.filter.clone()) {
-            Some(c) => and(vec![r, c]),
-            None => r,
-        })
-    }
 }
 
 /// `$and` of filters, flattened when there is one.
@@ -185,7 +171,6 @@ pub(crate) struct Ctx<'a> {
 pub(crate) struct Resolved {
     pub expr: Expr,
     pub kind: ValueKind,
-    pub meta: trellis_meta::report::Kind,
 }
 
 /// Tables joined for relation paths, each under the path that reached it.
@@ -296,17 +281,9 @@ impl Ctx<'_> {
                 )
             })?;
             if i + 1 == segs.len() {
-                let meta = trellis_meta::report::resolve(
-                    &|f| self.snap.0.get(f).map(|e| e.form.clone()),
-                    form,
-                    path,
-                )
-                .map(|r| r.1)
-                .unwrap_or(trellis_meta::report::Kind::Other);
                 return Ok(Resolved {
                     expr: col(&cur_table, &info.column),
                     kind: info.kind,
-                    meta,
                 });
             }
             let target = info
@@ -383,61 +360,6 @@ impl Ctx<'_> {
 pub(crate) fn apply_joins(s: &mut SelectStatement, joins: &Joins) {
     for (_, table, on) in &joins.list {
         s.left_join(Alias::new(table), on.clone());
-    }
-}
-
-/// Check the run's parameters against the definition: defaults filled, `$me` made the
-/// caller, required ones present, each of its type.
-fn bind(
-    report: &Report,
-    input: &Input,
-    perms: &Permissions,
-) -> Result<Map<String, Value>, StoreError> {
-    let mut errs = Vec::new();
-    for k in input.params.keys() {
-        if !report.params.iter().any(|p| &p.name == k) {
-            errs.push(MetaError::new(
-                format!("params.{k}"),
-                "unknown_param",
-                format!("the report {} has no parameter {k:?}", report.name),
-            ));
-        }
-    }
-    let mut out = Map::new();
-    for p in &report.params {
-        let given = input
-            .params
-            .get(&p.name)
-            .filter(|v| !v.is_null() && v.as_str() != Some(""))
-            .or(p.default.as_ref());
-        let Some(v) = given else {
-            if p.required {
-                errs.push(MetaError::new(
-                    format!("params.{}", p.name),
-                    "required",
-                    format!("the parameter {} is required", p.name),
-                ));
-            }
-            continue;
-        };
-        match param_value(p, v) {
-            Ok(mut v) => {
-                if p.kind == ParamType::User && v.as_str() == Some("$me") {
-                    v = Value::String(perms.user().to_owned());
-                }
-                out.insert(p.name.clone(), v);
-            }
-            Err(e) => errs.push(MetaError::new(
-                format!("params.{}", p.name),
-                "invalid_param",
-                e,
-            )),
-        }
-    }
-    if errs.is_empty() {
-        Ok(out)
-    } else {
-        Err(StoreError::Definition(errs))
     }
 }
 
@@ -587,7 +509,13 @@ pub async fn run(
     perms: &Permissions,
 ) -> Result<Output, StoreError> {
     let snap = store.registry.snapshot();
-    let params = bind(report, input, perms)?;
+    let params = bind_run_params(
+        &report.params,
+        &input.params,
+        perms.user(),
+        &format!("the report {}", report.name),
+    )
+    .map_err(StoreError::Definition)?;
     let ctx = Ctx {
         report,
         snap: &snap,

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use trellis_meta::report::{Dashboard, Report, param_value};
+use trellis_meta::report::{Dashboard, Report, bind_run_params};
 use trellis_meta::role::Action;
 use trellis_reports::{Input, Output};
 use trellis_store::StoreError;
@@ -493,39 +493,8 @@ pub async fn run_dashboard(
 ) -> ApiResult<HttpResponse> {
     let d = stored_dashboard(&state, &path).await?.def;
     let given = object(json_param(&q.params, "params")?, "params")?;
-    let mut shared = Map::new();
-    let mut errs = Vec::new();
-    for k in given.keys() {
-        if !d.params.iter().any(|p| &p.name == k) {
-            errs.push(json!({"field": format!("params.{k}"), "code": "unknown_param", "message": format!("the dashboard has no parameter {k:?}")}));
-        }
-    }
-    for p in &d.params {
-        let Some(v) = given
-            .get(&p.name)
-            .filter(|v| !v.is_null())
-            .or(p.default.as_ref())
-        else {
-            if p.required {
-                errs.push(json!({"field": format!("params.{}", p.name), "code": "required", "message": "required"}));
-            }
-            continue;
-        };
-        match param_value(p, v) {
-            Ok(v) => {
-                shared.insert(p.name.clone(), v);
-            }
-            Err(e) => errs.push(json!({"field": format!("params.{}", p.name), "code": "invalid_param", "message": e})),
-        }
-    }
-    if !errs.is_empty() {
-        return Err(ApiError {
-            code: Code::InvalidRun,
-            detail: format!("{} dashboard parameter(s) are invalid", errs.len()),
-            errors: errs,
-            extra: None,
-        });
-    }
+    let shared = bind_run_params(&d.params, &given, caller.perms().user(), "the dashboard")
+        .map_err(|errs| run_error(StoreError::Definition(errs)))?;
     let reports = defs::list_reports(&state.store.db.reader).await?;
     let caller = &caller;
     let runs = d.widgets.iter().map(|w| {
