@@ -13,6 +13,7 @@ pub mod report;
 pub mod role;
 pub mod rule;
 pub mod stage;
+pub mod text;
 pub mod workflow;
 
 pub use bundle::Bundle;
