@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::RESERVED_NAMES;
 use crate::autonumber;
+use crate::dedupe;
 use crate::error::MetaError;
 use crate::form::{Field, FieldType, Form, OnDelete};
 use crate::record::validate_field_value;
@@ -112,7 +113,8 @@ pub fn check_bundle_shape(doc: &Value) -> Vec<MetaError> {
     schema_errors(BUNDLE_SCHEMA, &CELL, doc, "")
 }
 
-fn name_ok(name: &str) -> bool {
+/// A machine name: `^[a-z][a-z0-9_]{0,62}$`.
+pub(crate) fn name_ok(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z'))
         && name.len() <= 63
@@ -148,6 +150,7 @@ pub fn semantic(form: &Form, form_exists: &dyn Fn(&str) -> bool, prefix: &str) -
     }
     check_fields(&form.fields, form_exists, &at("fields"), false, &mut errs);
     check_stages(form, &at("fields"), &mut errs);
+    errs.extend(dedupe::check_at(form, &at("duplicates")));
     errs
 }
 

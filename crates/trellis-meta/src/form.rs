@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
+use crate::dedupe;
+
 /// Labels by language tag (`en`, `zh-CN`).
 pub type Label = BTreeMap<String, String>;
 
@@ -25,6 +27,9 @@ pub struct Form {
     pub title_field: Option<String>,
     /// The fields, in display order.
     pub fields: Vec<Field>,
+    /// Rules that say when two records are the same thing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<dedupe::MatchRule>,
 }
 
 impl Form {

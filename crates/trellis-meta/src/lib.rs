@@ -6,6 +6,7 @@
 pub mod autonumber;
 pub mod bundle;
 pub mod check;
+pub mod dedupe;
 pub mod error;
 pub mod form;
 pub mod record;
