@@ -104,6 +104,77 @@ impl WorkflowArgs {
     }
 }
 
+/// `trellis import`: the options of `POST /api/v1/data/{form}/import`, as flags.
+#[derive(Debug, clap::Args)]
+struct ImportArgs {
+    /// The form to import into.
+    #[arg(required_unless_present = "resume")]
+    form: Option<String>,
+    /// The CSV or XLSX file.
+    #[arg(required_unless_present = "resume")]
+    file: Option<PathBuf>,
+    /// Resume the interrupted import with this id instead.
+    #[arg(long, conflicts_with_all = ["form", "file"])]
+    resume: Option<String>,
+    /// insert, update or upsert.
+    #[arg(long)]
+    mode: Option<String>,
+    /// The field that finds existing records (update, upsert).
+    #[arg(long)]
+    key: Option<String>,
+    /// JSON {"header": "field"} ("" leaves a column out), or @FILE holding it.
+    #[arg(long)]
+    mapping: Option<String>,
+    /// JSON {"field": value} given to every row, or @FILE.
+    #[arg(long)]
+    constants: Option<String>,
+    /// JSON {"relation field": "target field"}, or @FILE.
+    #[arg(long)]
+    relation_keys: Option<String>,
+    /// abort (all or nothing, the default) or skip (bad rows go to the error file).
+    #[arg(long)]
+    on_error: Option<String>,
+    /// rules (default), skip, update, merge, flag or ignore.
+    #[arg(long)]
+    duplicates: Option<String>,
+    /// Only report what would happen.
+    #[arg(long)]
+    dry_run: bool,
+    /// Empty cells clear the fields of updated records.
+    #[arg(long)]
+    clear_empty: bool,
+    /// Time zone of dates without an offset (default UTC).
+    #[arg(long)]
+    tz: Option<String>,
+    /// csv or xlsx (default: detected).
+    #[arg(long)]
+    format: Option<String>,
+    /// utf-8, gbk, gb18030, utf-16le or utf-16be (default: detected).
+    #[arg(long)]
+    encoding: Option<String>,
+    /// One character, or tab (default: detected).
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// The XLSX sheet (default: the first).
+    #[arg(long)]
+    sheet: Option<String>,
+    /// Rows per transaction (default 1000).
+    #[arg(long)]
+    batch: Option<String>,
+    /// Run as this user (e-mail): their permissions, their name in the audit.
+    #[arg(long = "as")]
+    as_user: Option<String>,
+    /// Where import jobs keep their files (the server's files directory).
+    #[arg(long, env = "TRELLIS_FILES_DIR", default_value = "./files")]
+    files_dir: PathBuf,
+    /// Copy the error file (the rejected rows) here when there is one.
+    #[arg(long)]
+    errors: Option<PathBuf>,
+    /// No progress bar; print the finished job as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
@@ -123,6 +194,9 @@ enum Command {
         /// Largest file upload in bytes.
         #[arg(long, env = "TRELLIS_MAX_UPLOAD_BYTES", default_value_t = 50 << 20)]
         max_upload_bytes: usize,
+        /// Largest file to import in bytes (streamed to disk, never held in memory).
+        #[arg(long, env = "TRELLIS_MAX_IMPORT_BYTES", default_value_t = 1 << 30)]
+        max_import_bytes: u64,
         /// HTTP worker threads (0: one per core).
         #[arg(long, env = "TRELLIS_WORKERS", default_value_t = 0)]
         workers: usize,
@@ -137,6 +211,9 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Import a CSV or XLSX file into a form (or resume an interrupted import), with a
+    /// progress bar. Runs as the system unless --as names a user.
+    Import(ImportArgs),
     /// Validate, install or export bundles.
     Bundle {
         #[command(subcommand)]
@@ -272,6 +349,7 @@ fn apply_toml(m: &ArgMatches, cli: &mut Cli) -> Result<()> {
             admin_password,
             files_dir,
             max_upload_bytes,
+            max_import_bytes,
             workflow,
         },
         Some(("serve", sm)),
@@ -281,6 +359,11 @@ fn apply_toml(m: &ArgMatches, cli: &mut Cli) -> Result<()> {
             && let Some(v) = s("files_dir")
         {
             *files_dir = v.into();
+        }
+        if defaulted(sm, "max_import_bytes")
+            && let Some(v) = i("max_import_bytes")
+        {
+            *max_import_bytes = u64::try_from(v).context("max_import_bytes")?;
         }
         if defaulted(sm, "max_upload_bytes")
             && let Some(v) = i("max_upload_bytes")
@@ -485,6 +568,7 @@ async fn run(cli: Cli) -> Result<()> {
             admin_password,
             files_dir,
             max_upload_bytes,
+            max_import_bytes,
             workflow,
         } => {
             let store = open(&cli).await?;
@@ -512,13 +596,19 @@ async fn run(cli: Cli) -> Result<()> {
                     workers: *workers,
                     files_dir: files_dir.clone(),
                     max_upload_bytes: *max_upload_bytes,
+                    max_import_bytes: *max_import_bytes,
                 },
             )?;
+            tokio::spawn(trellis_server::routes::imports::resume(state.clone()));
             trellis_server::run(state, bind, |addr| {
                 println!("Trellis listening on http://{addr} (API docs at http://{addr}/docs/)");
                 let _ = std::io::stdout().flush();
             })
             .await?;
+        }
+        Command::Import(args) => {
+            let store = open(&cli).await?;
+            return import(&store, args).await;
         }
         Command::Migrate => {
             let store = open(&cli).await?;
@@ -700,5 +790,179 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A JSON flag's value: the text, or the content of the file after `@`.
+fn json_flag(v: &Option<String>) -> Result<Option<String>> {
+    match v.as_deref() {
+        Some(f) if f.starts_with('@') => Ok(Some(
+            std::fs::read_to_string(&f[1..]).with_context(|| format!("reading {}", &f[1..]))?,
+        )),
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
+/// `trellis import`: register the job (or pick up an interrupted one), run it here with
+/// a progress bar, and say what it did.
+async fn import(store: &Store, a: &ImportArgs) -> Result<()> {
+    use std::sync::Arc;
+    use trellis_store::imports::{ImportOptions, Live};
+    let (actor, perms) = match &a.as_user {
+        None => (Actor::default(), trellis_access::Permissions::system()),
+        Some(email) => {
+            let u = auth::find_user_by_email(&store.db, email)
+                .await?
+                .with_context(|| format!("no user {email}"))?;
+            let p = auth::principal_of(&store.db, &u.id)
+                .await?
+                .with_context(|| format!("{email} is disabled"))?;
+            (
+                Actor::user(Some(p.id.clone())),
+                trellis_access::Permissions::new(p.subject(), store.roles.resolve(&p.roles)),
+            )
+        }
+    };
+    let dir = a.files_dir.join("imports");
+    let id = match (&a.resume, &a.form, &a.file) {
+        (Some(id), _, _) => id.clone(),
+        (None, Some(form), Some(file)) => {
+            let (mapping, constants, relation_keys) = (
+                json_flag(&a.mapping)?,
+                json_flag(&a.constants)?,
+                json_flag(&a.relation_keys)?,
+            );
+            let flag = |b: bool| b.then(|| "true".to_owned());
+            let pairs = [
+                ("mapping", mapping),
+                ("constants", constants),
+                ("relation_keys", relation_keys),
+                ("mode", a.mode.clone()),
+                ("key", a.key.clone()),
+                ("on_error", a.on_error.clone()),
+                ("duplicates", a.duplicates.clone()),
+                ("dry_run", flag(a.dry_run)),
+                ("clear_empty", flag(a.clear_empty)),
+                ("tz", a.tz.clone()),
+                ("format", a.format.clone()),
+                ("encoding", a.encoding.clone()),
+                ("delimiter", a.delimiter.clone()),
+                ("sheet", a.sheet.clone()),
+                ("batch", a.batch.clone()),
+            ];
+            let opts = ImportOptions::from_pairs(
+                pairs
+                    .iter()
+                    .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))),
+            )
+            .map_err(|e| anyhow::anyhow!("{}", problems(&e)))?;
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+            let job = store
+                .create_import(&dir, form, file, true, name, opts, &actor, &perms)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", problems(&e)))?;
+            if !a.json {
+                for c in &job.columns {
+                    match (&c.field, &c.note) {
+                        (Some(f), _) => eprintln!("  {} → {f}", c.header),
+                        (None, Some(n)) => eprintln!("  {} (left out: {n})", c.header),
+                        (None, None) => eprintln!("  {} (left out)", c.header),
+                    }
+                }
+            }
+            job.id
+        }
+        _ => bail!("name the form and the file, or --resume an import"),
+    };
+    let live = Arc::new(Live::default());
+    let run = {
+        let (store, dir, id, live) = (store.clone(), dir.clone(), id.clone(), live.clone());
+        tokio::spawn(async move { store.run_import(&dir, &id, &actor, &perms, live).await })
+    };
+    let bar = if a.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {percent}% {msg} ({elapsed}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    while !run.is_finished() {
+        let p = live.progress.lock().clone();
+        bar.set_length(p.total_bytes.max(1));
+        bar.set_position(p.bytes);
+        bar.set_message(format!("{} rows, {} errors", p.rows, p.rejected));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    bar.finish_and_clear();
+    let job = run
+        .await?
+        .map_err(|e| anyhow::anyhow!("the import {id} stopped: {e}"))?;
+    let errors = trellis_store::imports::error_path(&dir, &id);
+    if let Some(to) = &a.errors
+        && job.progress.rejected > 0
+    {
+        std::fs::copy(&errors, to).with_context(|| format!("writing {}", to.display()))?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        let p = &job.progress;
+        println!(
+            "import {}: {}{} — {} rows: {} created, {} updated, {} merged, {} flagged, {} skipped, {} rejected",
+            job.id,
+            job.status,
+            if job.options.dry_run {
+                " (dry run)"
+            } else {
+                ""
+            },
+            p.rows,
+            p.created,
+            p.updated,
+            p.merged,
+            p.flagged,
+            p.skipped,
+            p.rejected
+        );
+        for e in p.errors.iter().take(20) {
+            println!(
+                "  row {}{}: {}",
+                e.row,
+                e.column
+                    .as_deref()
+                    .map(|c| format!(" {c}"))
+                    .unwrap_or_default(),
+                e.message
+            );
+        }
+        if p.rejected > 0 {
+            println!(
+                "the rejected rows: {}",
+                a.errors.as_ref().unwrap_or(&errors).display()
+            );
+        }
+        if let Some(f) = &p.failure {
+            println!("{f}");
+        }
+    }
+    if job.status != "done" {
+        bail!("the import ended {}", job.status);
+    }
+    Ok(())
+}
+
+/// A store error with each field problem on its own line.
+fn problems(e: &trellis_store::StoreError) -> String {
+    match e {
+        trellis_store::StoreError::Validation(es) => es
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
     }
 }

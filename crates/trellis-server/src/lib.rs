@@ -21,8 +21,8 @@ use crate::auth::TokenCache;
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
 use crate::routes::{
-    audit, bundles, files, forms, inbox, ops, public, records, reports, roles, rules, users,
-    workflows,
+    audit, bundles, files, forms, imports, inbox, ops, public, records, reports, roles, rules,
+    users, workflows,
 };
 
 /// Settings of the HTTP server.
@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub files_dir: std::path::PathBuf,
     /// Largest upload in bytes.
     pub max_upload_bytes: usize,
+    /// Largest file to import, in bytes (streamed to disk, never held in memory).
+    pub max_import_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +47,7 @@ impl Default for ServerConfig {
             workers: 0,
             files_dir: "files".into(),
             max_upload_bytes: 50 << 20,
+            max_import_bytes: 1 << 30,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Public form submissions per address.
     pub public_limits: public::RateLimiter,
+    /// The runtime background jobs (imports) run on, not a request worker's.
+    pub runtime: tokio::runtime::Handle,
 }
 
 fn query_error(
@@ -253,6 +258,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/data/{form}/batch").post(records::batch))
                 .service(resource("/data/{form}/reassign").post(records::reassign))
                 .service(resource("/data/{form}/export").get(records::export))
+                .service(resource("/data/{form}/import").post(imports::start))
+                .service(resource("/imports").get(imports::list))
+                .service(
+                    resource("/imports/{id}")
+                        .get(imports::get)
+                        .delete(imports::delete),
+                )
+                .service(resource("/imports/{id}/rows").get(imports::rows))
+                .service(resource("/imports/{id}/errors").get(imports::errors))
+                .service(resource("/imports/{id}/cancel").post(imports::cancel))
                 .service(
                     resource("/data/{form}/{id}")
                         .get(records::get)
@@ -278,6 +293,7 @@ pub fn state(
         openapi_base: openapi::base(),
         config,
         public_limits: public::RateLimiter::default(),
+        runtime: tokio::runtime::Handle::current(),
     }))
 }
 

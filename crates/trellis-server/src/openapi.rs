@@ -9,7 +9,7 @@ use trellis_store::FormEntry;
 use utoipa::OpenApi;
 
 use crate::routes::{
-    audit, bundles, forms, inbox, ops, public, reports, roles, rules, users, workflows,
+    audit, bundles, forms, imports, inbox, ops, public, reports, roles, rules, users, workflows,
 };
 
 /// The static part of the API.
@@ -31,9 +31,10 @@ use crate::routes::{
         public::get, public::put, public::delete, public::submit,
         forms::list, forms::create, forms::get, forms::put, forms::delete, forms::list_versions, forms::columns,
         bundles::list, bundles::install, bundles::export,
+        imports::start, imports::list, imports::get, imports::rows, imports::errors, imports::cancel, imports::delete,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
-    tags((name = "auth"), (name = "people"), (name = "rules"), (name = "workflows"), (name = "reports", description = "Reports and dashboards"), (name = "forms"), (name = "bundles"), (name = "operations"), (name = "records", description = "Generated for every form"))
+    tags((name = "auth"), (name = "people"), (name = "rules"), (name = "workflows"), (name = "reports", description = "Reports and dashboards"), (name = "forms"), (name = "bundles"), (name = "imports", description = "CSV and XLSX imports, run as jobs"), (name = "operations"), (name = "records", description = "Generated for every form"))
 )]
 pub struct ApiDoc;
 

@@ -111,6 +111,30 @@ pub fn check_fields<'a>(
     Ok(())
 }
 
+/// Refuse an import the caller may not run: creating needs create, updating needs update.
+pub fn check_may_import(
+    perms: &Permissions,
+    form: &str,
+    mode: crate::imports::ImportMode,
+) -> Result<(), StoreError> {
+    use crate::imports::ImportMode;
+    let needs: &[Action] = match mode {
+        ImportMode::Insert => &[Action::Create],
+        ImportMode::Update => &[Action::Update],
+        ImportMode::Upsert => &[Action::Create, Action::Update],
+    };
+    for a in needs {
+        if !perms.may(form, *a) {
+            return Err(StoreError::forbidden(
+                "",
+                "not_permitted",
+                format!("you may not {} {form} records", a.as_str()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Before validation: may the caller create records of the form, for the owner named in
 /// the input (if any)? So a refusal comes before any complaint about the values.
 pub fn check_may_create(

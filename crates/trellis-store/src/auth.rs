@@ -762,6 +762,29 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, St
     }))
 }
 
+/// A user as a principal without a token (for work resumed on their behalf): their
+/// roles and teams now; None when the user is gone or disabled.
+pub async fn principal_of(db: &Db, id: &str) -> Result<Option<Principal>, StoreError> {
+    let u = user::Entity::find_by_id(id.to_owned())
+        .one(&db.reader)
+        .await?;
+    let Some(u) = u.filter(|u| u.active) else {
+        return Ok(None);
+    };
+    Ok(Some(Principal {
+        roles: crate::roles::of_user(&db.reader, &u.id).await?,
+        team: teammates(&db.reader, &u.id).await?,
+        subordinates: subordinates(&db.reader, &u.id).await?,
+        id: u.id,
+        email: u.email,
+        name: u.name,
+        is_admin: u.is_admin,
+        token_id: String::new(),
+        read_only: false,
+        forms: None,
+    }))
+}
+
 /// Changes to a user; what is None stays as it is.
 #[derive(Debug, Clone, Default)]
 pub struct UserPatch {

@@ -130,7 +130,8 @@ async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) -> Vec<(Strin
         let values: Vec<Map<String, Value>> = group.iter().map(|j| j.values.clone()).collect();
         let together = match txn.begin().await {
             Ok(sp) => {
-                match insert_records(&sp, db, &snap, &entry, values, &actor, now, false).await {
+                match insert_records(&sp, db, &snap, &entry, values, &actor, now, false, true).await
+                {
                     Ok(recs) => match sp.commit().await {
                         Ok(()) => Some(recs),
                         Err(_) => None,
@@ -171,6 +172,7 @@ async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) -> Vec<(Strin
                         &j.actor,
                         now,
                         false,
+                        true,
                     )
                     .await
                     {

@@ -7,6 +7,7 @@ pub mod admin_audit;
 pub mod auth;
 pub mod bundles;
 pub mod db;
+pub mod dedupe;
 mod definitions;
 pub mod entity;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod files;
 pub mod forms;
 pub mod formulas;
 mod group;
+pub mod imports;
 pub mod migrate;
 // Frozen table definitions: only their DDL is used.
 #[allow(dead_code)]
@@ -58,6 +60,8 @@ pub struct Store {
     pub(crate) group: Option<group::GroupWriter>,
     /// Rows written since tables were last analyzed.
     pub(crate) stats: Arc<stats::Stats>,
+    /// Import jobs running in this process.
+    pub(crate) imports: Arc<imports::Running>,
 }
 
 impl Store {
@@ -84,6 +88,7 @@ impl Store {
             rules,
             group,
             stats,
+            imports: Arc::default(),
         })
     }
 

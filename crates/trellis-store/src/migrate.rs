@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "workflow outbox, runs, steps, tasks, approvals, notifications, messages",
     ),
     (9, "report and dashboard definitions"),
+    (10, "import jobs, duplicate-match keys"),
 ];
 
 /// Rule definitions.
@@ -48,6 +49,11 @@ pub const WORKFLOW_VERSIONS: &str = "trellis_workflow_versions";
 pub const REPORTS: &str = "trellis_reports";
 /// Dashboard definitions.
 pub const DASHBOARDS: &str = "trellis_dashboards";
+
+/// Import jobs: their options, where they got to and what they did.
+pub const IMPORTS: &str = "trellis_imports";
+/// Each record's normalized key per duplicate rule of its form.
+pub const MATCH_KEYS: &str = "trellis_match_keys";
 
 /// Record changes waiting for the workflow engine (the transactional outbox).
 pub const EVENTS: &str = "trellis_events";
@@ -102,6 +108,43 @@ async fn apply(txn: &DatabaseTransaction, n: i64) -> Result<(), StoreError> {
         trellis_query::Dialect::Sqlite
     };
     let schema = Schema::new(backend);
+    if n == 10 {
+        txn.execute(
+            Table::create()
+                .table(IMPORTS)
+                .col(ColumnDef::new("id").text().not_null().primary_key())
+                .col(ColumnDef::new("form").text().not_null())
+                .col(ColumnDef::new("status").text().not_null())
+                .col(ColumnDef::new("options").text().not_null())
+                .col(ColumnDef::new("file").text().not_null())
+                .col(ColumnDef::new("file_name").text())
+                .col(ColumnDef::new("progress").text().not_null())
+                .col(ColumnDef::new("created_by").text())
+                .col(ColumnDef::new("created_at").text().not_null())
+                .col(ColumnDef::new("updated_at").text().not_null())
+                .col(ColumnDef::new("finished_at").text()),
+        )
+        .await?;
+        txn.execute(
+            Table::create()
+                .table(MATCH_KEYS)
+                .col(ColumnDef::new("form").text().not_null())
+                .col(ColumnDef::new("record_id").text().not_null())
+                .col(ColumnDef::new("rule").text().not_null())
+                .col(ColumnDef::new("key").text().not_null())
+                .primary_key(Index::create().col("form").col("record_id").col("rule")),
+        )
+        .await?;
+        txn.execute(
+            Index::create()
+                .name("trellis_match_keys_key")
+                .table(MATCH_KEYS)
+                .col("form")
+                .col("rule")
+                .col("key"),
+        )
+        .await?;
+    }
     if n == 9 {
         for table in [REPORTS, DASHBOARDS] {
             txn.execute(

@@ -169,6 +169,26 @@ pub(crate) async fn read_one<C: ConnectionTrait>(
     }
 }
 
+/// Whole records in id order after `after` ("" for the start), at most `limit`.
+pub(crate) async fn read_page<C: ConnectionTrait>(
+    c: &C,
+    dialect: Dialect,
+    entry: &FormEntry,
+    after: &str,
+    limit: u64,
+) -> Result<Vec<Map<String, Value>>, StoreError> {
+    let proj = Projection::new(entry, None, &[])?;
+    let mut s = proj.select(&entry.table);
+    s.and_where(col(&entry.table, "id").gt(after))
+        .order_by(Alias::new("id"), Order::Asc)
+        .limit(limit);
+    c.query_all(&s)
+        .await?
+        .iter()
+        .map(|r| proj.read(r, dialect))
+        .collect()
+}
+
 /// The columns a select reads: system columns, then the wanted fields.
 struct Projection {
     cols: Vec<(String, String, ValueKind)>,
@@ -463,8 +483,10 @@ impl Store {
                 return Err(StoreError::Validation(gates));
             }
         }
-        let mut records =
-            insert_records(&txn, &self.db, &snap, &entry, prepared, actor, now, batch).await?;
+        let mut records = insert_records(
+            &txn, &self.db, &snap, &entry, prepared, actor, now, batch, true,
+        )
+        .await?;
         txn.commit().await?;
         self.db.watch.ring();
         for r in &mut records {
@@ -847,11 +869,19 @@ impl Store {
         write_audit(
             &txn,
             &self.db.watch,
-            &[(form, id, version + 1, "update", Value::Object(changes))],
+            &[(
+                form,
+                id,
+                version + 1,
+                "update",
+                Value::Object(changes.clone()),
+            )],
             actor,
             now,
         )
         .await?;
+        let changed: Vec<&str> = changes.keys().map(String::as_str).collect();
+        crate::dedupe::rekey(&txn, &entry.form, id, &merged, &changed).await?;
         txn.commit().await?;
         self.db.watch.ring();
         access::redact(perms, form, &mut merged);
@@ -1009,7 +1039,7 @@ impl Store {
 }
 
 /// A new record as it will be stored, or the field errors a batch collects before it fails.
-enum NewRecord {
+pub(crate) enum NewRecord {
     /// Validated and computed, with the failures of rules that keep the write.
     Ready(Map<String, Value>, Vec<trellis_rules::RuleError>),
     /// Field errors (of validation or of validation rules).
@@ -1020,7 +1050,7 @@ enum NewRecord {
 /// create and each record of a batch: permission to create, validation, formulas, the
 /// create filters, rules (whose outputs are checked and may feed formulas).
 #[allow(clippy::too_many_arguments)]
-async fn new_record<C: ConnectionTrait>(
+pub(crate) async fn new_record<C: ConnectionTrait>(
     host: &mut Host<'_, C>,
     snap: &Snapshot,
     entry: &FormEntry,
@@ -1099,7 +1129,7 @@ impl Store {
     /// What a non-administrator writes may only point at what they can see: a related
     /// record they cannot read is answered like one that does not exist, and a file can be
     /// attached only by its uploader (or kept where it already is).
-    async fn check_references(
+    pub(crate) async fn check_references(
         &self,
         snap: &Snapshot,
         entry: &FormEntry,
@@ -1472,6 +1502,7 @@ pub(crate) async fn insert_records(
     actor: &Actor,
     now: DateTime<Utc>,
     batch: bool,
+    block_duplicates: bool,
 ) -> Result<Vec<Map<String, Value>>, StoreError> {
     let dialect = db.dialect;
     let prefix = |i: usize| {
@@ -1483,6 +1514,9 @@ pub(crate) async fn insert_records(
     };
     crate::files::resolve(txn, &entry.form.fields, &mut prepared, &prefix).await?;
     check_refs(txn, snap, entry, &prepared, batch).await?;
+    if block_duplicates {
+        crate::dedupe::block(txn, &entry.form, &prepared, &prefix).await?;
+    }
     let form = &entry.form;
     let now_s = json!(format_datetime(&now));
     let autos: Vec<(String, autonumber::Format)> = form
@@ -1588,6 +1622,16 @@ pub(crate) async fn insert_records(
         .map(|(id, v, ch)| (form.name.as_str(), id.as_str(), *v, "create", ch.clone()))
         .collect();
     write_audit(txn, &db.watch, &refs, actor, now).await?;
+    if !form.duplicates.is_empty() {
+        let keyed: Vec<(String, Vec<(String, String)>)> = records
+            .iter()
+            .map(|r| {
+                let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+                (id.to_owned(), crate::dedupe::keys(form, r))
+            })
+            .collect();
+        crate::dedupe::write_keys(txn, &form.name, &keyed).await?;
+    }
     Ok(records)
 }
 
@@ -1879,6 +1923,9 @@ fn delete_in<'a>(
         if txn.execute(&d).await?.rows_affected() == 0 {
             // Already deleted through another path of the same cascade.
             return Ok(());
+        }
+        if !entry.form.duplicates.is_empty() {
+            crate::dedupe::delete_keys(txn, &entry.form.name, std::slice::from_ref(&id)).await?;
         }
         let mut before = Map::new();
         for (k, v) in &current {

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bundles;
 pub mod files;
 pub mod forms;
+pub mod imports;
 pub mod inbox;
 pub mod ops;
 pub mod public;
