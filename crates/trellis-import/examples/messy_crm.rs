@@ -1973,7 +1973,8 @@ fn new_lead(ctx: &mut Ctx, co: usize, cos: &[LeadCo]) -> Lead {
     let phone_style = phone
         .as_ref()
         .map_or(0, |p| ctx.rng.random_range(0..p.styles()));
-    let email = if ctx.rng.random_bool(0.04) {
+    // The CRM wants a phone or an e-mail: a lead without a phone keeps its e-mail.
+    let email = if phone.is_some() && ctx.rng.random_bool(0.04) {
         None
     } else {
         Some(ctx.email(&local, &c.domain))

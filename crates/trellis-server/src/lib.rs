@@ -259,6 +259,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/data/{form}/reassign").post(records::reassign))
                 .service(resource("/data/{form}/export").get(records::export))
                 .service(resource("/data/{form}/import").post(imports::start))
+                .service(resource("/data/{form}/duplicates").get(records::duplicates))
+                .service(resource("/data/{form}/merge").post(records::merge))
                 .service(resource("/imports").get(imports::list))
                 .service(
                     resource("/imports/{id}")

@@ -18,6 +18,7 @@ pub mod forms;
 pub mod formulas;
 mod group;
 pub mod imports;
+pub mod merge;
 pub mod migrate;
 // Frozen table definitions: only their DDL is used.
 #[allow(dead_code)]

@@ -84,8 +84,10 @@ pub struct AuditEntry {
     pub id: i64,
     /// Record version after the change.
     pub version: i64,
-    /// `create`, `update` or `delete`.
+    /// `create`, `update`, `delete` or `merge`.
     pub action: String,
+    /// The record the entry is about: this one, or one merged into it.
+    pub record_id: String,
     /// Who.
     pub actor: Option<String>,
     /// When.
@@ -120,7 +122,7 @@ fn sql_value(
 }
 
 /// `updated_at` as a bound value.
-fn stamp(now: &DateTime<Utc>, dialect: Dialect) -> Result<sea_orm::Value, StoreError> {
+pub(crate) fn stamp(now: &DateTime<Utc>, dialect: Dialect) -> Result<sea_orm::Value, StoreError> {
     sql_value(
         ValueKind::DateTime,
         &json!(format_datetime(now)),
@@ -130,7 +132,7 @@ fn stamp(now: &DateTime<Utc>, dialect: Dialect) -> Result<sea_orm::Value, StoreE
 }
 
 /// Canonical JSON of a stored value (numbers of float columns as floats, times in the fixed format).
-fn canonical(kind: ValueKind, v: Value) -> Value {
+pub(crate) fn canonical(kind: ValueKind, v: Value) -> Value {
     match (kind, &v) {
         (ValueKind::Float, Value::Number(n)) => n.as_f64().map(Value::from).unwrap_or(v),
         (ValueKind::DateTime, Value::String(s)) => parse_datetime(s)
@@ -298,7 +300,7 @@ fn unique_field(entry: &FormEntry, err: &DbErr) -> Option<String> {
         .or_else(|| Some(String::new()))
 }
 
-fn map_write_err(entry: &FormEntry, e: DbErr, prefix: &str) -> StoreError {
+pub(crate) fn map_write_err(entry: &FormEntry, e: DbErr, prefix: &str) -> StoreError {
     match unique_field(entry, &e) {
         Some(f) => StoreError::Unique {
             field: format!("{prefix}{f}"),
@@ -997,11 +999,33 @@ impl Store {
         if access::rows(perms, &snap, form, Action::Read)?.is_some() {
             self.get(form, id, Some(&["id".to_owned()]), perms).await?;
         }
+        // Records merged into this one (and into those) keep their history here.
+        let mut ids = vec![id.to_owned()];
+        let mut i = 0;
+        while i < ids.len() && ids.len() < 1000 {
+            let mut m = Query::select();
+            m.column(Alias::new("changes"))
+                .from(Alias::new(AUDIT))
+                .and_where(Expr::col(Alias::new("form")).eq(form))
+                .and_where(Expr::col(Alias::new("record_id")).eq(ids[i].as_str()))
+                .and_where(Expr::col(Alias::new("action")).eq("merge"));
+            for r in self.db.reader.query_all(&m).await? {
+                let ch: Value = serde_json::from_str(&r.try_get_by_index::<String>(0)?)?;
+                if let Some(from) = ch[crate::merge::MERGED_FROM]["after"]["id"].as_str()
+                    && !ids.iter().any(|x| x == from)
+                {
+                    ids.push(from.to_owned());
+                }
+            }
+            i += 1;
+        }
         let mut s = Query::select();
-        s.columns(["id", "version", "action", "actor", "at", "changes"].map(Alias::new))
-            .from(Alias::new(AUDIT))
-            .and_where(Expr::col(Alias::new("form")).eq(form))
-            .and_where(Expr::col(Alias::new("record_id")).eq(id))
+        s.columns(
+            ["id", "version", "action", "actor", "at", "changes", "record_id"].map(Alias::new),
+        )
+        .from(Alias::new(AUDIT))
+        .and_where(Expr::col(Alias::new("form")).eq(form))
+        .and_where(Expr::col(Alias::new("record_id")).is_in(ids))
             .order_by(Alias::new("id"), Order::Asc);
         let rows = self.db.reader.query_all(&s).await?;
         if rows.is_empty() {
@@ -1019,7 +1043,16 @@ impl Store {
             );
             if let Value::Object(m) = &mut changes {
                 let before = m.len();
-                m.retain(|k, _| access::visible(perms, form, k));
+                m.retain(|k, _| {
+                    access::visible(perms, form, k)
+                        || (action == "merge" && k == crate::merge::MERGED_FROM)
+                });
+                if let Some(gone) = m
+                    .get_mut(crate::merge::MERGED_FROM)
+                    .and_then(|v| v["after"]["values"].as_object_mut())
+                {
+                    gone.retain(|k, _| access::visible(perms, form, k));
+                }
                 // An update of hidden fields only is not the caller's business.
                 if m.is_empty() && before > 0 && action == "update" {
                     continue;
@@ -1032,6 +1065,7 @@ impl Store {
                 actor: r.try_get_by_index(3)?,
                 at: r.try_get_by_index(4)?,
                 changes,
+                record_id: r.try_get_by_index(6)?,
             });
         }
         Ok(out)
@@ -1108,7 +1142,7 @@ pub(crate) async fn new_record<C: ConnectionTrait>(
 }
 
 /// Both filters (None: no limit).
-fn both(a: Option<Filter>, b: Option<Filter>) -> Option<Filter> {
+pub(crate) fn both(a: Option<Filter>, b: Option<Filter>) -> Option<Filter> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.and(b)),
         (a, b) => a.or(b),
@@ -1275,7 +1309,7 @@ fn expand_changes(action: &str, changes: Value) -> Value {
     }
 }
 
-async fn read_for_update(
+pub(crate) async fn read_for_update(
     txn: &DatabaseTransaction,
     dialect: Dialect,
     entry: &FormEntry,

@@ -141,11 +141,79 @@ pub async fn create(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/data/{form}/{id}")))
-        .insert_header((header::ETAG, etag(&rec)))
+    let mut resp = HttpResponse::Created();
+    resp.insert_header((header::LOCATION, format!("/api/v1/data/{form}/{id}")))
+        .insert_header((header::ETAG, etag(&rec)));
+    // A `warn` duplicate rule lets the create through and says what it matched.
+    let dupes = state
+        .store
+        .duplicates_of(&form, &id, &rec, caller.perms())
+        .await?;
+    if !dupes.is_empty() {
+        let text: Vec<String> = dupes
+            .iter()
+            .map(|(rule, ids)| format!("{rule}={}", ids.join(",")))
+            .collect();
+        resp.insert_header((DUPLICATES_HEADER, text.join("; ")));
+    }
+    Ok(resp
         .content_type("application/json")
         .body(Value::Object(rec).to_string()))
+}
+
+/// Answers a create that duplicate rules matched: `rule=id,id; rule=id`.
+pub const DUPLICATES_HEADER: &str = "Trellis-Duplicates";
+
+/// `?rule=&limit=`.
+#[derive(Debug, Deserialize)]
+pub struct DuplicateParams {
+    rule: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/data/{form}/duplicates`: groups of readable records that a duplicate
+/// rule of the form matches.
+pub async fn duplicates(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<DuplicateParams>,
+) -> ApiResult<HttpResponse> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let groups = state
+        .store
+        .duplicate_groups(&path, q.rule.as_deref(), limit, caller.perms())
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "data": groups })))
+}
+
+/// `POST /api/v1/data/{form}/merge`: `{"survivor", "merged", "take": {"field":
+/// "survivor"|"merged"}}` → the survivor and the relations re-pointed to it.
+pub async fn merge(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    crate::access::writes(&caller)?;
+    let body = read_body(&req, payload, state.config.max_body_bytes).await?;
+    let doc = parse_json(&body)?;
+    let mr: trellis_store::merge::MergeRequest = serde_json::from_value(doc).map_err(|e| {
+        let msg = e.to_string();
+        let field = ["survivor", "merged", "take"]
+            .into_iter()
+            .find(|f| msg.contains(f))
+            .unwrap_or("body");
+        ApiError::field(Code::Validation, field, "invalid", msg)
+    })?;
+    let (rec, repointed) = state
+        .store
+        .merge(&path, &mr, &caller.actor(), caller.perms())
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(&rec)))
+        .json(json!({ "record": rec, "repointed": repointed })))
 }
 
 /// `POST /api/v1/data/{form}/batch`
