@@ -1,6 +1,7 @@
-//! A report's answer as a file: CSV (UTF-8 with a byte-order mark, so Excel reads Chinese
-//! right) or XLSX. Headers are the column labels in the chosen language, else the names.
-//! Text that a spreadsheet would run as a formula is written as text.
+//! A report's answer or a record list as a file: CSV (UTF-8 with a byte-order mark, so
+//! Excel reads Chinese right) or XLSX. Headers are the column labels in the chosen
+//! language, else the names. Text that a spreadsheet would run as a formula is written
+//! as text.
 
 use rust_xlsxwriter::{Format, Workbook};
 use serde_json::Value;
@@ -34,14 +35,7 @@ fn header(out: &Output, lang: &str) -> Vec<String> {
         .collect()
 }
 
-/// A cell a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, carriage return first)
-/// gets a leading apostrophe.
-pub fn defuse(s: &str) -> String {
-    match s.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
-        _ => s.to_owned(),
-    }
-}
+pub use trellis_import::cell::defuse;
 
 fn text(v: &Value) -> String {
     match v {
@@ -66,7 +60,19 @@ pub fn csv(out: &Output, lang: &str) -> Result<Vec<u8>, ExportError> {
 pub fn xlsx(out: &Output, lang: &str, sheet: &str) -> Result<Vec<u8>, ExportError> {
     let mut book = Workbook::new();
     let ws = book.add_worksheet();
-    // Sheet names are at most 31 characters, without []:*?/\.
+    start_sheet(ws, sheet, &header(out, lang))?;
+    for (r, row) in out.rows.iter().enumerate() {
+        write_row(ws, u32::try_from(r + 1).unwrap_or(u32::MAX), row)?;
+    }
+    Ok(book.save_to_buffer()?)
+}
+
+/// Name a sheet (at most 31 characters, without []:*?/\) and write its bold header.
+fn start_sheet(
+    ws: &mut rust_xlsxwriter::Worksheet,
+    sheet: &str,
+    headers: &[String],
+) -> Result<(), ExportError> {
     let name: String = sheet
         .chars()
         .filter(|c| !"[]:*?/\\".contains(*c))
@@ -76,33 +82,71 @@ pub fn xlsx(out: &Output, lang: &str, sheet: &str) -> Result<Vec<u8>, ExportErro
         ws.set_name(name)?;
     }
     let bold = Format::new().set_bold();
-    for (c, h) in header(out, lang).iter().enumerate() {
+    for (c, h) in headers.iter().enumerate() {
         ws.write_string_with_format(0, col(c), h, &bold)?;
     }
-    for (r, row) in out.rows.iter().enumerate() {
-        let r = u32::try_from(r + 1).unwrap_or(u32::MAX);
-        for (c, v) in row.iter().enumerate() {
-            match v {
-                Value::Null => {}
-                Value::Number(n) => {
-                    ws.write_number(r, col(c), n.as_f64().unwrap_or_default())?;
-                }
-                Value::Bool(b) => {
-                    ws.write_boolean(r, col(c), *b)?;
-                }
-                // write_string never makes a formula, whatever the text starts with. A
-                // cell holds at most 32,767 characters.
-                Value::String(s) => {
-                    let cell: String = s.chars().take(MAX_CELL_CHARS).collect();
-                    ws.write_string(r, col(c), cell)?;
-                }
-                other => {
-                    ws.write_string(r, col(c), other.to_string())?;
-                }
+    Ok(())
+}
+
+/// One row of values: numbers stay numbers, text stays text.
+fn write_row(
+    ws: &mut rust_xlsxwriter::Worksheet,
+    r: u32,
+    row: &[Value],
+) -> Result<(), ExportError> {
+    for (c, v) in row.iter().enumerate() {
+        match v {
+            Value::Null => {}
+            Value::Number(n) => {
+                ws.write_number(r, col(c), n.as_f64().unwrap_or_default())?;
+            }
+            Value::Bool(b) => {
+                ws.write_boolean(r, col(c), *b)?;
+            }
+            // write_string never makes a formula, whatever the text starts with. A cell
+            // holds at most 32,767 characters.
+            Value::String(s) => {
+                let cell: String = s.chars().take(MAX_CELL_CHARS).collect();
+                ws.write_string(r, col(c), cell)?;
+            }
+            other => {
+                ws.write_string(r, col(c), other.to_string())?;
             }
         }
     }
-    Ok(book.save_to_buffer()?)
+    Ok(())
+}
+
+/// Most data rows an XLSX sheet holds (below its header).
+pub const MAX_XLSX_ROWS: u64 = 1_048_575;
+
+/// A one-sheet workbook written row by row: rows go to a temporary file as they come
+/// (constant memory), and the workbook is assembled when saved.
+pub struct XlsxStream {
+    book: Workbook,
+    rows: u32,
+}
+
+impl XlsxStream {
+    /// A workbook whose sheet has `headers`.
+    pub fn new(sheet: &str, headers: &[String]) -> Result<Self, ExportError> {
+        let mut book = Workbook::new();
+        let ws = book.add_worksheet_with_constant_memory()?;
+        start_sheet(ws, sheet, headers)?;
+        Ok(Self { book, rows: 0 })
+    }
+
+    /// Append a row.
+    pub fn row(&mut self, row: &[Value]) -> Result<(), ExportError> {
+        self.rows += 1;
+        let ws = self.book.worksheet_from_index(0)?;
+        write_row(ws, self.rows, row)
+    }
+
+    /// Write the workbook to `path`.
+    pub fn save(mut self, path: &std::path::Path) -> Result<(), ExportError> {
+        Ok(self.book.save(path)?)
+    }
 }
 
 fn col(c: usize) -> u16 {

@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
-use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use trellis_access::Permissions;
@@ -15,7 +15,9 @@ use trellis_meta::role::Action;
 use crate::Store;
 use crate::access;
 use crate::error::{BlockingRow, StoreError};
+use crate::forms::FormEntry;
 use crate::migrate::MATCH_KEYS;
+use trellis_query::Dialect;
 
 /// The keys of one record: (rule, key).
 pub(crate) fn keys(form: &Form, record: &Map<String, Value>) -> Vec<(String, String)> {
@@ -307,49 +309,53 @@ impl Store {
         }
         Ok(ids.into_iter().filter(|i| ok.contains(i)).collect())
     }
+}
 
-    /// Recompute every key of a form (after its rules changed), in one transaction.
-    pub async fn rebuild_keys(&self, form: &str) -> Result<u64, StoreError> {
-        let snap = self.registry.snapshot();
-        let entry = snap.get(form)?;
-        let txn = self.db.writer.begin().await?;
-        let mut d = Query::delete();
-        d.from_table(Alias::new(MATCH_KEYS))
-            .and_where(Expr::col(Alias::new("form")).eq(form));
-        txn.execute(&d).await?;
-        if entry.form.duplicates.is_empty() {
-            txn.commit().await?;
-            return Ok(0);
-        }
-        let mut done = 0u64;
-        let mut after = String::new();
-        loop {
-            let page =
-                crate::records::read_page(&txn, self.db.dialect, &entry, &after, 2000).await?;
-            let Some(last) = page
-                .last()
-                .and_then(|r| r.get("id"))
-                .and_then(Value::as_str)
-            else {
-                break;
-            };
-            after = last.to_owned();
-            let batch: Vec<(String, Vec<(String, String)>)> = page
-                .iter()
-                .map(|r| {
-                    (
-                        r.get("id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        keys(&entry.form, r),
-                    )
-                })
-                .collect();
-            write_keys(&txn, form, &batch).await?;
-            done += page.len() as u64;
-        }
-        txn.commit().await?;
-        Ok(done)
+/// Recompute every key of a form (its rules changed) over `c`, inside the change's
+/// transaction.
+pub(crate) async fn rebuild<C: ConnectionTrait>(
+    c: &C,
+    entry: &FormEntry,
+) -> Result<u64, StoreError> {
+    let dialect = if c.get_database_backend() == sea_orm::DbBackend::Postgres {
+        Dialect::Postgres
+    } else {
+        Dialect::Sqlite
+    };
+    let form = entry.form.name.as_str();
+    let mut d = Query::delete();
+    d.from_table(Alias::new(MATCH_KEYS))
+        .and_where(Expr::col(Alias::new("form")).eq(form));
+    c.execute(&d).await?;
+    if entry.form.duplicates.is_empty() {
+        return Ok(0);
     }
+    let mut done = 0u64;
+    let mut after = String::new();
+    loop {
+        let page = crate::records::read_page(c, dialect, entry, &after, 2000).await?;
+        let Some(last) = page
+            .last()
+            .and_then(|r| r.get("id"))
+            .and_then(Value::as_str)
+        else {
+            break;
+        };
+        after = last.to_owned();
+        let batch: Vec<(String, Vec<(String, String)>)> = page
+            .iter()
+            .map(|r| {
+                (
+                    r.get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    keys(&entry.form, r),
+                )
+            })
+            .collect();
+        write_keys(c, form, &batch).await?;
+        done += page.len() as u64;
+    }
+    Ok(done)
 }

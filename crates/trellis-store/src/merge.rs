@@ -118,11 +118,15 @@ impl Store {
             if !access::visible(perms, form, f) {
                 continue;
             }
-            let take = req.take.get(f).copied().unwrap_or(if empty(survivor.get(f)) {
-                Take::Merged
-            } else {
-                Take::Survivor
-            });
+            let take = req
+                .take
+                .get(f)
+                .copied()
+                .unwrap_or(if empty(survivor.get(f)) {
+                    Take::Merged
+                } else {
+                    Take::Survivor
+                });
             if take == Take::Merged && merged.get(f) != survivor.get(f) && !empty(merged.get(f)) {
                 patch.insert(f.to_owned(), merged.get(f).cloned().unwrap_or(Value::Null));
             } else if take == Take::Merged && empty(merged.get(f)) && !empty(survivor.get(f)) {
@@ -172,9 +176,11 @@ impl Store {
         let mut u = Query::update();
         u.table(Alias::new(&entry.table));
         for (k, v) in &values {
-            let Some((column, kind)) = entry.column(k).map(|(c, k)| (c.to_owned(), k)).or_else(
-                || (k == "owner").then(|| ("owner".to_owned(), trellis_query::ValueKind::Text)),
-            ) else {
+            let Some((column, kind)) =
+                entry.column(k).map(|(c, k)| (c.to_owned(), k)).or_else(|| {
+                    (k == "owner").then(|| ("owner".to_owned(), trellis_query::ValueKind::Text))
+                })
+            else {
                 continue;
             };
             let v = crate::records::canonical(kind, v.clone());
@@ -217,7 +223,13 @@ impl Store {
         write_audit(
             &txn,
             &self.db.watch,
-            &[(form, req.survivor.as_str(), version + 1, "merge", Value::Object(changes))],
+            &[(
+                form,
+                req.survivor.as_str(),
+                version + 1,
+                "merge",
+                Value::Object(changes),
+            )],
             actor,
             now,
         )

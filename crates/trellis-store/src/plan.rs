@@ -760,7 +760,12 @@ pub(crate) async fn save_definition(
         });
     }
     save_version(txn, &new, version, plan, actor).await?;
-    FormEntry::new(new, version, columns, bundle, position)
+    let rules_changed = entry.form.duplicates != new.duplicates;
+    let ne = FormEntry::new(new, version, columns, bundle, position)?;
+    if rules_changed {
+        crate::dedupe::rebuild(txn, &ne).await?;
+    }
+    Ok(ne)
 }
 
 #[cfg(test)]

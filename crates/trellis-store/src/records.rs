@@ -1021,12 +1021,21 @@ impl Store {
         }
         let mut s = Query::select();
         s.columns(
-            ["id", "version", "action", "actor", "at", "changes", "record_id"].map(Alias::new),
+            [
+                "id",
+                "version",
+                "action",
+                "actor",
+                "at",
+                "changes",
+                "record_id",
+            ]
+            .map(Alias::new),
         )
         .from(Alias::new(AUDIT))
         .and_where(Expr::col(Alias::new("form")).eq(form))
         .and_where(Expr::col(Alias::new("record_id")).is_in(ids))
-            .order_by(Alias::new("id"), Order::Asc);
+        .order_by(Alias::new("id"), Order::Asc);
         let rows = self.db.reader.query_all(&s).await?;
         if rows.is_empty() {
             return Err(StoreError::RecordNotFound {

@@ -455,90 +455,249 @@ fn cell(v: &Value) -> String {
     }
 }
 
-/// A page of records as CSV rows (with the header first when asked).
-fn csv_rows(
-    columns: &[String],
-    rows: &[serde_json::Map<String, Value>],
-    header: bool,
-) -> ApiResult<web::Bytes> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let fail = |e: csv::Error| ApiError::new(Code::Internal, format!("writing CSV failed: {e}"));
-    if header {
-        w.write_record(columns).map_err(fail)?;
-    }
-    for r in rows {
-        w.write_record(
-            columns
-                .iter()
-                .map(|c| cell(r.get(c).unwrap_or(&Value::Null))),
-        )
-        .map_err(fail)?;
-    }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| ApiError::new(Code::Internal, format!("writing CSV failed: {e}")))?;
-    Ok(web::Bytes::from(bytes))
+/// Query parameters of an export.
+#[derive(Debug, Deserialize)]
+pub struct ExportParams {
+    filter: Option<String>,
+    sort: Option<String>,
+    fields: Option<String>,
+    /// `csv` (default) or `xlsx`.
+    format: Option<String>,
+    /// Labels in this language: headers, select options, yes/no, related records' titles
+    /// and users' e-mails; without it, names and stored values.
+    lang: Option<String>,
 }
 
-/// `GET /api/v1/data/{form}/export`: the records a list with the same `filter`, `sort` and
-/// `fields` would give, every page of them, as CSV (UTF-8 with a byte-order mark, so
-/// spreadsheet programs read Chinese right). Only what the caller may read.
+/// How a stored value shows in a labelled export.
+struct Labeller {
+    lang: Option<String>,
+    fields: std::collections::HashMap<String, trellis_meta::Field>,
+    titles: std::collections::HashMap<String, String>,
+    users: std::collections::HashMap<String, String>,
+}
+
+impl Labeller {
+    fn cell(&self, column: &str, r: &serde_json::Map<String, Value>) -> Value {
+        let v = r.get(column).cloned().unwrap_or(Value::Null);
+        let Some(lang) = &self.lang else {
+            return v;
+        };
+        if column == "owner" || column == "created_by" {
+            return match v.as_str().and_then(|id| self.users.get(id)) {
+                Some(e) => json!(e),
+                None => v,
+            };
+        }
+        let Some(f) = self.fields.get(column) else {
+            return v;
+        };
+        let option = |x: &Value| -> Value {
+            match x
+                .as_str()
+                .and_then(|s| f.options.iter().find(|o| o.value == s))
+            {
+                Some(o) => json!(trellis_meta::form::label_in(&o.label, lang, &o.value)),
+                None => x.clone(),
+            }
+        };
+        use trellis_meta::FieldType as T;
+        match (f.storage_type(), &v) {
+            (T::Select, _) => option(&v),
+            (T::Multiselect, Value::Array(a)) => Value::Array(a.iter().map(option).collect()),
+            (T::Boolean, Value::Bool(b)) => {
+                let zh = lang.starts_with("zh");
+                json!(match (b, zh) {
+                    (true, true) => "是",
+                    (false, true) => "否",
+                    (true, false) => "Yes",
+                    (false, false) => "No",
+                })
+            }
+            (T::Relation, Value::String(_)) => {
+                match r
+                    .get("expand")
+                    .and_then(|e| e.get(column))
+                    .and_then(|t| t.get(self.titles.get(column)?))
+                {
+                    Some(t) if !t.is_null() => t.clone(),
+                    _ => v,
+                }
+            }
+            (T::User, Value::String(id)) => self.users.get(id).map_or(v.clone(), |e| json!(e)),
+            _ => v,
+        }
+    }
+}
+
+/// A cell of a CSV export: text a spreadsheet would run as a formula is escaped.
+fn csv_cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => trellis_reports::export::defuse(s),
+        other => trellis_reports::export::defuse(&cell(other)),
+    }
+}
+
+/// `GET /api/v1/data/{form}/export`: the records a list with the same `filter`, `sort`
+/// and `fields` would give, every page of them, streamed (never all in memory), as CSV
+/// (UTF-8 with a byte-order mark, so spreadsheet programs read Chinese right) or XLSX.
+/// With `lang`, headers and values are labels in that language (and the columns default
+/// to the form's fields), which an import reads back unchanged. Only what the caller may
+/// read; text that would run as a formula is escaped.
 pub async fn export(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-    q: web::Query<ListParams>,
+    q: web::Query<ExportParams>,
 ) -> ApiResult<HttpResponse> {
     let form = path.into_inner();
     let entry = state.store.registry.get(&form)?;
     let filter = filter_param(&q.filter)?;
     let perms = caller.perms().clone();
-    let columns: Vec<String> = match split_list(&q.fields) {
-        Some(f) => std::iter::once("id".to_owned())
+    let xlsx = match q.format.as_deref() {
+        None | Some("csv") => false,
+        Some("xlsx") => true,
+        Some(other) => {
+            return Err(ApiError::field(
+                Code::InvalidQuery,
+                "format",
+                "unknown_format",
+                format!("unknown format {other:?}: use csv or xlsx"),
+            ));
+        }
+    };
+    let visible = entry
+        .form
+        .fields
+        .iter()
+        .filter(|f| trellis_store::access::visible(&perms, &form, &f.name))
+        .filter(|f| f.kind != trellis_meta::FieldType::Subtable || q.lang.is_none());
+    let columns: Vec<String> = match (split_list(&q.fields), &q.lang) {
+        (Some(f), None) => std::iter::once("id".to_owned())
             .chain(f.into_iter().filter(|x| x != "id"))
             .collect(),
-        None => std::iter::once("id".to_owned())
-            .chain(
-                entry
-                    .form
-                    .fields
-                    .iter()
-                    .filter(|f| trellis_store::access::visible(&perms, &form, &f.name))
-                    .map(|f| f.name.clone()),
-            )
+        (Some(f), Some(_)) => f,
+        (None, None) => std::iter::once("id".to_owned())
+            .chain(visible.map(|f| f.name.clone()))
             .chain(["owner", "created_at", "updated_at"].map(str::to_owned))
             .collect(),
+        (None, Some(_)) => visible.map(|f| f.name.clone()).collect(),
     };
+    let mut labeller = Labeller {
+        lang: q.lang.clone(),
+        fields: entry
+            .form
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), f.clone()))
+            .collect(),
+        titles: Default::default(),
+        users: Default::default(),
+    };
+    let mut expand = Vec::new();
+    if q.lang.is_some() {
+        for c in &columns {
+            if let Some(f) = entry.form.field(c)
+                && f.kind == trellis_meta::FieldType::Relation
+                && let Some(t) = f.target.as_deref()
+                && let Ok(te) = state.store.registry.get(t)
+                && let Some(title) = te.form.title_field.clone()
+            {
+                expand.push(c.clone());
+                labeller.titles.insert(c.clone(), title);
+            }
+        }
+        if columns.iter().any(|c| {
+            c == "owner"
+                || c == "created_by"
+                || entry
+                    .form
+                    .field(c)
+                    .is_some_and(|f| f.kind == trellis_meta::FieldType::User)
+        }) {
+            for u in trellis_store::auth::list_users(&state.store.db).await? {
+                labeller.users.insert(u.id, u.email);
+            }
+        }
+    }
+    let headers: Vec<String> = columns
+        .iter()
+        .map(|c| match (&q.lang, entry.form.field(c)) {
+            (Some(lang), Some(f)) => {
+                trellis_meta::form::label_in(&f.label, lang, &f.name).to_owned()
+            }
+            _ => c.clone(),
+        })
+        .collect();
     let lq = ListQuery {
         filter,
         sort: q.sort.clone(),
         limit: trellis_store::records::MAX_LIMIT,
         cursor: None,
         fields: Some(columns.clone()),
-        expand: Vec::new(),
-        count: false,
+        expand,
+        count: xlsx,
     };
     // The first page before answering: a bad filter is still a 400, not a broken file.
     let first = state.store.list(&form, &lq, &perms).await?;
+    if xlsx {
+        if first.total.unwrap_or(0) > trellis_reports::export::MAX_XLSX_ROWS {
+            return Err(ApiError::field(
+                Code::InvalidQuery,
+                "format",
+                "too_many_rows",
+                format!(
+                    "{} records do not fit in one XLSX sheet ({} at most): export CSV, or filter",
+                    first.total.unwrap_or(0),
+                    trellis_reports::export::MAX_XLSX_ROWS
+                ),
+            ));
+        }
+        return export_xlsx(
+            &state, &form, &headers, &columns, &labeller, lq, first, &perms,
+        )
+        .await;
+    }
+    let labeller = std::sync::Arc::new(labeller);
+    let page_csv = {
+        let (columns, labeller) = (columns.clone(), labeller.clone());
+        move |rows: &[serde_json::Map<String, Value>]| -> ApiResult<web::Bytes> {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let fail =
+                |e: csv::Error| ApiError::new(Code::Internal, format!("writing CSV failed: {e}"));
+            for r in rows {
+                w.write_record(columns.iter().map(|c| csv_cell(&labeller.cell(c, r))))
+                    .map_err(fail)?;
+            }
+            let bytes = w
+                .into_inner()
+                .map_err(|e| ApiError::new(Code::Internal, format!("writing CSV failed: {e}")))?;
+            Ok(web::Bytes::from(bytes))
+        }
+    };
     let mut head = "\u{FEFF}".as_bytes().to_vec();
-    head.extend_from_slice(&csv_rows(&columns, &first.data, true)?);
+    {
+        let mut w = csv::Writer::from_writer(&mut head);
+        w.write_record(headers.iter().map(|h| trellis_reports::export::defuse(h)))
+            .map_err(|e| ApiError::new(Code::Internal, format!("writing CSV failed: {e}")))?;
+    }
+    head.extend_from_slice(&page_csv(&first.data)?);
     let next = first.next_cursor.clone();
     let store = state.store.clone();
-    let cols = columns.clone();
     let form_name = form.clone();
     let rest = futures_util::stream::unfold(next, move |cursor| {
-        let (store, perms, cols, form, mut lq) = (
+        let (store, perms, form, mut lq, page_csv) = (
             store.clone(),
             perms.clone(),
-            cols.clone(),
             form_name.clone(),
             lq.clone(),
+            page_csv.clone(),
         );
         async move {
             let c = cursor?;
             lq.cursor = Some(c);
+            lq.count = false;
             match store.list(&form, &lq, &perms).await {
-                Ok(page) => match csv_rows(&cols, &page.data, false) {
+                Ok(page) => match page_csv(&page.data) {
                     Ok(b) => Some((Ok::<_, actix_web::Error>(b), page.next_cursor)),
                     Err(e) => Some((Err(e.into()), None)),
                 },
@@ -562,4 +721,57 @@ pub async fn export(
             format!("attachment; filename=\"{form}.csv\""),
         ))
         .streaming(body))
+}
+
+/// An XLSX export: pages go to a constant-memory workbook on disk, which is then sent and
+/// removed.
+#[allow(clippy::too_many_arguments)]
+async fn export_xlsx(
+    state: &AppState,
+    form: &str,
+    headers: &[String],
+    columns: &[String],
+    labeller: &Labeller,
+    mut lq: ListQuery,
+    first: trellis_store::records::Page,
+    perms: &trellis_access::Permissions,
+) -> ApiResult<HttpResponse> {
+    let fail =
+        |e: trellis_reports::export::ExportError| ApiError::new(Code::Internal, e.to_string());
+    let mut book = trellis_reports::export::XlsxStream::new(form, headers).map_err(fail)?;
+    let mut page = first;
+    loop {
+        for r in &page.data {
+            let row: Vec<Value> = columns.iter().map(|c| labeller.cell(c, r)).collect();
+            book.row(&row).map_err(fail)?;
+        }
+        let Some(c) = page.next_cursor.take() else {
+            break;
+        };
+        lq.cursor = Some(c);
+        lq.count = false;
+        page = state.store.list(form, &lq, perms).await?;
+    }
+    let dir = state.config.files_dir.join("exports");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    let path = dir.join(format!("{}.xlsx", uuid::Uuid::now_v7()));
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || book.save(&p))
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?
+        .map_err(fail)?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    // Unlinked now; the open handle still reads it to the end.
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(HttpResponse::Ok()
+        .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{form}.xlsx\""),
+        ))
+        .streaming(tokio_util::io::ReaderStream::new(file)))
 }
