@@ -1174,6 +1174,8 @@ struct Importer<'a> {
     headers: Vec<String>,
     owner_column: Option<usize>,
     key_column: Option<usize>,
+    /// CSV cells may carry an export's formula escape; XLSX cells are text as they are.
+    csv: bool,
     tz: chrono_tz::Tz,
     users: HashMap<String, String>,
     actor: &'a Actor,
@@ -1230,6 +1232,7 @@ impl<'a> Importer<'a> {
             columns,
             owner_column,
             key_column,
+            csv: job.source.get("format").and_then(Value::as_str) != Some("xlsx"),
             tz: tz_of(&job.options)?,
             users,
             actor,
@@ -1239,6 +1242,13 @@ impl<'a> Importer<'a> {
             now: now_micros(),
             entry,
         })
+    }
+
+    /// A key cell as looked up: trimmed, an escaped formula restored.
+    fn key_text(&self, s: &str) -> String {
+        if self.csv { cell::undefuse(s) } else { s }
+            .trim()
+            .to_owned()
     }
 
     fn header_of(&self, field: &str) -> Option<String> {
@@ -1303,7 +1313,8 @@ impl<'a> Importer<'a> {
             input.insert(f.clone(), v.clone());
         }
         for (i, header, field) in &self.columns {
-            let text = cell::undefuse(row.cells.get(*i).map(String::as_str).unwrap_or(""));
+            let raw = row.cells.get(*i).map(String::as_str).unwrap_or("");
+            let text = if self.csv { cell::undefuse(raw) } else { raw };
             match cell::to_value(field, text, self.tz) {
                 Ok(Some(v)) => {
                     let v = if field.kind == FieldType::User {
@@ -1451,7 +1462,7 @@ impl<'a> Importer<'a> {
             let names: Vec<String> = rows
                 .iter()
                 .filter_map(|r| r.cells.get(col))
-                .map(|s| key_text(s))
+                .map(|s| self.key_text(s))
                 .filter(|s| !s.is_empty())
                 .collect();
             by_key = lookup(txn, self.store.db.dialect, &self.entry, &k, &names).await?;
@@ -1476,7 +1487,7 @@ impl<'a> Importer<'a> {
             let key = self
                 .key_column
                 .and_then(|c| rows[i].cells.get(c))
-                .map(|s| key_text(s))
+                .map(|s| self.key_text(s))
                 .unwrap_or_default();
             let existing = by_key.get(&key).cloned().unwrap_or_default();
             if existing.len() > 1 {
@@ -1892,11 +1903,6 @@ impl<'a> Importer<'a> {
         )
         .await
     }
-}
-
-/// A key cell as looked up: trimmed, an escaped formula restored.
-fn key_text(s: &str) -> String {
-    cell::undefuse(s).trim().to_owned()
 }
 
 /// What an update writes: the row's values, without empty cells unless they clear.

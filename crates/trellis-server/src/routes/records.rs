@@ -742,7 +742,14 @@ async fn export_xlsx(
     let mut page = first;
     loop {
         for r in &page.data {
-            let row: Vec<Value> = columns.iter().map(|c| labeller.cell(c, r)).collect();
+            // Lists and objects as the CSV shows them (a list joined by "; ").
+            let row: Vec<Value> = columns
+                .iter()
+                .map(|c| match labeller.cell(c, r) {
+                    v @ (Value::Array(_) | Value::Object(_)) => Value::String(cell(&v)),
+                    v => v,
+                })
+                .collect();
             book.row(&row).map_err(fail)?;
         }
         let Some(c) = page.next_cursor.take() else {
