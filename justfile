@@ -44,3 +44,7 @@ bench n="100000":
 # Reports over 1M orders (revenue by month and region, funnel, RFM): the API against hand-written SQL, SQLite then PostgreSQL. mode=workload: the shared workload's aggregate phase; mode=all: both.
 bench-reports mode="reports" orders="1000000" customers="100000" leads="100000":
     bash bench/reports.sh {{mode}} {{orders}} {{customers}} {{leads}}
+
+# Import of N generated leads (conversion, validation, rules, duplicate rules) with the CLI: rows/s and peak memory, SQLite then PostgreSQL.
+bench-import n="1000000":
+    bash bench/import.sh {{n}}
