@@ -7,11 +7,11 @@ import sys
 
 n, path = int(sys.argv[1]), sys.argv[2]
 rng = random.Random(20261130)
-sources = ["website", "官网", "Expo", "展会", "referral", "客户推荐", "ads", "search"]
-industries = ["manufacturing", "制造业", "IT", "finance", "金融", "retail", "零售", "other"]
+sources = ["website", "官网注册", "Expo", "展会", "referral", "口碑推荐", "ads", "search"]
+industries = ["manufacturing", "制造业", "IT", "finance", "金融", "retail", "零售/快消", "other"]
 regions = ["north", "华北", "east", "华东", "south", "华南", "central", "west"]
 cities = ["北京", "北京市", "Beijing", "上海", "上海市", "Shanghai", "广州", "深圳", "杭州"]
-statuses = ["new", "新线索", "contacted", "已联系", "qualified"]
+statuses = ["new", "未联系", "contacted", "已联系", "qualified"]
 
 
 def phone(i):

@@ -441,6 +441,15 @@ fn workbook() -> Vec<u8> {
     wb.save_to_buffer().unwrap()
 }
 
+/// A form, a file, extra parameters, the encoding and delimiter it should be read with.
+type Variant = (
+    &'static str,
+    Vec<u8>,
+    Vec<(&'static str, &'static str)>,
+    Value,
+    Value,
+);
+
 #[tokio::test]
 async fn every_encoding_and_format_imports_the_same_records() {
     let app = TestApp::spawn().await;
@@ -453,8 +462,7 @@ async fn every_encoding_and_format_imports_the_same_records() {
     for u in comma.encode_utf16() {
         utf16.extend(u.to_le_bytes());
     }
-    // (form, body, extra parameters, detected encoding, detected delimiter)
-    let variants: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, Value, Value)> = vec![
+    let variants: Vec<Variant> = vec![
         (
             "t_utf8",
             comma.clone().into_bytes(),
@@ -622,39 +630,27 @@ fn kill_server(app: &TestApp) {
     }
 }
 
-/// (records, distinct n) in the form's table, read from the database itself.
-async fn table_counts(db_url: &str, form: &str) -> (i64, i64) {
-    use sea_orm::{ConnectionTrait, Statement};
-    let db = sea_orm::Database::connect(db_url).await.unwrap();
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT COUNT(*), COUNT(DISTINCT n) FROM rec_{form}"),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let out = (
-        row.try_get_by_index::<i64>(0).unwrap(),
-        row.try_get_by_index::<i64>(1).unwrap(),
-    );
-    let _ = db.close().await;
-    out
-}
-
 const BULK: usize = 30_000;
 const BATCH: u64 = 500;
 
-/// Start a big import without waiting; answers the job id once at least 3,000 rows are
-/// done (the job must still be running then).
-async fn start_bulk(app: &TestApp, form: &str, on_error: &str) -> String {
-    app.form(json!({"name": form, "fields": [
+/// Start an import of `BULK` good rows (n = 0, 1, 2, ...), with a bad row (n not a number)
+/// after every thousandth when `bad`, without waiting; answers the job id and the
+/// kind of each data row (true: good) once at least 3,000 rows are done (the job must
+/// still be running then).
+async fn start_bulk(app: &TestApp, form: &str, on_error: &str, bad: bool) -> (String, Vec<bool>) {
+    app.form(json!({"name": form, "label": {"en": "Bulk"}, "fields": [
         {"name": "n", "type": "integer", "unique": true},
         {"name": "label", "type": "text"}]}))
         .await;
     let mut body = String::from("n,label\n");
+    let mut kinds = Vec::new();
     for i in 0..BULK {
         body.push_str(&format!("{i},row {i}\n"));
+        kinds.push(true);
+        if bad && i % 1000 == 777 {
+            body.push_str(&format!("about {i},bad row\n"));
+            kinds.push(false);
+        }
     }
     let batch = BATCH.to_string();
     let (st, job) = import(
@@ -674,11 +670,33 @@ async fn start_bulk(app: &TestApp, form: &str, on_error: &str) -> String {
             "the import ended before it could be interrupted (make the file bigger): {job}"
         );
         if job["progress"]["rows"].as_u64().unwrap_or(0) >= 3000 {
-            return id;
+            return (id, kinds);
         }
         assert!(start.elapsed() < Duration::from_secs(300), "{job}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// (records, distinct n, min n, max n) in the form's table, from the database itself.
+async fn n_stats(db_url: &str, form: &str) -> (i64, i64, Option<i64>, Option<i64>) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = sea_orm::Database::connect(db_url).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*), COUNT(DISTINCT n), MIN(n), MAX(n) FROM rec_{form}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = (
+        row.try_get_by_index::<i64>(0).unwrap(),
+        row.try_get_by_index::<i64>(1).unwrap(),
+        row.try_get_by_index::<Option<i64>>(2).unwrap(),
+        row.try_get_by_index::<Option<i64>>(3).unwrap(),
+    );
+    let _ = db.close().await;
+    out
 }
 
 #[tokio::test]
@@ -686,36 +704,79 @@ async fn a_killed_import_leaves_no_partial_batch() {
     let app = TestApp::spawn().await;
 
     // Skip mode: whole batches are in, and the resumed job adds exactly the rest.
-    let skip_id = start_bulk(&app, "bulk", "skip").await;
+    let (skip_id, kinds) = start_bulk(&app, "bulk", "skip", true).await;
     kill_server(&app);
-    let (n, distinct) = table_counts(&app.db_url, "bulk").await;
+    let (n, distinct, min, max) = n_stats(&app.db_url, "bulk").await;
+    // The good rows of the first m batches of 500 rows, for some m >= 1: n = 0, 1, ...
+    let whole: Vec<i64> = kinds
+        .chunks(BATCH as usize)
+        .scan(0i64, |good, c| {
+            *good += c.iter().filter(|&&k| k).count() as i64;
+            Some(*good)
+        })
+        .collect();
     assert!(
-        n > 0 && n % BATCH as i64 == 0,
-        "after the kill the table holds whole batches of {BATCH}: {n} records"
+        n > 0 && whole.contains(&n),
+        "after the kill the table holds the good rows of whole batches of {BATCH} \
+         (one of {:?}...): {n} records",
+        &whole[..10]
     );
-    assert_eq!(n, distinct);
+    assert_eq!((distinct, min, max), (n, Some(0), Some(n - 1)));
     let app = app.kill_and_restart(&[]).await;
     let job = finished(&app, &skip_id).await;
+    let bad_lines: BTreeSet<u64> = kinds
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| !**k)
+        .map(|(i, _)| i as u64 + 2)
+        .collect();
     assert_eq!(job["status"], "done", "{job}");
     assert_eq!(
-        job["progress"]["created"].as_u64(),
-        Some(BULK as u64),
+        (
+            job["progress"]["rows"].as_u64(),
+            job["progress"]["created"].as_u64(),
+            job["progress"]["rejected"].as_u64()
+        ),
+        (
+            Some(kinds.len() as u64),
+            Some(BULK as u64),
+            Some(bad_lines.len() as u64)
+        ),
         "the resumed job counts every row once: {job}"
     );
-    assert_eq!(job["progress"]["rejected"], 0, "{job}");
     assert_eq!(
-        table_counts(&app.db_url, "bulk").await,
-        (BULK as i64, BULK as i64),
+        n_stats(&app.db_url, "bulk").await,
+        (BULK as i64, BULK as i64, Some(0), Some(BULK as i64 - 1)),
         "every row once: none lost, none twice"
     );
     assert_eq!(total(&app, "bulk").await, BULK as u64);
+    let rows = outcomes(&app, &skip_id).await;
+    let lines: BTreeSet<u64> = rows.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    assert_eq!(
+        (rows.len(), lines.len()),
+        (kinds.len(), kinds.len()),
+        "the row report of the resumed job has each row once"
+    );
+    let rejected: BTreeSet<u64> = rows
+        .iter()
+        .filter(|r| r["action"] == "reject")
+        .map(|r| r["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rejected, bad_lines);
+    let ef = error_file(&app, &skip_id).await;
+    let in_file: Vec<u64> = ef[1..].iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(
+        in_file,
+        bad_lines.iter().copied().collect::<Vec<_>>(),
+        "the error file has each bad row once, in order"
+    );
 
     // All or nothing: nothing is in after the kill; the restart imports it all.
-    let abort_id = start_bulk(&app, "bulk2", "abort").await;
+    let (abort_id, _) = start_bulk(&app, "bulk2", "abort", false).await;
     kill_server(&app);
     assert_eq!(
-        table_counts(&app.db_url, "bulk2").await,
-        (0, 0),
+        n_stats(&app.db_url, "bulk2").await,
+        (0, 0, None, None),
         "an all-or-nothing import leaves nothing behind when killed"
     );
     let app = app.kill_and_restart(&[]).await;
@@ -727,31 +788,37 @@ async fn a_killed_import_leaves_no_partial_batch() {
         "{job}"
     );
     assert_eq!(
-        table_counts(&app.db_url, "bulk2").await,
-        (BULK as i64, BULK as i64)
+        n_stats(&app.db_url, "bulk2").await,
+        (BULK as i64, BULK as i64, Some(0), Some(BULK as i64 - 1))
     );
 }
 
 /// Send a request over a plain TCP connection: the header block as given, then `body`
-/// in pieces. Answers the status code, or None when the connection broke first.
+/// in pieces, reading the answer meanwhile (as a browser does). Answers the status code,
+/// or None when the connection broke before one came.
 async fn raw_request(
     app: &TestApp,
-    head: &str,
-    body: impl Iterator<Item = Vec<u8>>,
+    head: String,
+    body: impl Iterator<Item = Vec<u8>> + Send + 'static,
 ) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = app.base.trim_start_matches("http://").to_owned();
-    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    s.write_all(head.as_bytes()).await.ok()?;
-    for piece in body {
-        if s.write_all(&piece).await.is_err() {
-            break;
+    let s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        if wr.write_all(head.as_bytes()).await.is_err() {
+            return;
         }
-    }
+        for piece in body {
+            if wr.write_all(&piece).await.is_err() {
+                return;
+            }
+        }
+    });
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        match tokio::time::timeout(Duration::from_secs(30), s.read(&mut chunk)).await {
+        match tokio::time::timeout(Duration::from_secs(60), rd.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => {
                 buf.extend_from_slice(&chunk[..n]);
@@ -759,9 +826,10 @@ async fn raw_request(
                     break;
                 }
             }
-            Err(_) => panic!("no answer within 30 s"),
+            Err(_) => panic!("no answer within 60 s"),
         }
     }
+    writer.abort();
     let text = String::from_utf8_lossy(&buf);
     text.strip_prefix("HTTP/1.1 ")
         .and_then(|t| t.get(..3))
@@ -908,7 +976,7 @@ async fn bad_files_get_clear_answers() {
          Content-Type: text/csv\r\nContent-Length: 2000000000\r\n\r\n",
         app.token
     );
-    let status = raw_request(&app, &head, std::iter::once(b"name\nx\n".to_vec())).await;
+    let status = raw_request(&app, head, std::iter::once(b"name\nx\n".to_vec())).await;
     assert_eq!(
         status,
         Some(413),
@@ -929,7 +997,7 @@ async fn bad_files_get_clear_answers() {
     let pieces = (20_000_000 / piece.len()) + 1;
     let status = raw_request(
         &app,
-        &head,
+        head,
         std::iter::repeat_n(piece, pieces).chain(std::iter::once(b"0\r\n\r\n".to_vec())),
     )
     .await;
@@ -949,21 +1017,47 @@ async fn bad_files_get_clear_answers() {
         "nothing of the refused bodies was imported"
     );
 
-    // Options.
+    // Options: each refusal names the option at fault.
     let file = "name,qty\nx,1\n";
-    let (st, body) = import(&app, "thing", &[("mode", "sideways")], file).await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(errors(&body)[0].0, "mode", "{body}");
-    let (st, body) = import(&app, "thing", &[("mode", "update")], file).await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(errors(&body)[0].0, "key", "{body}");
+    let mut named = Vec::new();
+    for (k, v) in [
+        ("mode", "sideways"),
+        ("on_error", "sometimes"),
+        ("duplicates", "twice"),
+        ("batch", "0"),
+        ("tz", "Mars/Olympus"),
+        ("encoding", "ebcdic"),
+        ("mode", "update"),
+        ("relation_keys", r#"{"name": "x"}"#),
+    ] {
+        let (st, body) = import(&app, "thing", &[(k, v)], file).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{k}={v}: {body}");
+        named.push(format!("{k}={v} → {}", errors(&body)[0].0));
+    }
     let (st, body) = import(&app, "thing", &[("mapping", r#"{"Nom": "name"}"#)], file).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(errors(&body)[0].0, "mapping.Nom", "{body}");
+    let (st, body) = import(&app, "thing", &[("mapping", r#"{"qty": "weight"}"#)], file).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(errors(&body)[0].0, "mapping.qty", "{body}");
     assert_eq!(
         total(&app, "thing").await,
         3,
         "refused imports write nothing"
+    );
+    assert_eq!(
+        named,
+        [
+            "mode=sideways → mode",
+            "on_error=sometimes → on_error",
+            "duplicates=twice → duplicates",
+            "batch=0 → batch",
+            "tz=Mars/Olympus → tz",
+            "encoding=ebcdic → encoding",
+            "mode=update → key",
+            r#"relation_keys={"name": "x"} → relation_keys.name"#,
+        ],
+        "the field of the 422 names the option"
     );
 }
 
@@ -1144,11 +1238,11 @@ async fn modes_and_all_or_nothing() {
 
     // Relations: by the target's title field, and by relation_keys.
     app.form(
-        json!({"name": "supplier", "title_field": "name", "fields": [
+        json!({"name": "supplier", "label": {"en": "Supplier"}, "title_field": "name", "fields": [
         {"name": "name", "type": "text"}, {"name": "code", "type": "text"}]}),
     )
     .await;
-    app.form(json!({"name": "part", "fields": [
+    app.form(json!({"name": "part", "label": {"en": "Part"}, "fields": [
         {"name": "label", "type": "text"},
         {"name": "supplier", "type": "relation", "target": "supplier"}]}))
         .await;
@@ -1202,4 +1296,56 @@ async fn modes_and_all_or_nothing() {
         globex["id"]
     );
     assert!(one(&app, "part", "label", "pin").await.is_none());
+
+    // A key repeated in one file: the first row creates the record, the second finds it
+    // (update in upsert, skip in insert), whatever the batch size.
+    let mut got = Vec::new();
+    for (i, (mode, batch)) in [
+        ("upsert", "1"),
+        ("upsert", "1000"),
+        ("insert", "1"),
+        ("insert", "1000"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let form = format!("stock{i}");
+        app.form(json!({"name": form, "label": {"en": "Stock"}, "fields": [
+            {"name": "sku", "type": "text"}, {"name": "qty", "type": "integer"}]}))
+            .await;
+        let job = import_done(
+            &app,
+            &form,
+            &[
+                ("mode", mode),
+                ("key", "sku"),
+                ("batch", batch),
+                ("on_error", "skip"),
+            ],
+            "sku,qty\nK,1\nK,2\n",
+        )
+        .await;
+        let p = &job["progress"];
+        let stored: Vec<Value> = records(&app, &form)
+            .await
+            .iter()
+            .map(|r| json!([r["sku"], r["qty"]]))
+            .collect();
+        got.push(format!(
+            "{mode} batch={batch}: created {} updated {} skipped {}, records {}",
+            p["created"],
+            p["updated"],
+            p["skipped"],
+            Value::Array(stored)
+        ));
+    }
+    assert_eq!(
+        got,
+        [
+            "upsert batch=1: created 1 updated 1 skipped 0, records [[\"K\",2]]",
+            "upsert batch=1000: created 1 updated 1 skipped 0, records [[\"K\",2]]",
+            "insert batch=1: created 1 updated 0 skipped 1, records [[\"K\",1]]",
+            "insert batch=1000: created 1 updated 0 skipped 1, records [[\"K\",1]]",
+        ]
+    );
 }

@@ -131,13 +131,28 @@ pub fn document(base: &Value, forms: &[Arc<FormEntry>]) -> Value {
                     "409": problem("Unique value taken"), "422": problem("Invalid values")}}
         }));
         paths.insert(format!("/api/v1/data/{n}/export"), json!({
-            "get": {"tags": tags, "summary": format!("Export {label} records as CSV"), "operationId": format!("export_{n}"), "security": sec,
+            "get": {"tags": tags, "summary": format!("Export {label} records as CSV or XLSX"), "operationId": format!("export_{n}"), "security": sec,
                 "parameters": [
                     param("filter", "Filter in the filter language (JSON)", json!({"type": "string"})),
                     param("sort", "Comma-separated fields, - for descending", json!({"type": "string"})),
-                    param("fields", "Only these columns (id always first)", json!({"type": "string"}))],
-                "responses": {"200": {"description": "Every matching record the caller may read, as UTF-8 CSV with a header row", "content": {"text/csv": {}}},
+                    param("fields", "Only these columns (id first unless lang is given)", json!({"type": "string"})),
+                    param("format", "csv (default) or xlsx", json!({"type": "string", "enum": ["csv", "xlsx"]})),
+                    param("lang", "Labels in this language (headers, options, yes/no, related titles), as an import reads them", json!({"type": "string"}))],
+                "responses": {"200": {"description": "Every matching record the caller may read, with a header row", "content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}},
                     "400": problem("Invalid filter, sort or fields"), "403": problem("Not permitted")}}
+        }));
+        paths.insert(format!("/api/v1/data/{n}/duplicates"), json!({
+            "get": {"tags": tags, "summary": format!("Groups of {label} records that a duplicate rule matches"), "operationId": format!("duplicates_{n}"), "security": sec,
+                "parameters": [param("rule", "Only this rule", json!({"type": "string"})), param("limit", "At most this many groups (default 100)", json!({"type": "integer"}))],
+                "responses": {"200": {"description": "{\"data\": [{\"rule\", \"key\", \"ids\"}]}"}, "422": problem("Unknown rule")}}
+        }));
+        paths.insert(format!("/api/v1/data/{n}/merge"), json!({
+            "post": {"tags": tags, "summary": format!("Merge one {label} record into another"), "operationId": format!("merge_{n}"), "security": sec,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["survivor", "merged"],
+                    "properties": {"survivor": {"type": "string"}, "merged": {"type": "string"},
+                        "take": {"type": "object", "additionalProperties": {"type": "string", "enum": ["survivor", "merged"]}}}}}}},
+                "responses": {"200": {"description": "{\"record\": the survivor, \"repointed\": {\"form.field\": count}}"},
+                    "404": problem("A record is not found"), "422": problem("Invalid merge")}}
         }));
         paths.insert(format!("/api/v1/data/{n}/reassign"), json!({
             "post": {"tags": tags, "summary": format!("Hand {label} records to another owner"), "operationId": format!("reassign_{n}"), "security": sec,

@@ -370,6 +370,7 @@ pub async fn cancel(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    crate::access::writes(&caller)?;
     let job = state.store.import_job(&path, owner_filter(&caller)).await?;
     if !state.store.cancel_import(&job.id) {
         return Err(ApiError::field(
@@ -391,6 +392,7 @@ pub async fn delete(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    crate::access::writes(&caller)?;
     state
         .store
         .delete_import(&imports_dir(&state), &path, owner_filter(&caller))
