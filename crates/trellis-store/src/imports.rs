@@ -23,6 +23,7 @@ use trellis_import::mapping::{self, MatchedBy};
 use trellis_import::source::{Encoding, Format, ReadError, ReadOptions, Row, Sheet, SourceInfo};
 use trellis_meta::dedupe::OnImport;
 use trellis_meta::form::{Field, FieldType};
+use trellis_meta::role::Action;
 use trellis_meta::{FieldError, SYSTEM_COLUMNS};
 use trellis_query::Dialect;
 use trellis_query::value::format_datetime;
@@ -1405,7 +1406,14 @@ impl<'a> Importer<'a> {
             if names.is_empty() {
                 continue;
             }
-            let found = lookup(c, self.store.db.dialect, &te, &key, &names).await?;
+            // Only records the caller may read: a name must not confirm what is hidden.
+            let scope = match crate::access::rows(self.perms, self.snap, target, Action::Read) {
+                Ok(s) => s,
+                Err(StoreError::Forbidden { .. }) => Some(trellis_query::Filter::nothing(&te.table)),
+                Err(e) => return Err(e),
+            };
+            let found =
+                lookup(c, self.store.db.dialect, &te, &key, &names, scope.as_ref()).await?;
             for r in rows.iter_mut() {
                 let Some(name) = r
                     .input
@@ -1465,7 +1473,26 @@ impl<'a> Importer<'a> {
                 .map(|s| self.key_text(s))
                 .filter(|s| !s.is_empty())
                 .collect();
-            by_key = lookup(txn, self.store.db.dialect, &self.entry, &k, &names).await?;
+            // Records the caller may read (and, to update them, change).
+            let form = self.entry.form.name.as_str();
+            let read = crate::access::rows(self.perms, self.snap, form, Action::Read)?;
+            let scope = if self.options.mode == ImportMode::Insert {
+                read
+            } else {
+                crate::records::both(
+                    crate::access::rows(self.perms, self.snap, form, Action::Update)?,
+                    read,
+                )
+            };
+            by_key = lookup(
+                txn,
+                self.store.db.dialect,
+                &self.entry,
+                &k,
+                &names,
+                scope.as_ref(),
+            )
+            .await?;
         }
         let mut outcomes: Vec<RowOutcome> = pending
             .iter()
@@ -1937,6 +1964,7 @@ async fn lookup<C: ConnectionTrait>(
     entry: &FormEntry,
     field: &str,
     names: &[String],
+    scope: Option<&trellis_query::Filter>,
 ) -> Result<HashMap<String, Vec<String>>, StoreError> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     let column = if field == "id" {
@@ -1969,6 +1997,9 @@ async fn lookup<C: ConnectionTrait>(
             .from(t.clone())
             .and_where(Expr::col((t.clone(), Alias::new(&column))).is_in(values))
             .order_by((t.clone(), Alias::new("id")), Order::Asc);
+        if let Some(f) = scope {
+            s.cond_where(f.to_condition(dialect));
+        }
         for row in c.query_all(&s).await? {
             let id: String = row.try_get_by_index(0)?;
             let name = crate::row::decode(&row, 1, kind, dialect)?;
@@ -1986,7 +2017,7 @@ async fn lookup<C: ConnectionTrait>(
             .cloned()
             .collect();
         if !ids.is_empty() {
-            for (k, v) in Box::pin(lookup(c, dialect, entry, "id", &ids)).await? {
+            for (k, v) in Box::pin(lookup(c, dialect, entry, "id", &ids, scope)).await? {
                 out.insert(k, v);
             }
         }
