@@ -655,6 +655,9 @@ struct CsvSource {
     consumed: Arc<AtomicU64>,
     /// UTF-8 is passed through raw and checked per cell; other encodings are transcoded.
     raw_utf8: bool,
+    /// Line breaks inside quoted cells so far: a spreadsheet shows such a record as one
+    /// row, so they do not count towards row numbers.
+    embedded: u64,
 }
 
 impl CsvSource {
@@ -712,6 +715,7 @@ impl CsvSource {
                 record: csv::ByteRecord::new(),
                 consumed,
                 raw_utf8,
+                embedded: 0,
             },
             encoding,
             delimiter,
@@ -728,7 +732,9 @@ impl CsvSource {
                 return Err(match e.into_kind() {
                     csv::ErrorKind::Io(io) => {
                         if io.get_ref().is_some_and(|inner| inner.is::<RecordLimit>()) {
-                            ReadError::RecordTooLarge { line: start_line }
+                            ReadError::RecordTooLarge {
+                                line: start_line - self.embedded,
+                            }
                         } else {
                             ReadError::Io(io)
                         }
@@ -744,7 +750,9 @@ impl CsvSource {
             .iter()
             .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
             .sum();
-        let line = end_line - embedded - u64::from(terminated);
+        // The row a spreadsheet shows: the start line, less earlier cells' line breaks.
+        let line = end_line - embedded - u64::from(terminated) - self.embedded;
+        self.embedded += embedded;
 
         let count = self.record.len();
         let mut malformed = false;
@@ -1143,7 +1151,7 @@ mod tests {
     }
 
     #[test]
-    fn quoted_cells_keep_delimiters_and_newlines_and_lines_stay_right() {
+    fn quoted_cells_keep_delimiters_and_newlines_and_rows_count_as_a_spreadsheet_shows_them() {
         let (_, rows) = read_all(
             b"id,note\n1,\"hello, world\"\n2,\"line1\nline2\nline3\"\n3,after\n4,\"say \"\"hi\"\"\"\n",
         );
@@ -1152,8 +1160,8 @@ mod tests {
             vec![
                 (2, cells(&["1", "hello, world"])),
                 (3, cells(&["2", "line1\nline2\nline3"])),
-                (6, cells(&["3", "after"])),
-                (7, cells(&["4", "say \"hi\""])),
+                (4, cells(&["3", "after"])),
+                (5, cells(&["4", "say \"hi\""])),
             ]
         );
         let (_, rows) = read_all(b"id,note\r\n1,\"a\r\nb\"\r\n\r\n2,\"c\"\r\n3,x");
@@ -1161,8 +1169,8 @@ mod tests {
             rows,
             vec![
                 (2, cells(&["1", "a\r\nb"])),
-                (5, cells(&["2", "c"])),
-                (6, cells(&["3", "x"])),
+                (4, cells(&["2", "c"])),
+                (5, cells(&["3", "x"])),
             ]
         );
     }

@@ -162,6 +162,17 @@ impl ImportOptions {
                     _ => return Err(bad("true or false")),
                 },
                 "batch" => Value::from(text.parse::<u64>().map_err(|_| bad("a number"))?),
+                "mode" | "on_error" | "duplicates" => {
+                    let allowed: &[&str] = match name {
+                        "mode" => &["insert", "update", "upsert"],
+                        "on_error" => &["abort", "skip"],
+                        _ => &["rules", "skip", "update", "merge", "flag", "ignore"],
+                    };
+                    if !allowed.contains(&text) {
+                        return Err(bad(&format!("one of {}", allowed.join(", "))));
+                    }
+                    Value::String(text.to_owned())
+                }
                 _ => Value::String(text.to_owned()),
             };
             o.insert(name.to_owned(), v);
@@ -1155,6 +1166,14 @@ impl JobFiles {
     }
 }
 
+/// The record a row updates: one found by its key, or the one an earlier row of the
+/// same batch makes.
+#[derive(Debug, Clone)]
+enum Target {
+    Id(String),
+    Row(usize),
+}
+
 /// A row on its way in.
 struct Pending {
     line: u64,
@@ -1409,11 +1428,12 @@ impl<'a> Importer<'a> {
             // Only records the caller may read: a name must not confirm what is hidden.
             let scope = match crate::access::rows(self.perms, self.snap, target, Action::Read) {
                 Ok(s) => s,
-                Err(StoreError::Forbidden { .. }) => Some(trellis_query::Filter::nothing(&te.table)),
+                Err(StoreError::Forbidden { .. }) => {
+                    Some(trellis_query::Filter::nothing(&te.table))
+                }
                 Err(e) => return Err(e),
             };
-            let found =
-                lookup(c, self.store.db.dialect, &te, &key, &names, scope.as_ref()).await?;
+            let found = lookup(c, self.store.db.dialect, &te, &key, &names, scope.as_ref()).await?;
             for r in rows.iter_mut() {
                 let Some(name) = r
                     .input
@@ -1506,7 +1526,10 @@ impl<'a> Importer<'a> {
             })
             .collect();
         // Decide each row: update an existing record, or create (validated now).
-        let mut targets: Vec<Option<String>> = vec![None; pending.len()];
+        let mut targets: Vec<Option<Target>> = vec![None; pending.len()];
+        // Keys of earlier rows of this batch: such a row's record is not written yet.
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let lines: Vec<u64> = pending.iter().map(|p| p.line).collect();
         for (i, p) in pending.iter_mut().enumerate() {
             if !p.errors.is_empty() {
                 continue;
@@ -1516,6 +1539,30 @@ impl<'a> Importer<'a> {
                 .and_then(|c| rows[i].cells.get(c))
                 .map(|s| self.key_text(s))
                 .unwrap_or_default();
+            if !key.is_empty() {
+                if let Some(&j) = seen.get(&key) {
+                    if self.options.mode == ImportMode::Insert {
+                        outcomes[i].action = "skip".into();
+                        outcomes[i].matched = Some(format!("row {}", lines[j]));
+                        outcomes[i].errors.push(RowError {
+                            row: p.line,
+                            column: self.key_column.and_then(|c| self.headers.get(c).cloned()),
+                            field: self.options.key.clone(),
+                            code: "exists".into(),
+                            message: format!(
+                                "row {} has the same key (the import only inserts)",
+                                lines[j]
+                            ),
+                        });
+                    } else {
+                        targets[i] = Some(Target::Row(j));
+                    }
+                    continue;
+                }
+                if self.key_column.is_some() {
+                    seen.insert(key.clone(), i);
+                }
+            }
             let existing = by_key.get(&key).cloned().unwrap_or_default();
             if existing.len() > 1 {
                 p.errors.push(RowError {
@@ -1540,7 +1587,7 @@ impl<'a> Importer<'a> {
                     });
                 }
                 (ImportMode::Update | ImportMode::Upsert, Some(id)) => {
-                    targets[i] = Some(id.clone());
+                    targets[i] = Some(Target::Id(id.clone()));
                 }
                 (ImportMode::Update, None) => {
                     outcomes[i].action = "skip".into();
@@ -1629,9 +1676,25 @@ impl<'a> Importer<'a> {
                 outcomes[i].errors = pending[i].errors.clone();
                 continue;
             }
-            if let Some(id) = targets[i].clone() {
+            if let Some(t) = targets[i].clone() {
                 self.flush(txn, &mut pending, &mut outcomes, &mut run)
                     .await?;
+                let id = match t {
+                    Target::Id(id) => Some(id),
+                    Target::Row(j) => outcomes[j].id.clone(),
+                };
+                let Some(id) = id else {
+                    // The earlier row with this key made no record.
+                    outcomes[i].action = "reject".into();
+                    outcomes[i].errors.push(RowError {
+                        row: pending[i].line,
+                        column: self.key_column.and_then(|c| self.headers.get(c).cloned()),
+                        field: self.options.key.clone(),
+                        code: "no_match".into(),
+                        message: "an earlier row with this key was not imported".into(),
+                    });
+                    continue;
+                };
                 let patch = update_patch(&pending[i].input, self.options.clear_empty);
                 self.update(txn, &id, patch, &mut pending[i], &mut outcomes[i], "update")
                     .await?;
