@@ -214,6 +214,33 @@ async fn a_new_rule_finds_the_duplicates_already_there() {
         scan["data"],
         json!([{"rule": "same_email", "key": "li@example.com", "ids": [ids[0], ids[2]]}])
     );
+    // A field's new type changes how its rule matches: the keys follow.
+    app.form(
+        json!({"name": "phonebook", "label": {"en": "Phones"}, "fields": [
+        {"name": "tel", "type": "text"}],
+        "duplicates": [{"name": "same_tel", "fields": [{"field": "tel"}]}]}),
+    )
+    .await;
+    let a = app
+        .create("phonebook", json!({"tel": "+86 138 0013 8000"}))
+        .await;
+    let b = app.create("phonebook", json!({"tel": "13800138000"})).await;
+    let (_, scan) = app.get("/api/v1/data/phonebook/duplicates").await;
+    assert_eq!(scan["data"], json!([]), "as text they differ");
+    let (_, mut def) = app.get("/api/v1/forms/phonebook").await;
+    def["fields"][0]["type"] = json!("phone");
+    for k in ["version", "bundle", "updated_at", "created_at"] {
+        if let Some(o) = def.as_object_mut() {
+            o.remove(k);
+        }
+    }
+    let (st, body) = app.put("/api/v1/forms/phonebook", def).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (_, scan) = app.get("/api/v1/data/phonebook/duplicates").await;
+    assert_eq!(
+        scan["data"],
+        json!([{"rule": "same_tel", "key": "8613800138000", "ids": [a["id"], b["id"]]}])
+    );
     // A rule over an unknown field is refused, naming it.
     let (_, mut def) = app.get("/api/v1/forms/person").await;
     def["duplicates"] = json!([{"name": "bad", "fields": [{"field": "nope"}]}]);
@@ -391,4 +418,138 @@ async fn export_then_import_into_an_empty_database_then_export_is_identical() {
     let won = String::from_utf8(won).unwrap();
     assert_eq!(won.matches(",Won,").count(), 20, "{won}");
     assert!(!won.contains(",New,"));
+}
+
+async fn import_as(app: &TestApp, token: &str, form: &str, query: &str, body: &str) -> Value {
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/data/{form}/import?wait=true&{query}")))
+        .bearer_auth(token)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    let job: Value = r.json().await.unwrap();
+    assert_eq!(st, StatusCode::OK, "{job}");
+    job
+}
+
+#[tokio::test]
+async fn import_keys_find_records_by_their_stored_values() {
+    let app = TestApp::spawn().await;
+    app.form(json!({"name": "item", "label": {"en": "Item"}, "fields": [
+        {"name": "sku", "type": "text"},
+        {"name": "email", "type": "email"},
+        {"name": "day", "type": "date"},
+        {"name": "qty", "type": "integer"}]}))
+        .await;
+    let rec = app
+        .create(
+            "item",
+            json!({"sku": "A", "email": "alice@example.com", "day": "2024-03-05", "qty": 1}),
+        )
+        .await;
+    let t = app.token.clone();
+    for (key, csv, want) in [
+        (
+            "email",
+            "email,qty\nAlice@Example.com ,5\n",
+            json!({"qty": 5}),
+        ),
+        ("day", "day,qty\n2024/3/5,6\n", json!({"qty": 6})),
+        ("qty", "qty,sku\n006,B\n", json!({"sku": "B"})),
+    ] {
+        let job = import_as(&app, &t, "item", &format!("mode=upsert&key={key}"), csv).await;
+        let p = &job["progress"];
+        assert_eq!(
+            (p["updated"].clone(), p["created"].clone()),
+            (json!(1), json!(0)),
+            "{key}: {job}"
+        );
+        let (_, now) = app
+            .get(&format!(
+                "/api/v1/data/item/{}",
+                rec["id"].as_str().unwrap()
+            ))
+            .await;
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&now[k], v, "{key}");
+        }
+    }
+    // A rejected row goes to the error file as it came, escaped once.
+    let job = import_as(
+        &app,
+        &t,
+        "item",
+        "on_error=skip",
+        "sku,qty\n'=1+2,lots\n-5,-5\n",
+    )
+    .await;
+    assert_eq!(job["progress"]["rejected"], json!(1), "{job}");
+    let r = app
+        .client
+        .get(app.url(&format!(
+            "/api/v1/imports/{}/errors",
+            job["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    let errors = r.text().await.unwrap();
+    assert!(errors.contains("\n2,'=1+2,lots,"), "{errors}");
+    assert!(!errors.contains("''=1+2"), "{errors}");
+    // A negative number is no formula: exported as it is; text starting with - is escaped.
+    let csv = String::from_utf8(export(&app, "item", "").await).unwrap();
+    assert!(csv.contains(",'-5,"), "the text -5: {csv}");
+    assert!(csv.contains(",-5,"), "the number -5: {csv}");
+}
+
+#[tokio::test]
+async fn a_reps_import_sees_only_what_the_rep_may_see() {
+    let app = TestApp::spawn_with(&["--demo"]).await;
+    let users = app.user_ids().await;
+    let hidden = app
+        .create(
+            "lead",
+            json!({"company": "别人的公司", "contact_name": "王五", "source": "website",
+                   "phone": "13912345678", "owner": users["zhaojianguo"]}),
+        )
+        .await;
+    let rep = app
+        .login("wangfang@demo.trellis.dev", "demo-pass-2026")
+        .await;
+    let csv =
+        "公司名称,联系人姓名,线索来源,手机号,线索评分\n新公司,李四,官网注册,+86 139-1234-5678,99\n";
+    for dupes in ["rules", "merge"] {
+        let job = import_as(
+            &app,
+            &rep,
+            "lead",
+            &format!("on_error=skip&dry_run=true&duplicates={dupes}"),
+            csv,
+        )
+        .await;
+        assert_eq!(job["status"], json!("done"), "{job}");
+        let p = &job["progress"];
+        assert_eq!(
+            p["created"],
+            json!(1),
+            "{dupes}: the other lead is not hers: {job}"
+        );
+        assert_eq!(p["flagged"], json!(0), "{job}");
+        let score = job["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["header"] == json!("线索评分"))
+            .unwrap();
+        assert!(
+            score["field"].is_null(),
+            "a rep may only read the score: {score}"
+        );
+        let text = job.to_string();
+        assert!(!text.contains(hidden["id"].as_str().unwrap()), "{text}");
+    }
 }

@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::fs;
 use std::path::{Path, PathBuf};
+use trellis_meta::dedupe::{DEFAULT_COUNTRY, Matcher, normalize};
 
 use calamine::{Data, Reader, Xlsx, open_workbook};
 use rand::rngs::StdRng;
@@ -2356,125 +2357,18 @@ fn manifest(truth: &[Truth], headers: &[&str], sheet: Option<&str>) -> Res<Value
 // Verification: read the files back and replay the duplicate rules on them
 // ---------------------------------------------------------------------------------
 
-/// Half width (ASCII range and the ideographic space) and lower case.
-fn fold(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\u{3000}' => ' ',
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            _ => c,
-        })
-        .collect::<String>()
-        .to_lowercase()
-}
-
-const LEGAL_FORMS: [&str; 34] = [
-    "集团股份有限公司",
-    "股份有限公司",
-    "有限责任公司",
-    "集团有限公司",
-    "有限公司",
-    "集团公司",
-    "总公司",
-    "分公司",
-    "公司",
-    "集团",
-    "companylimited",
-    "corporationlimited",
-    "colimited",
-    "coltd",
-    "ltd",
-    "limited",
-    "incorporated",
-    "inc",
-    "corporation",
-    "corp",
-    "company",
-    "co",
-    "llc",
-    "llp",
-    "plc",
-    "gmbh",
-    "ag",
-    "sa",
-    "srl",
-    "bv",
-    "pteltd",
-    "pte",
-    "pvt",
-    "private",
-];
-
-/// Company matching as specified: width and case folded, punctuation and spaces
-/// removed, legal-form suffixes stripped from the end (Latin ones only at a word start).
+/// The keys the importer matches by: the platform's own normalization, so the replay
+/// below checks the data against what a real import does.
 fn company_key(s: &str) -> Option<String> {
-    let folded = fold(s.trim()).replace('&', " and ");
-    let mut chars: Vec<char> = Vec::new();
-    let mut starts: Vec<bool> = Vec::new();
-    let mut gap = true;
-    for c in folded.chars() {
-        if c.is_alphanumeric() {
-            let change = chars.last().is_some_and(|p| p.is_ascii() != c.is_ascii());
-            starts.push(gap || change);
-            chars.push(c);
-            gap = false;
-        } else {
-            gap = true;
-        }
-    }
-    loop {
-        let cut = LEGAL_FORMS
-            .iter()
-            .map(|s| s.chars().collect::<Vec<_>>())
-            .filter(|s| {
-                let at = chars.len().saturating_sub(s.len());
-                s.len() < chars.len()
-                    && chars.ends_with(s)
-                    && (!s.iter().all(char::is_ascii) || starts.get(at).copied().unwrap_or(false))
-            })
-            .map(|s| s.len())
-            .max();
-        match cut {
-            Some(n) => {
-                chars.truncate(chars.len() - n);
-                starts.truncate(chars.len());
-            }
-            None => break,
-        }
-    }
-    let out: String = chars.into_iter().collect();
-    (!out.is_empty()).then_some(out)
+    normalize(Matcher::Company, s, DEFAULT_COUNTRY)
 }
 
-/// Phone matching as specified: digits with the country code 86, trunk 0 dropped.
 fn phone_key(s: &str) -> Option<String> {
-    let folded = fold(s);
-    let plus = folded
-        .chars()
-        .find(|c| *c == '+' || c.is_ascii_digit())
-        .is_some_and(|c| c == '+');
-    let mut digits: String = folded.chars().filter(char::is_ascii_digit).collect();
-    let international = plus || digits.starts_with("00");
-    if !plus && international {
-        digits.drain(..2);
-    }
-    if digits.len() < 5 {
-        return None;
-    }
-    Some(
-        if international || (digits.starts_with("86") && digits.len() > 11) {
-            digits
-        } else if let Some(n) = digits.strip_prefix('0') {
-            format!("86{n}")
-        } else {
-            format!("86{digits}")
-        },
-    )
+    normalize(Matcher::Phone, s, DEFAULT_COUNTRY)
 }
 
 fn email_key(s: &str) -> Option<String> {
-    let k: String = fold(s).chars().filter(|c| !c.is_whitespace()).collect();
-    (!k.is_empty()).then_some(k)
+    normalize(Matcher::Email, s, DEFAULT_COUNTRY)
 }
 
 /// Replays the import: `keys[i]` are the row's (first rule, second rule) keys. Returns

@@ -476,7 +476,9 @@ fn normalize_object(fields: &[Field], input: &mut Map<String, Value>) {
     }
 }
 
-fn normalize_value(f: &Field, v: &mut Value) {
+/// Normalize one value as a write would: trimmed, spellings mapped, select options
+/// matched by value or label, e-mails lower-cased.
+pub fn normalize_value(f: &Field, v: &mut Value) {
     let st = f.storage_type();
     match v {
         Value::String(s)

@@ -253,6 +253,18 @@ impl Store {
             }
         }
         groups.retain(|g| g.ids.len() > 1);
+        // The key is a normalized value: not shown when a field it comes from is hidden.
+        for g in &mut groups {
+            let hidden = entry.form.duplicates.iter().any(|r| {
+                r.name == g.rule
+                    && r.fields
+                        .iter()
+                        .any(|m| !access::visible(perms, form, &m.field))
+            });
+            if hidden {
+                g.key.clear();
+            }
+        }
         groups.truncate(limit);
         Ok(groups)
     }
@@ -290,6 +302,17 @@ impl Store {
         ids: Vec<String>,
         perms: &Permissions,
     ) -> Result<Vec<String>, StoreError> {
+        self.readable_on(&self.db.reader, form, ids, perms).await
+    }
+
+    /// Those of `ids` the caller may read, seen over `c` (a transaction sees its own rows).
+    pub(crate) async fn readable_on<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        form: &str,
+        ids: Vec<String>,
+        perms: &Permissions,
+    ) -> Result<Vec<String>, StoreError> {
         let snap = self.registry.snapshot();
         let Some(scope) = access::rows(perms, &snap, form, Action::Read)? else {
             return Ok(ids);
@@ -304,7 +327,7 @@ impl Store {
             .and_where(Expr::col((Alias::new(&entry.table), Alias::new("id"))).is_in(ids.clone()))
             .cond_where(scope.to_condition(self.db.dialect));
         let mut ok = HashSet::new();
-        for row in self.db.reader.query_all(&s).await? {
+        for row in c.query_all(&s).await? {
             ok.insert(row.try_get_by_index::<String>(0)?);
         }
         Ok(ids.into_iter().filter(|i| ok.contains(i)).collect())
@@ -358,4 +381,33 @@ pub(crate) async fn rebuild<C: ConnectionTrait>(
         done += page.len() as u64;
     }
     Ok(done)
+}
+
+impl Store {
+    /// A `block` rule's refusal names only the matching records the caller may read.
+    pub(crate) async fn redact_duplicate(
+        &self,
+        form: &str,
+        e: StoreError,
+        perms: &Permissions,
+    ) -> StoreError {
+        match e {
+            StoreError::Conflict {
+                field,
+                code: "duplicate",
+                message,
+                rows,
+            } if !perms.may_inspect() => {
+                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+                let ok = self.readable(form, ids, perms).await.unwrap_or_default();
+                StoreError::Conflict {
+                    field,
+                    code: "duplicate",
+                    message,
+                    rows: rows.into_iter().filter(|r| ok.contains(&r.id)).collect(),
+                }
+            }
+            e => e,
+        }
+    }
 }

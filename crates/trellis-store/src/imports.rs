@@ -26,7 +26,7 @@ use trellis_meta::form::{Field, FieldType};
 use trellis_meta::role::Action;
 use trellis_meta::{FieldError, SYSTEM_COLUMNS};
 use trellis_query::Dialect;
-use trellis_query::value::format_datetime;
+use trellis_query::value::{format_datetime, to_sql};
 
 use crate::Store;
 use crate::error::StoreError;
@@ -517,7 +517,9 @@ fn plan_columns(
                     note = Some(format!("{f} holds files, which a spreadsheet cannot carry"));
                     None
                 }
-                _ if !crate::access::visible(perms, &form.name, &f) => {
+                _ if crate::access::check_fields(perms, &form.name, std::iter::once(&f), "")
+                    .is_err() =>
+                {
                     note = Some(format!("you may not set {f}; the column is left out"));
                     None
                 }
@@ -535,7 +537,12 @@ fn plan_columns(
     Ok(out)
 }
 
-fn check_options(entry: &FormEntry, o: &ImportOptions) -> Result<(), StoreError> {
+fn check_options(
+    snap: &Snapshot,
+    entry: &FormEntry,
+    o: &ImportOptions,
+    perms: &Permissions,
+) -> Result<(), StoreError> {
     let form = &entry.form;
     if let Some(b) = o.batch
         && !(1..=10_000).contains(&b)
@@ -602,7 +609,20 @@ fn check_options(entry: &FormEntry, o: &ImportOptions) -> Result<(), StoreError>
                 format!("{f:?} 不是关联字段"),
             ));
         };
-        let _ = (t, k);
+        let ok = k == "id"
+            || snap.get(t).is_ok_and(|te| {
+                te.form.field(k).is_some_and(|tf| {
+                    tf.kind.is_textual() || matches!(tf.kind, FieldType::Integer | FieldType::Date)
+                })
+            });
+        if !ok || !crate::access::visible(perms, t, k) {
+            return Err(problem(
+                &format!("relation_keys.{f}"),
+                "unknown_field",
+                format!("{t} has no text, number or date field {k:?} to find records by"),
+                format!("{t} 没有可用于匹配的字段 {k:?}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -666,7 +686,7 @@ impl Store {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         crate::access::check_may_import(perms, form, options.mode)?;
-        check_options(&entry, &options)?;
+        check_options(&snap, &entry, &options, perms)?;
         tz_of(&options)?;
         let ro = read_options(&options)?;
         let path = upload.to_owned();
@@ -943,6 +963,9 @@ impl Store {
                     self.save_job(&t, &id, "running", &p, false).await?;
                     t.commit().await?;
                     self.db.watch.ring();
+                    for (form, recorded) in importer.recorded.drain(..) {
+                        crate::rules::record_failures(&self.db, &form, &recorded).await;
+                    }
                     *live.progress.lock() = p.clone();
                     continue;
                 }
@@ -979,8 +1002,11 @@ impl Store {
         self.save_job(&self.db.writer, &id, status, &p, true)
             .await?;
         *live.progress.lock() = p;
-        for (form, recorded) in importer.recorded.drain(..) {
-            crate::rules::record_failures(&self.db, &form, &recorded).await;
+        // Rule failures of rows that were written (not of a dry run or a rollback).
+        if status == "done" && !o.dry_run {
+            for (form, recorded) in importer.recorded.drain(..) {
+                crate::rules::record_failures(&self.db, &form, &recorded).await;
+            }
         }
         Ok(())
     }
@@ -1083,6 +1109,8 @@ struct JobFiles {
     errors: csv::Writer<BufWriter<std::fs::File>>,
     report: BufWriter<std::fs::File>,
     headers: Vec<String>,
+    /// The source is CSV (whose cells may carry an export's escape).
+    csv: bool,
 }
 
 impl JobFiles {
@@ -1121,12 +1149,19 @@ impl JobFiles {
             errors,
             report: BufWriter::new(rf),
             headers,
+            csv: job.source.get("format").and_then(Value::as_str) != Some("xlsx"),
         })
     }
 
     fn bad_row(&mut self, row: &Row, errors: &[RowError]) -> Result<(), StoreError> {
         let mut rec: Vec<String> = vec![row.line.to_string()];
-        rec.extend(row.cells.iter().map(|c| cell::defuse(c)));
+        // Escaped once: a CSV cell that came escaped is unescaped first, so fixing the
+        // file and importing it again gives back the value.
+        rec.extend(
+            row.cells
+                .iter()
+                .map(|c| cell::defuse(if self.csv { cell::undefuse(c) } else { c })),
+        );
         while rec.len() < self.headers.len() + 1 {
             rec.push(String::new());
         }
@@ -1262,6 +1297,14 @@ impl<'a> Importer<'a> {
             now: now_micros(),
             entry,
         })
+    }
+
+    /// Rule failures kept to record once their rows are committed (a bounded number: each
+    /// is one entry in the admin audit).
+    fn keep_failures(&mut self, form: String, recorded: Vec<trellis_rules::RuleError>) {
+        if self.recorded.len() < KEPT_ERRORS * 10 {
+            self.recorded.push((form, recorded));
+        }
     }
 
     /// A key cell as looked up: trimmed, an escaped formula restored.
@@ -1433,7 +1476,16 @@ impl<'a> Importer<'a> {
                 }
                 Err(e) => return Err(e),
             };
-            let found = lookup(c, self.store.db.dialect, &te, &key, &names, scope.as_ref()).await?;
+            let found = lookup(
+                c,
+                self.store.db.dialect,
+                &te,
+                &key,
+                &names,
+                scope.as_ref(),
+                self.tz,
+            )
+            .await?;
             for r in rows.iter_mut() {
                 let Some(name) = r
                     .input
@@ -1511,6 +1563,7 @@ impl<'a> Importer<'a> {
                 &k,
                 &names,
                 scope.as_ref(),
+                self.tz,
             )
             .await?;
         }
@@ -1539,8 +1592,19 @@ impl<'a> Importer<'a> {
                 .and_then(|c| rows[i].cells.get(c))
                 .map(|s| self.key_text(s))
                 .unwrap_or_default();
+            // Two spellings of one value are one key (`A@x.com`, `a@x.com`).
+            let same = {
+                let def = self
+                    .options
+                    .key
+                    .as_deref()
+                    .and_then(|k| self.entry.form.field(k));
+                key_value(def, &key, self.tz)
+                    .map(|v| key_string(&v))
+                    .unwrap_or_else(|| key.clone())
+            };
             if !key.is_empty() {
-                if let Some(&j) = seen.get(&key) {
+                if let Some(&j) = seen.get(&same) {
                     if self.options.mode == ImportMode::Insert {
                         outcomes[i].action = "skip".into();
                         outcomes[i].matched = Some(format!("row {}", lines[j]));
@@ -1560,7 +1624,7 @@ impl<'a> Importer<'a> {
                     continue;
                 }
                 if self.key_column.is_some() {
-                    seen.insert(key.clone(), i);
+                    seen.insert(same, i);
                 }
             }
             let existing = by_key.get(&key).cloned().unwrap_or_default();
@@ -1628,7 +1692,7 @@ impl<'a> Importer<'a> {
                     {
                         Ok(NewRecord::Ready(v, recorded)) => {
                             if !recorded.is_empty() {
-                                self.recorded.push((self.entry.form.name.clone(), recorded));
+                                self.keep_failures(self.entry.form.name.clone(), recorded);
                             }
                             p.ready = Some(v);
                         }
@@ -1665,7 +1729,21 @@ impl<'a> Importer<'a> {
                 }
             }
             let refs: Vec<&str> = ks.iter().map(String::as_str).collect();
-            found.push(crate::dedupe::find(txn, &self.entry.form.name, &rule.name, &refs).await?);
+            let mut hits =
+                crate::dedupe::find(txn, &self.entry.form.name, &rule.name, &refs).await?;
+            // Only records the caller may read: a match must not reveal the others.
+            if !self.perms.may_inspect() {
+                let all: Vec<String> = hits.values().flatten().cloned().collect();
+                let ok = self
+                    .store
+                    .readable_on(txn, &self.entry.form.name, all, self.perms)
+                    .await?;
+                for ids in hits.values_mut() {
+                    ids.retain(|id| ok.contains(id));
+                }
+                hits.retain(|_, ids| !ids.is_empty());
+            }
+            found.push(hits);
         }
         // Keys of rows created earlier in this batch: (rule, key) → index of that row.
         let mut in_batch: HashMap<(usize, String), usize> = HashMap::new();
@@ -1831,7 +1909,7 @@ impl<'a> Importer<'a> {
         {
             Ok((_, recorded)) => {
                 if !recorded.is_empty() {
-                    self.recorded.push((form, recorded));
+                    self.keep_failures(form, recorded);
                 }
                 out.action = action.into();
                 out.id = Some(id.to_owned());
@@ -1851,6 +1929,13 @@ impl<'a> Importer<'a> {
             StoreError::Validation(es) => {
                 Ok(es.iter().map(|e| self.field_error(line, e)).collect())
             }
+            StoreError::RecordNotFound { .. } => Ok(vec![RowError {
+                row: line,
+                column: None,
+                field: None,
+                code: "not_found".into(),
+                message: "the record to change is gone, or you may not change it".into(),
+            }]),
             StoreError::Unique { field } => Ok(vec![RowError {
                 row: line,
                 column: self.header_of(&field),
@@ -1967,17 +2052,22 @@ impl<'a> Importer<'a> {
                 &self.entry,
                 Turns::Take,
             );
+            let mut failures = Vec::new();
             for v in values.iter_mut() {
                 let recorded =
                     crate::rules::route(&mut host, &self.rules, v, self.actor.user.as_deref(), "")
                         .await?;
                 if !recorded.is_empty() {
-                    self.recorded.push((self.entry.form.name.clone(), recorded));
+                    failures.push(recorded);
                 }
                 let gates = self.entry.form.stage_errors(None, v);
                 if !gates.is_empty() {
                     return Err(StoreError::Validation(gates));
                 }
+            }
+            drop(host);
+            for f in failures {
+                self.keep_failures(self.entry.form.name.clone(), f);
             }
         }
         insert_records(
@@ -2019,8 +2109,34 @@ fn merge_patch(input: &Map<String, Value>, current: &Map<String, Value>) -> Map<
         .collect()
 }
 
-/// Records of `entry` whose `field` is one of `names`: name → ids (a name that is itself
-/// an id finds that record too).
+/// A cell as the stored value it names, for finding records by it: converted by the
+/// field's type and normalized as a write would be (`2024/3/5` finds `2024-03-05`,
+/// `Alice@Example.com` finds `alice@example.com`, `007` finds 7). None: it names nothing.
+fn key_value(field: Option<&Field>, text: &str, tz: chrono_tz::Tz) -> Option<Value> {
+    let Some(f) = field else {
+        // `id`.
+        return Some(Value::String(text.trim().to_owned()));
+    };
+    if f.kind == FieldType::Autonumber {
+        return Some(Value::String(text.trim().to_owned()));
+    }
+    let mut v = cell::to_value(f, text, tz).ok()??;
+    trellis_meta::record::normalize_value(f, &mut v);
+    (!Value::is_null(&v)).then_some(v)
+}
+
+/// A value as text, to compare a looked-up value with the one asked for.
+fn key_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Records of `entry` whose `field` holds the value each of `names` names (see
+/// [`key_value`]): name → ids, oldest first. A name that is itself a record's id finds
+/// that record too. Only records within `scope`.
+#[allow(clippy::too_many_arguments)]
 async fn lookup<C: ConnectionTrait>(
     c: &C,
     dialect: Dialect,
@@ -2028,49 +2144,50 @@ async fn lookup<C: ConnectionTrait>(
     field: &str,
     names: &[String],
     scope: Option<&trellis_query::Filter>,
+    tz: chrono_tz::Tz,
 ) -> Result<HashMap<String, Vec<String>>, StoreError> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    let column = if field == "id" {
-        Some(("id".to_owned(), trellis_query::ValueKind::Text))
+    let (column, kind, def) = if field == "id" {
+        ("id".to_owned(), trellis_query::ValueKind::Text, None)
     } else {
-        entry.column(field).map(|(c, k)| (c.to_owned(), k))
-    };
-    let Some((column, kind)) = column else {
-        return Ok(out);
-    };
-    let t = Alias::new(&entry.table);
-    for chunk in names.chunks(500) {
-        let mut values = Vec::new();
-        for n in chunk {
-            // A name that is not a value of the field's type finds nothing.
-            let v = match kind {
-                trellis_query::ValueKind::Integer => {
-                    n.parse::<i64>().ok().map(sea_orm::Value::from)
-                }
-                _ => Some(sea_orm::Value::from(n.clone())),
-            };
-            values.extend(v);
+        match (entry.column(field), entry.form.field(field)) {
+            (Some((c, k)), Some(f)) => (c.to_owned(), k, Some(f)),
+            _ => return Ok(out),
         }
-        if values.is_empty() {
+    };
+    // Stored value (as text) → the names that ask for it.
+    let mut wanted: HashMap<String, Vec<&String>> = HashMap::new();
+    let mut values = Vec::new();
+    for n in names {
+        let Some(v) = key_value(def, n, tz) else {
             continue;
+        };
+        let k = key_string(&v);
+        if !wanted.contains_key(&k) {
+            // A value of the wrong type for the column finds nothing.
+            if let Ok(sv) = to_sql(kind, &v, dialect) {
+                values.push(sv);
+            }
         }
+        wanted.entry(k).or_default().push(n);
+    }
+    let t = Alias::new(&entry.table);
+    for chunk in values.chunks(500) {
         let mut s = Query::select();
         s.expr(Expr::col((t.clone(), Alias::new("id"))))
             .expr(Expr::col((t.clone(), Alias::new(&column))))
             .from(t.clone())
-            .and_where(Expr::col((t.clone(), Alias::new(&column))).is_in(values))
+            .and_where(Expr::col((t.clone(), Alias::new(&column))).is_in(chunk.to_vec()))
             .order_by((t.clone(), Alias::new("id")), Order::Asc);
         if let Some(f) = scope {
             s.cond_where(f.to_condition(dialect));
         }
         for row in c.query_all(&s).await? {
             let id: String = row.try_get_by_index(0)?;
-            let name = crate::row::decode(&row, 1, kind, dialect)?;
-            let name = match name {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            out.entry(name).or_default().push(id);
+            let stored = key_string(&crate::row::decode(&row, 1, kind, dialect)?);
+            for n in wanted.get(&stored).into_iter().flatten() {
+                out.entry((*n).clone()).or_default().push(id.clone());
+            }
         }
     }
     if field != "id" {
@@ -2080,7 +2197,7 @@ async fn lookup<C: ConnectionTrait>(
             .cloned()
             .collect();
         if !ids.is_empty() {
-            for (k, v) in Box::pin(lookup(c, dialect, entry, "id", &ids, scope)).await? {
+            for (k, v) in Box::pin(lookup(c, dialect, entry, "id", &ids, scope, tz)).await? {
                 out.insert(k, v);
             }
         }

@@ -138,7 +138,16 @@ impl Store {
             .validator
             .prepare(patch, Mode::Update, now)
             .map_err(StoreError::Validation)?;
+        // The caller changes the survivor: only fields they may write, owners they may give.
+        access::check_fields(perms, form, values.keys(), "")?;
         if let Some(o) = owner {
+            if !perms.may_own(form, Action::Update, o.as_str().unwrap_or_default()) {
+                return Err(StoreError::forbidden(
+                    "owner",
+                    "owner_out_of_scope",
+                    "you may not hand the record to this owner",
+                ));
+            }
             values.insert("owner".into(), o);
         }
         // Relations that pointed at the merged record point at the survivor.

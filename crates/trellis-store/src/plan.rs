@@ -760,7 +760,14 @@ pub(crate) async fn save_definition(
         });
     }
     save_version(txn, &new, version, plan, actor).await?;
-    let rules_changed = entry.form.duplicates != new.duplicates;
+    // A rule's keys change with the rule, and with the type of a field it reads (its
+    // default matcher follows the type).
+    let rules_changed = entry.form.duplicates != new.duplicates
+        || new.duplicates.iter().any(|r| {
+            r.fields.iter().any(|m| {
+                entry.form.field(&m.field).map(|f| f.kind) != new.field(&m.field).map(|f| f.kind)
+            })
+        });
     let ne = FormEntry::new(new, version, columns, bundle, position)?;
     if rules_changed {
         crate::dedupe::rebuild(txn, &ne).await?;

@@ -361,16 +361,24 @@ impl Store {
                 reply,
             })
             .await?;
-            let mut rec = rx
+            let mut rec = match rx
                 .await
-                .map_err(|_| StoreError::Unavailable("the writer dropped the create".into()))??;
+                .map_err(|_| StoreError::Unavailable("the writer dropped the create".into()))?
+            {
+                Ok(r) => r,
+                Err(e) => return Err(self.redact_duplicate(form, e.into(), perms).await),
+            };
             crate::rules::record_failures(&self.db, form, &recorded).await;
             access::redact(perms, form, &mut rec);
             return Ok(rec);
         }
-        let mut out = self
+        let mut out = match self
             .create_batch(form, vec![input], actor, false, perms)
-            .await?;
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => return Err(self.redact_duplicate(form, e, perms).await),
+        };
         out.pop()
             .ok_or_else(|| StoreError::Corrupt("no record created".into()))
     }

@@ -533,6 +533,8 @@ impl Labeller {
 fn csv_cell(v: &Value) -> String {
     match v {
         Value::String(s) => trellis_reports::export::defuse(s),
+        // A number such as -5 is no formula; lists and objects may hold text that is.
+        Value::Number(_) | Value::Bool(_) | Value::Null => cell(v),
         other => trellis_reports::export::defuse(&cell(other)),
     }
 }
