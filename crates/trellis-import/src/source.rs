@@ -24,6 +24,8 @@ const DELIMITERS: [u8; 4] = [b',', b'\t', b';', b'|'];
 const XLSX_QUEUE: usize = 256;
 /// Excel's last column (XFD): a cell beyond it is a corrupt file, not a wide row.
 const XLSX_MAX_COLUMNS: u32 = 16_384;
+/// Longest XLSX cell kept: Excel's 32,767 characters, at up to 4 bytes each.
+const MAX_CELL_BYTES: usize = 32_767 * 4;
 
 /// File format of an import source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -360,7 +362,8 @@ impl Sheet {
             }
             Format::Xlsx => {
                 drop(sample);
-                let (xlsx, sheets, sheet) = XlsxSource::open(file, opts.sheet.clone())?;
+                let (xlsx, sheets, sheet) =
+                    XlsxSource::open(file, opts.sheet.clone(), opts.max_columns)?;
                 (Inner::Xlsx(xlsx), None, None, sheets, Some(sheet))
             }
         };
@@ -802,12 +805,16 @@ struct XlsxSource {
 }
 
 impl XlsxSource {
-    fn open(file: File, wanted: Option<String>) -> Result<(Self, Vec<String>, String), ReadError> {
+    fn open(
+        file: File,
+        wanted: Option<String>,
+        max_columns: usize,
+    ) -> Result<(Self, Vec<String>, String), ReadError> {
         let (tx, rx) = sync_channel(XLSX_QUEUE);
         thread::Builder::new()
             .name("trellis-import-xlsx".to_owned())
             .spawn(move || {
-                if let Err(e) = xlsx_worker(file, wanted, &tx) {
+                if let Err(e) = xlsx_worker(file, wanted, max_columns, &tx) {
                     let _ = tx.send(XlsxMsg::Failed(e));
                 }
             })?;
@@ -844,6 +851,7 @@ fn xlsx_error(e: XlsxError) -> ReadError {
 fn xlsx_worker(
     file: File,
     wanted: Option<String>,
+    max_columns: usize,
     tx: &SyncSender<XlsxMsg>,
 ) -> Result<(), ReadError> {
     let mut workbook: Xlsx<BufReader<File>> =
@@ -898,10 +906,23 @@ fn xlsx_worker(
             continue;
         }
         let c = c as usize;
+        if c > max_columns {
+            // Past the columns a header may have (one more, so a wide header is refused).
+            continue;
+        }
         if row.len() <= c {
             row.resize(c + 1, String::new());
         }
-        row[c] = cell_text(value);
+        let mut text = cell_text(value);
+        if text.len() > MAX_CELL_BYTES {
+            // More than a spreadsheet cell holds (32,767 characters): cut at a character.
+            let mut end = MAX_CELL_BYTES;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        row[c] = text;
     }
     if let Some(prev) = current
         && !send_row(tx, prev, row)

@@ -745,7 +745,11 @@ impl Store {
                 Expr::val(Option::<String>::None),
             ])
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.db.writer.execute(&ins).await?;
+        if let Err(e) = self.db.writer.execute(&ins).await {
+            // No job, no files.
+            let _ = std::fs::remove_dir_all(&jd);
+            return Err(e.into());
+        }
         self.import_job(&id, None).await
     }
 
