@@ -213,7 +213,7 @@ enum Command {
     Migrate,
     /// Import a CSV or XLSX file into a form (or resume an interrupted import), with a
     /// progress bar. Runs as the system unless --as names a user.
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
     /// Validate, install or export bundles.
     Bundle {
         #[command(subcommand)]

@@ -960,7 +960,7 @@ impl Store {
                 None => {
                     let t = self.db.writer.begin().await?;
                     let out = importer.batch(&t, rows, &mut files).await?;
-                    count(&mut p, &outcomes_ref(&out));
+                    count(&mut p, &out);
                     p.bytes = bytes;
                     p.line = last;
                     files.flush(&mut p)?;
@@ -974,7 +974,7 @@ impl Store {
                     continue;
                 }
             };
-            count(&mut p, &outcomes_ref(&outcomes));
+            count(&mut p, &outcomes);
             p.bytes = bytes;
             p.line = last;
             files.flush(&mut p)?;
@@ -1038,10 +1038,6 @@ impl Store {
         }
         Ok(out)
     }
-}
-
-fn outcomes_ref(o: &[RowOutcome]) -> &[RowOutcome] {
-    o
 }
 
 fn count(p: &mut Progress, outcomes: &[RowOutcome]) {

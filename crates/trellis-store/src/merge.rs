@@ -75,7 +75,7 @@ impl Store {
                 "记录不能与自身合并",
             ));
         }
-        for (f, _) in &req.take {
+        for f in req.take.keys() {
             let ok = entry
                 .form
                 .field(f)

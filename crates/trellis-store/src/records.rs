@@ -366,7 +366,7 @@ impl Store {
                 .map_err(|_| StoreError::Unavailable("the writer dropped the create".into()))?
             {
                 Ok(r) => r,
-                Err(e) => return Err(self.redact_duplicate(form, e.into(), perms).await),
+                Err(e) => return Err(self.redact_duplicate(form, e, perms).await),
             };
             crate::rules::record_failures(&self.db, form, &recorded).await;
             access::redact(perms, form, &mut rec);
