@@ -748,7 +748,18 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, St
         Some(f) => Some(serde_json::from_str::<Vec<String>>(f)?),
         None => None,
     };
-    Ok(Some(Principal {
+    Ok(Some(principal(db, u, t.id, t.read_only, forms).await?))
+}
+
+/// A user as a principal, with what the token narrows.
+async fn principal(
+    db: &Db,
+    u: user::Model,
+    token_id: String,
+    read_only: bool,
+    forms: Option<Vec<String>>,
+) -> Result<Principal, StoreError> {
+    Ok(Principal {
         roles: crate::roles::of_user(&db.reader, &u.id).await?,
         team: teammates(&db.reader, &u.id).await?,
         subordinates: subordinates(&db.reader, &u.id).await?,
@@ -756,10 +767,10 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, St
         email: u.email,
         name: u.name,
         is_admin: u.is_admin,
-        token_id: t.id,
-        read_only: t.read_only,
+        token_id,
+        read_only,
         forms,
-    }))
+    })
 }
 
 /// A user as a principal without a token (for work resumed on their behalf): their
@@ -771,18 +782,7 @@ pub async fn principal_of(db: &Db, id: &str) -> Result<Option<Principal>, StoreE
     let Some(u) = u.filter(|u| u.active) else {
         return Ok(None);
     };
-    Ok(Some(Principal {
-        roles: crate::roles::of_user(&db.reader, &u.id).await?,
-        team: teammates(&db.reader, &u.id).await?,
-        subordinates: subordinates(&db.reader, &u.id).await?,
-        id: u.id,
-        email: u.email,
-        name: u.name,
-        is_admin: u.is_admin,
-        token_id: String::new(),
-        read_only: false,
-        forms: None,
-    }))
+    Ok(Some(principal(db, u, String::new(), false, None).await?))
 }
 
 /// Changes to a user; what is None stays as it is.
