@@ -553,3 +553,61 @@ async fn a_reps_import_sees_only_what_the_rep_may_see() {
         assert!(!text.contains(hidden["id"].as_str().unwrap()), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_token_limited_to_some_forms_sees_only_their_import_jobs() {
+    let app = TestApp::spawn_with(&["--demo"]).await;
+    let rep = app
+        .login("wangfang@demo.trellis.dev", "demo-pass-2026")
+        .await;
+    let job = import_as(
+        &app,
+        &rep,
+        "lead",
+        "dry_run=true",
+        "公司名称,联系人姓名,线索来源,邮箱\n某公司,赵六,官网注册,z6@example.com\n",
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    let (st, t) = app
+        .call_as(
+            Some(&rep),
+            reqwest::Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "customers only", "forms": ["customer"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{t}");
+    let narrow = t["token"].as_str().unwrap();
+    let (st, _) = app
+        .call_as(
+            Some(&rep),
+            reqwest::Method::GET,
+            &format!("/api/v1/imports/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "the rep sees her own job");
+    for path in [
+        format!("/api/v1/imports/{id}"),
+        format!("/api/v1/imports/{id}/rows"),
+        format!("/api/v1/imports/{id}/errors"),
+    ] {
+        let (st, _) = app
+            .call_as(Some(narrow), reqwest::Method::GET, &path, None)
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::NOT_FOUND,
+            "{path}: a lead job, a customers-only token"
+        );
+    }
+    let (_, list) = app
+        .call_as(Some(narrow), reqwest::Method::GET, "/api/v1/imports", None)
+        .await;
+    assert_eq!(list["data"], json!([]), "{list}");
+    let (_, list) = app
+        .call_as(Some(&rep), reqwest::Method::GET, "/api/v1/imports", None)
+        .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+}

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use trellis_access::Permissions;
+use trellis_meta::role::Action;
 use trellis_store::imports::{self, ImportJob, ImportOptions, Live};
 use trellis_store::records::Actor;
 
@@ -270,6 +271,19 @@ fn owner_filter(caller: &Caller) -> Option<&str> {
     (!caller.perms().may_inspect()).then_some(caller.0.id.as_str())
 }
 
+/// A job the caller may see: theirs (or any, for administrators), on a form they may read
+/// (a token limited to some forms sees only those forms' jobs).
+async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ImportJob> {
+    let job = state.store.import_job(id, owner_filter(caller)).await?;
+    if !caller.perms().may(&job.form, Action::Read) {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("import {id} not found"),
+        ));
+    }
+    Ok(job)
+}
+
 /// `?limit=`.
 #[derive(Debug, Deserialize)]
 pub struct ListImports {
@@ -286,10 +300,11 @@ pub async fn list(
     q: web::Query<ListImports>,
 ) -> ApiResult<HttpResponse> {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let jobs = state
+    let mut jobs = state
         .store
         .import_jobs(owner_filter(&caller), limit)
         .await?;
+    jobs.retain(|j| caller.perms().may(&j.form, Action::Read));
     Ok(HttpResponse::Ok().json(json!({ "data": jobs })))
 }
 
@@ -302,7 +317,7 @@ pub async fn get(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let job = state.store.import_job(&path, owner_filter(&caller)).await?;
+    let job = visible_job(&state, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(job))
 }
 
@@ -325,7 +340,7 @@ pub async fn rows(
     path: web::Path<String>,
     q: web::Query<RowsParams>,
 ) -> ApiResult<HttpResponse> {
-    let job = state.store.import_job(&path, owner_filter(&caller)).await?;
+    let job = visible_job(&state, &caller, &path).await?;
     let dir = imports_dir(&state);
     let (from, limit) = (q.from.unwrap_or(0), q.limit.unwrap_or(100).clamp(1, 1000));
     let data = tokio::task::spawn_blocking(move || {
@@ -346,7 +361,7 @@ pub async fn errors(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let job = state.store.import_job(&path, owner_filter(&caller)).await?;
+    let job = visible_job(&state, &caller, &path).await?;
     let p = imports::error_path(&imports_dir(&state), &job.id);
     let file = tokio::fs::File::open(&p)
         .await
@@ -371,7 +386,7 @@ pub async fn cancel(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     crate::access::writes(&caller)?;
-    let job = state.store.import_job(&path, owner_filter(&caller)).await?;
+    let job = visible_job(&state, &caller, &path).await?;
     if !state.store.cancel_import(&job.id) {
         return Err(ApiError::field(
             Code::Conflict,
@@ -393,6 +408,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     crate::access::writes(&caller)?;
+    visible_job(&state, &caller, &path).await?;
     state
         .store
         .delete_import(&imports_dir(&state), &path, owner_filter(&caller))
