@@ -180,6 +180,22 @@ async fn duplicate_rules_block_warn_scan_and_merge() {
     assert_eq!(errors(&body)[0].0, "take.nope");
 }
 
+/// PUT a form back with one change made to its definition.
+async fn change_form(
+    app: &TestApp,
+    name: &str,
+    change: impl FnOnce(&mut Value),
+) -> (StatusCode, Value) {
+    let (_, mut def) = app.get(&format!("/api/v1/forms/{name}")).await;
+    change(&mut def);
+    for k in ["version", "bundle", "updated_at", "created_at"] {
+        if let Some(o) = def.as_object_mut() {
+            o.remove(k);
+        }
+    }
+    app.put(&format!("/api/v1/forms/{name}"), def).await
+}
+
 #[tokio::test]
 async fn a_new_rule_finds_the_duplicates_already_there() {
     let app = TestApp::spawn().await;
@@ -200,14 +216,10 @@ async fn a_new_rule_finds_the_duplicates_already_there() {
     }
     let (_, scan) = app.get("/api/v1/data/person/duplicates").await;
     assert_eq!(scan["data"], json!([]), "no rules, no duplicates");
-    let (_, mut def) = app.get("/api/v1/forms/person").await;
-    def["duplicates"] = json!([{"name": "same_email", "fields": [{"field": "email"}]}]);
-    for k in ["version", "bundle", "updated_at", "created_at"] {
-        if let Some(o) = def.as_object_mut() {
-            o.remove(k);
-        }
-    }
-    let (st, body) = app.put("/api/v1/forms/person", def).await;
+    let (st, body) = change_form(&app, "person", |def| {
+        def["duplicates"] = json!([{"name": "same_email", "fields": [{"field": "email"}]}]);
+    })
+    .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (_, scan) = app.get("/api/v1/data/person/duplicates").await;
     assert_eq!(
@@ -227,14 +239,10 @@ async fn a_new_rule_finds_the_duplicates_already_there() {
     let b = app.create("phonebook", json!({"tel": "13800138000"})).await;
     let (_, scan) = app.get("/api/v1/data/phonebook/duplicates").await;
     assert_eq!(scan["data"], json!([]), "as text they differ");
-    let (_, mut def) = app.get("/api/v1/forms/phonebook").await;
-    def["fields"][0]["type"] = json!("phone");
-    for k in ["version", "bundle", "updated_at", "created_at"] {
-        if let Some(o) = def.as_object_mut() {
-            o.remove(k);
-        }
-    }
-    let (st, body) = app.put("/api/v1/forms/phonebook", def).await;
+    let (st, body) = change_form(&app, "phonebook", |def| {
+        def["fields"][0]["type"] = json!("phone");
+    })
+    .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (_, scan) = app.get("/api/v1/data/phonebook/duplicates").await;
     assert_eq!(
@@ -242,14 +250,10 @@ async fn a_new_rule_finds_the_duplicates_already_there() {
         json!([{"rule": "same_tel", "key": "8613800138000", "ids": [a["id"], b["id"]]}])
     );
     // A rule over an unknown field is refused, naming it.
-    let (_, mut def) = app.get("/api/v1/forms/person").await;
-    def["duplicates"] = json!([{"name": "bad", "fields": [{"field": "nope"}]}]);
-    for k in ["version", "bundle", "updated_at", "created_at"] {
-        if let Some(o) = def.as_object_mut() {
-            o.remove(k);
-        }
-    }
-    let (st, body) = app.put("/api/v1/forms/person", def).await;
+    let (st, body) = change_form(&app, "person", |def| {
+        def["duplicates"] = json!([{"name": "bad", "fields": [{"field": "nope"}]}]);
+    })
+    .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         errors(&body)

@@ -175,14 +175,6 @@ fn decimal_to_number(negative: bool, digits: &str, scale: i64) -> Option<Number>
     Number::from_f64(f)
 }
 
-/// A percent field's number as shown: "12.5%" and "12.5" are both 12.5.
-pub fn percent(s: &str) -> Option<Number> {
-    let text = half_width(s);
-    let t = text.trim();
-    let t = t.strip_suffix('%').unwrap_or(t);
-    number(t)
-}
-
 /// A whole number (via [`number`], so "1,000" and "5万" work).
 pub fn integer(s: &str) -> Option<i64> {
     number(s)?.as_i64()
@@ -375,24 +367,6 @@ pub fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// The cell would run as a formula if opened in a spreadsheet ("=HYPERLINK(…)", "@SUM(…)",
-/// "+A1"), while signed numbers and phone numbers ("-12", "+86 138 0013 8000") are not.
-pub fn looks_like_formula(s: &str) -> bool {
-    if s.starts_with(['\t', '\r']) {
-        return true;
-    }
-    let t = s.trim_start();
-    let Some(rest) = t.strip_prefix(['=', '+', '-', '@']) else {
-        return false;
-    };
-    // Digits with the punctuation of numbers and phone numbers are harmless.
-    !rest.chars().all(|c| {
-        c.is_ascii_digit()
-            || c.is_whitespace()
-            || matches!(c, '.' | ',' | '-' | '(' | ')' | '/' | '%')
-    })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -460,11 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn percent_and_integer() {
-        assert_eq!(percent("12.5%").unwrap().to_string(), "12.5");
-        assert_eq!(percent("12.5").unwrap().to_string(), "12.5");
-        assert_eq!(percent(" 50 ％ ").unwrap().to_string(), "50");
-        assert_eq!(percent("abc%"), None);
+    fn integers() {
         assert_eq!(integer("1,000"), Some(1000));
         assert_eq!(integer("3万"), Some(30000));
         assert_eq!(integer("2.0"), Some(2));
@@ -617,34 +587,5 @@ mod tests {
             ["a", "b", "c", "d", "e", "f", "g", "h"]
         );
         assert!(split_list("  ").is_empty());
-    }
-
-    #[test]
-    fn formulas() {
-        for f in [
-            "=HYPERLINK(\"http://x\")",
-            "@SUM(A1:A2)",
-            "+A1",
-            "-A1",
-            "  =1+1",
-            "\t12",
-            "\rfoo",
-            "=cmd|' /C calc'!A0",
-        ] {
-            assert!(looks_like_formula(f), "{f:?}");
-        }
-        for s in [
-            "-12",
-            "+86 138 0013 8000",
-            "+1 (555) 123-4567",
-            "-1,234.50",
-            "hello",
-            "",
-            "a=b",
-            "12%",
-            "-",
-        ] {
-            assert!(!looks_like_formula(s), "{s:?}");
-        }
     }
 }

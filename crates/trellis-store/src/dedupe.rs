@@ -280,7 +280,21 @@ impl Store {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         let mut out = Vec::new();
+        // Only `warn` rules: a `block` rule's match was refused before it was written.
+        let warns: Vec<&str> = entry
+            .form
+            .duplicates
+            .iter()
+            .filter(|r| r.on_create == OnCreate::Warn)
+            .map(|r| r.name.as_str())
+            .collect();
+        if warns.is_empty() {
+            return Ok(out);
+        }
         for (rule, key) in keys(&entry.form, record) {
+            if !warns.contains(&rule.as_str()) {
+                continue;
+            }
             let found = find(&self.db.reader, form, &rule, &[key.as_str()]).await?;
             let ids: Vec<String> = found
                 .into_values()

@@ -142,7 +142,7 @@ impl ImportOptions {
         let mut o = Map::new();
         for (name, text) in pairs {
             let bad = |what: &str| {
-                problem(
+                StoreError::field(
                     name,
                     "invalid",
                     format!("{name} must be {what}"),
@@ -190,7 +190,7 @@ impl ImportOptions {
             .into_iter()
             .find(|f| msg.contains(f))
             .unwrap_or("options");
-            problem(field, "invalid", msg, "导入选项无效".into())
+            StoreError::field(field, "invalid", msg, "导入选项无效")
         })
     }
 }
@@ -315,6 +315,14 @@ pub struct ImportJob {
     pub finished_at: Option<String>,
 }
 
+impl ImportJob {
+    /// The file is CSV, whose cells may carry an export's formula escape (XLSX cells are
+    /// text as they are).
+    fn read_csv(&self) -> bool {
+        self.source.get("format").and_then(Value::as_str) != Some("xlsx")
+    }
+}
+
 /// Stored with the job besides its options.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Setup {
@@ -355,10 +363,6 @@ pub fn report_path(dir: &Path, id: &str) -> PathBuf {
     job_dir(dir, id).join("rows.jsonl")
 }
 
-fn problem(field: &str, code: &'static str, en: String, zh: String) -> StoreError {
-    StoreError::Validation(vec![FieldError::new(field, code, en, zh)])
-}
-
 /// The reader options an import asks for.
 fn read_options(o: &ImportOptions) -> Result<ReadOptions, StoreError> {
     let mut r = ReadOptions::default();
@@ -367,7 +371,7 @@ fn read_options(o: &ImportOptions) -> Result<ReadOptions, StoreError> {
             "csv" | "txt" | "tsv" => Format::Csv,
             "xlsx" => Format::Xlsx,
             other => {
-                return Err(problem(
+                return Err(StoreError::field(
                     "format",
                     "unknown_format",
                     format!("unknown format {other:?}: use csv or xlsx"),
@@ -378,7 +382,7 @@ fn read_options(o: &ImportOptions) -> Result<ReadOptions, StoreError> {
     }
     if let Some(e) = &o.encoding {
         r.encoding = Some(e.parse::<Encoding>().map_err(|_| {
-            problem(
+            StoreError::field(
                 "encoding",
                 "unknown_encoding",
                 format!("unknown encoding {e:?}: use utf-8, gbk, gb18030, utf-16le or utf-16be"),
@@ -397,11 +401,11 @@ fn read_options(o: &ImportOptions) -> Result<ReadOptions, StoreError> {
                 r.delimiter = Some(*b)
             }
             _ => {
-                return Err(problem(
+                return Err(StoreError::field(
                     "delimiter",
                     "bad_delimiter",
-                    "the delimiter must be one ASCII character (or \"tab\")".into(),
-                    "分隔符必须是一个 ASCII 字符（或 \"tab\"）".into(),
+                    "the delimiter must be one ASCII character (or \"tab\")",
+                    "分隔符必须是一个 ASCII 字符（或 \"tab\"）",
                 ));
             }
         }
@@ -412,19 +416,14 @@ fn read_options(o: &ImportOptions) -> Result<ReadOptions, StoreError> {
 
 /// A file problem as a field error on `file`.
 pub fn read_error(e: &ReadError) -> StoreError {
-    StoreError::Validation(vec![FieldError::new(
-        "file",
-        e.code(),
-        e.to_string(),
-        e.message_zh(),
-    )])
+    StoreError::field("file", e.code(), e.to_string(), e.message_zh())
 }
 
 fn tz_of(o: &ImportOptions) -> Result<chrono_tz::Tz, StoreError> {
     match &o.tz {
         None => Ok(chrono_tz::UTC),
         Some(t) => t.parse().map_err(|_| {
-            problem(
+            StoreError::field(
                 "tz",
                 "unknown_time_zone",
                 format!("unknown time zone {t:?}"),
@@ -445,16 +444,16 @@ fn plan_columns(
     let form = &entry.form;
     for (h, f) in &o.mapping {
         if !info.headers.iter().any(|x| x == h) {
-            return Err(problem(
-                &format!("mapping.{h}"),
+            return Err(StoreError::field(
+                format!("mapping.{h}"),
                 "unknown_column",
                 format!("the file has no column {h:?}"),
                 format!("文件中没有列 {h:?}"),
             ));
         }
         if !f.is_empty() && f != "owner" && f != "id" && form.field(f).is_none() {
-            return Err(problem(
-                &format!("mapping.{h}"),
+            return Err(StoreError::field(
+                format!("mapping.{h}"),
                 "unknown_field",
                 format!("the form {} has no field {f:?}", form.name),
                 format!("表单 {} 没有字段 {f:?}", form.name),
@@ -547,20 +546,20 @@ fn check_options(
     if let Some(b) = o.batch
         && !(1..=10_000).contains(&b)
     {
-        return Err(problem(
+        return Err(StoreError::field(
             "batch",
             "out_of_range",
-            "batch must be between 1 and 10000".into(),
-            "batch 必须在 1 到 10000 之间".into(),
+            "batch must be between 1 and 10000",
+            "batch 必须在 1 到 10000 之间",
         ));
     }
     match (&o.key, o.mode) {
         (None, ImportMode::Update | ImportMode::Upsert) => {
-            return Err(problem(
+            return Err(StoreError::field(
                 "key",
                 "required",
-                "update and upsert need a key: the field that finds the record".into(),
-                "更新和更新插入需要指定匹配字段 key".into(),
+                "update and upsert need a key: the field that finds the record",
+                "更新和更新插入需要指定匹配字段 key",
             ));
         }
         (Some(k), _) if k != "id" => match form.field(k) {
@@ -568,7 +567,7 @@ fn check_options(
                 if f.kind.is_textual()
                     || matches!(f.kind, FieldType::Integer | FieldType::Date) => {}
             _ => {
-                return Err(problem(
+                return Err(StoreError::field(
                     "key",
                     "bad_key",
                     format!("{k:?} cannot find records: name a text, number or date field, or id"),
@@ -580,19 +579,19 @@ fn check_options(
     }
     for (f, v) in &o.constants {
         if form.field(f).is_none() && f != "owner" {
-            return Err(problem(
-                &format!("constants.{f}"),
+            return Err(StoreError::field(
+                format!("constants.{f}"),
                 "unknown_field",
                 format!("the form {} has no field {f:?}", form.name),
                 format!("表单 {} 没有字段 {f:?}", form.name),
             ));
         }
         if v.is_null() {
-            return Err(problem(
-                &format!("constants.{f}"),
+            return Err(StoreError::field(
+                format!("constants.{f}"),
                 "required",
-                "a constant needs a value".into(),
-                "常量需要一个值".into(),
+                "a constant needs a value",
+                "常量需要一个值",
             ));
         }
     }
@@ -602,8 +601,8 @@ fn check_options(
             .filter(|fd| fd.kind == FieldType::Relation)
             .and_then(|fd| fd.target.as_deref());
         let Some(t) = target else {
-            return Err(problem(
-                &format!("relation_keys.{f}"),
+            return Err(StoreError::field(
+                format!("relation_keys.{f}"),
                 "not_a_relation",
                 format!("{f:?} is not a relation field"),
                 format!("{f:?} 不是关联字段"),
@@ -616,8 +615,8 @@ fn check_options(
                 })
             });
         if !ok || !crate::access::visible(perms, t, k) {
-            return Err(problem(
-                &format!("relation_keys.{f}"),
+            return Err(StoreError::field(
+                format!("relation_keys.{f}"),
                 "unknown_field",
                 format!("{t} has no text, number or date field {k:?} to find records by"),
                 format!("{t} 没有可用于匹配的字段 {k:?}"),
@@ -701,7 +700,7 @@ impl Store {
                 .iter()
                 .any(|c| c.field.as_deref() == Some(k.as_str()))
         {
-            return Err(problem(
+            return Err(StoreError::field(
                 "key",
                 "unmapped_key",
                 format!("no column fills the key field {k:?}"),
@@ -1149,7 +1148,7 @@ impl JobFiles {
             errors,
             report: BufWriter::new(rf),
             headers,
-            csv: job.source.get("format").and_then(Value::as_str) != Some("xlsx"),
+            csv: job.read_csv(),
         })
     }
 
@@ -1287,7 +1286,7 @@ impl<'a> Importer<'a> {
             columns,
             owner_column,
             key_column,
-            csv: job.source.get("format").and_then(Value::as_str) != Some("xlsx"),
+            csv: job.read_csv(),
             tz: tz_of(&job.options)?,
             users,
             actor,

@@ -87,13 +87,7 @@ async fn save_body(
             format!("the file is larger than the import limit of {limit} bytes"),
         )
     };
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok())
-        && len > limit
-    {
+    if crate::routes::declared_length(req).is_some_and(|len| len > limit) {
         return Err(too_large());
     }
     let io = |e: std::io::Error| ApiError::new(Code::Internal, format!("saving the upload: {e}"));

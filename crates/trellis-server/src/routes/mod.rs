@@ -21,6 +21,14 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult, Code};
 
+/// The body's length as its `Content-Length` header declares it, if it does.
+pub fn declared_length(req: &actix_web::HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok())
+}
+
 /// Read a body up to `limit` bytes; past it answer 413 without reading the rest.
 pub async fn read_body(
     req: &actix_web::HttpRequest,
@@ -33,13 +41,7 @@ pub async fn read_body(
             format!("the body is larger than the limit of {limit} bytes"),
         )
     };
-    if let Some(len) = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<usize>().ok())
-        && len > limit
-    {
+    if declared_length(req).is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
     let mut buf = web::BytesMut::new();
