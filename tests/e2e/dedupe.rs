@@ -615,3 +615,41 @@ async fn a_token_limited_to_some_forms_sees_only_their_import_jobs() {
         .await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
 }
+
+#[tokio::test]
+async fn a_blocked_batch_names_only_records_the_caller_may_read() {
+    let app = TestApp::spawn_with(&["--demo"]).await;
+    let users = app.user_ids().await;
+    let theirs = app
+        .create(
+            "customer",
+            json!({"name": "保密科技有限公司", "type": "company", "owner": users["zhaojianguo"]}),
+        )
+        .await;
+    let rep = app
+        .login("wangfang@demo.trellis.dev", "demo-pass-2026")
+        .await;
+    let (st, body) = app
+        .call_as(
+            Some(&rep),
+            reqwest::Method::POST,
+            "/api/v1/data/customer/batch",
+            Some(json!({"records": [{"name": "保密科技", "type": "company"}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert_eq!(errors(&body)[0].1, "duplicate");
+    assert!(
+        !body.to_string().contains(theirs["id"].as_str().unwrap()),
+        "the other rep's customer stays unnamed: {body}"
+    );
+    // The administrator is told which record it is.
+    let (st, body) = app
+        .post(
+            "/api/v1/data/customer/batch",
+            json!({"records": [{"name": "保密科技", "type": "company"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["errors"][0]["rows"][0]["id"], theirs["id"]);
+}

@@ -372,13 +372,9 @@ impl Store {
             access::redact(perms, form, &mut rec);
             return Ok(rec);
         }
-        let mut out = match self
+        let mut out = self
             .create_batch(form, vec![input], actor, false, perms)
-            .await
-        {
-            Ok(o) => o,
-            Err(e) => return Err(self.redact_duplicate(form, e, perms).await),
-        };
+            .await?;
         out.pop()
             .ok_or_else(|| StoreError::Corrupt("no record created".into()))
     }
@@ -493,10 +489,18 @@ impl Store {
                 return Err(StoreError::Validation(gates));
             }
         }
-        let mut records = insert_records(
+        let mut records = match insert_records(
             &txn, &self.db, &snap, &entry, prepared, actor, now, batch, true,
         )
-        .await?;
+        .await
+        {
+            Ok(r) => r,
+            // A block rule's refusal names only what the caller may read.
+            Err(e) => {
+                drop(txn);
+                return Err(self.redact_duplicate(form, e, perms).await);
+            }
+        };
         txn.commit().await?;
         self.db.watch.ring();
         for r in &mut records {
