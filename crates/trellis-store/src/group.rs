@@ -196,7 +196,12 @@ async fn write_group(db: &Db, registry: &Registry, jobs: Vec<Job>) -> Vec<(Strin
             }
         }
         if done.len() > before {
-            written.push((entry.table.clone(), (done.len() - before) as u64));
+            let n = (done.len() - before) as u64;
+            written.push((entry.table.clone(), n));
+            if !entry.form.duplicates.is_empty() {
+                let keys = n.saturating_mul(entry.form.duplicates.len() as u64);
+                written.push((crate::migrate::MATCH_KEYS.to_owned(), keys));
+            }
         }
     }
     match txn.commit().await {

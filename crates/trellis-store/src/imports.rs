@@ -935,49 +935,29 @@ impl Store {
         let writing = self.registry.change.read().await;
         let snap = self.registry.snapshot();
         let entry = snap.get(&job.form)?;
-        let mut importer = Importer::new(self, &snap, entry, &job, actor, perms).await?;
+        let importer = Importer::new(self, &snap, entry.clone(), &job, actor, perms).await?;
         let whole = if one_txn {
             Some(self.db.writer.begin().await?)
         } else {
             None
         };
+        // The next batch is converted and checked while this one is written: the CPU work
+        // then overlaps the database's. Not when a column relates the form to itself (a row
+        // may name a record an earlier, unwritten batch creates).
+        let ahead = importer.may_prepare_ahead();
         let mut cancelled = false;
-        while let Some(msg) = rx.recv().await {
-            let (rows, bytes) = msg.map_err(|e| read_error(&e))?;
+        let mut current = importer.fetch(&mut rx, ahead).await?;
+        while let Some(b) = current {
             if live.cancel.load(Ordering::SeqCst) {
                 cancelled = true;
                 break;
             }
-            let last = rows.last().map_or(p.line, |r| r.line);
-            let outcomes = match &whole {
-                Some(t) => {
-                    let sp = t.begin().await?;
-                    let out = importer.batch(&sp, rows, &mut files).await?;
-                    sp.commit().await?;
-                    out
-                }
-                None => {
-                    let t = self.db.writer.begin().await?;
-                    let out = importer.batch(&t, rows, &mut files).await?;
-                    count(&mut p, &out);
-                    p.bytes = bytes;
-                    p.line = last;
-                    files.flush(&mut p)?;
-                    self.save_job(&t, &id, "running", &p, false).await?;
-                    t.commit().await?;
-                    self.db.watch.ring();
-                    for (form, recorded) in importer.recorded.drain(..) {
-                        crate::rules::record_failures(&self.db, &form, &recorded).await;
-                    }
-                    *live.progress.lock() = p.clone();
-                    continue;
-                }
-            };
-            count(&mut p, &outcomes);
-            p.bytes = bytes;
-            p.line = last;
-            files.flush(&mut p)?;
-            *live.progress.lock() = p.clone();
+            let (written, fetched) = tokio::join!(
+                self.write_batch(&importer, whole.as_ref(), b, &mut p, &mut files, live),
+                importer.fetch(&mut rx, ahead),
+            );
+            written?;
+            current = fetched?;
         }
         drop(rx);
         let status = if cancelled { "cancelled" } else { "done" };
@@ -1007,10 +987,65 @@ impl Store {
         *live.progress.lock() = p;
         // Rule failures of rows that were written (not of a dry run or a rollback).
         if status == "done" && !o.dry_run {
-            for (form, recorded) in importer.recorded.drain(..) {
+            let kept = std::mem::take(&mut *importer.recorded.lock());
+            for (form, recorded) in kept {
                 crate::rules::record_failures(&self.db, &form, &recorded).await;
             }
         }
+        Ok(())
+    }
+
+    /// Write one batch: in a savepoint of the whole import's transaction, or in a
+    /// transaction of its own that commits with the job's checkpoint.
+    async fn write_batch(
+        &self,
+        importer: &Importer<'_>,
+        whole: Option<&DatabaseTransaction>,
+        b: Batch,
+        p: &mut Progress,
+        files: &mut JobFiles,
+        live: &Live,
+    ) -> Result<(), StoreError> {
+        let id = importer.job.as_str();
+        let form = &importer.entry.form;
+        let last = b.rows.last().map_or(p.line, |r| r.line);
+        let outcomes = match whole {
+            Some(t) => {
+                let sp = t.begin().await?;
+                let out = importer.write(&sp, b.rows, b.pending, files).await?;
+                sp.commit().await?;
+                self.stats
+                    .note_form(t, self.db.dialect, form, created(&out))
+                    .await?;
+                out
+            }
+            None => {
+                let t = self.db.writer.begin().await?;
+                let out = importer.write(&t, b.rows, b.pending, files).await?;
+                count(p, &out);
+                p.bytes = b.bytes;
+                p.line = last;
+                files.flush(p)?;
+                self.save_job(&t, id, "running", p, false).await?;
+                t.commit().await?;
+                self.db.watch.ring();
+                // Key and relation lookups of the next batches plan on fresh statistics.
+                self.stats
+                    .note_form(&self.db.writer, self.db.dialect, form, created(&out))
+                    .await?;
+                let kept = std::mem::take(&mut *importer.recorded.lock());
+                for (form, recorded) in kept {
+                    crate::rules::record_failures(&self.db, &form, &recorded).await;
+                }
+                *live.progress.lock() = p.clone();
+                return Ok(());
+            }
+        };
+        count(p, &outcomes);
+        p.bytes = b.bytes;
+        p.line = last;
+        files.flush(p)?;
+        *live.progress.lock() = p.clone();
         Ok(())
     }
 
@@ -1037,6 +1072,14 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Records a batch created (a flagged row is created too).
+fn created(outcomes: &[RowOutcome]) -> u64 {
+    outcomes
+        .iter()
+        .filter(|o| o.id.is_some() && matches!(o.action.as_str(), "create" | "flag"))
+        .count() as u64
 }
 
 fn count(p: &mut Progress, outcomes: &[RowOutcome]) {
@@ -1215,12 +1258,24 @@ struct Pending {
     input: Map<String, Value>,
     /// The record to create, when validation passed.
     ready: Option<Map<String, Value>>,
+    /// What checking the row as a create answered (done ahead; used if it creates).
+    made: Option<Result<NewRecord, StoreError>>,
     errors: Vec<RowError>,
 }
 
 /// The per-job state: the plan of columns, lookups and the form's rules.
+/// Rows read from the file, with what converting and checking them answered when that
+/// was done ahead of the write.
+struct Batch {
+    rows: Vec<Row>,
+    bytes: u64,
+    pending: Option<Vec<Pending>>,
+}
+
 struct Importer<'a> {
     store: &'a Store,
+    /// The job's id.
+    job: String,
     snap: &'a Snapshot,
     entry: Arc<FormEntry>,
     options: ImportOptions,
@@ -1235,7 +1290,8 @@ struct Importer<'a> {
     actor: &'a Actor,
     perms: &'a Permissions,
     rules: Arc<[RuleEntry]>,
-    recorded: Vec<(String, Vec<trellis_rules::RuleError>)>,
+    /// Rule failures of written rows, recorded once their batch commits.
+    recorded: parking_lot::Mutex<Vec<(String, Vec<trellis_rules::RuleError>)>>,
     now: DateTime<Utc>,
 }
 
@@ -1280,6 +1336,7 @@ impl<'a> Importer<'a> {
         }
         Ok(Self {
             store,
+            job: job.id.clone(),
             snap,
             options: job.options.clone(),
             headers: job.columns.iter().map(|c| c.header.clone()).collect(),
@@ -1292,7 +1349,7 @@ impl<'a> Importer<'a> {
             actor,
             perms,
             rules: store.rules.for_form(&entry.form.name),
-            recorded: Vec::new(),
+            recorded: parking_lot::Mutex::default(),
             now: now_micros(),
             entry,
         })
@@ -1300,9 +1357,10 @@ impl<'a> Importer<'a> {
 
     /// Rule failures kept to record once their rows are committed (a bounded number: each
     /// is one entry in the admin audit).
-    fn keep_failures(&mut self, form: String, recorded: Vec<trellis_rules::RuleError>) {
-        if self.recorded.len() < KEPT_ERRORS * 10 {
-            self.recorded.push((form, recorded));
+    fn keep_failures(&self, form: String, recorded: Vec<trellis_rules::RuleError>) {
+        let mut kept = self.recorded.lock();
+        if kept.len() < KEPT_ERRORS * 10 {
+            kept.push((form, recorded));
         }
     }
 
@@ -1334,6 +1392,85 @@ impl<'a> Importer<'a> {
             code: e.code.to_owned(),
             message: e.message.clone(),
         }
+    }
+
+    /// May batches be prepared while the one before is written? Not when a column relates
+    /// the form to itself: a row may name a record that an unwritten row creates.
+    fn may_prepare_ahead(&self) -> bool {
+        !self.columns.iter().any(|(_, _, f)| {
+            f.kind == FieldType::Relation && f.target.as_deref() == Some(&self.entry.form.name)
+        })
+    }
+
+    /// The next batch from the reader (None at the end), prepared when `ahead`.
+    async fn fetch(
+        &self,
+        rx: &mut tokio::sync::mpsc::Receiver<Result<(Vec<Row>, u64), ReadError>>,
+        ahead: bool,
+    ) -> Result<Option<Batch>, StoreError> {
+        let Some(msg) = rx.recv().await else {
+            return Ok(None);
+        };
+        let (rows, bytes) = msg.map_err(|e| read_error(&e))?;
+        let pending = if ahead {
+            Some(self.prepare(&self.store.db.reader, &rows).await?)
+        } else {
+            None
+        };
+        Ok(Some(Batch {
+            rows,
+            bytes,
+            pending,
+        }))
+    }
+
+    /// Convert rows, resolve their relations on `c`, and check each as a create would
+    /// (validation, formulas, rules). A row that turns out to update a record drops the
+    /// answer. Rules read the database as it was before the batch (as they always do
+    /// for the rows of one batch).
+    async fn prepare<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        rows: &[Row],
+    ) -> Result<Vec<Pending>, StoreError> {
+        let mut pending: Vec<Pending> = rows.iter().map(|r| self.convert(r)).collect();
+        self.resolve_relations(c, &mut pending).await?;
+        if self.options.mode == ImportMode::Update {
+            return Ok(pending);
+        }
+        for (n, p) in pending.iter_mut().enumerate() {
+            if !p.errors.is_empty() {
+                continue;
+            }
+            let mut host = Host::new(
+                &self.store.db.reader,
+                self.store.db.dialect,
+                self.snap,
+                &self.entry,
+                Turns::Peek,
+            );
+            let mut input = p.input.clone();
+            // Nulls from empty cells would only fight defaults.
+            input.retain(|_, v| !Value::is_null(v));
+            p.made = Some(
+                new_record(
+                    &mut host,
+                    self.snap,
+                    &self.entry,
+                    &self.rules,
+                    input,
+                    self.perms,
+                    self.now,
+                    "",
+                )
+                .await,
+            );
+            // Let the write running beside this go on (both share one thread).
+            if n % 8 == 7 {
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(pending)
     }
 
     /// Cells to field values, with a problem per cell that does not convert.
@@ -1430,6 +1567,7 @@ impl<'a> Importer<'a> {
             line: row.line,
             input,
             ready: None,
+            made: None,
             errors,
         }
     }
@@ -1526,15 +1664,19 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    /// Import one batch in `txn`; answers each row's outcome (also written to the files).
-    async fn batch(
-        &mut self,
+    /// Write one batch in `txn` (preparing it first unless that was done ahead); answers
+    /// each row's outcome (also written to the files).
+    async fn write(
+        &self,
         txn: &DatabaseTransaction,
         rows: Vec<Row>,
+        pending: Option<Vec<Pending>>,
         files: &mut JobFiles,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        let mut pending: Vec<Pending> = rows.iter().map(|r| self.convert(r)).collect();
-        self.resolve_relations(txn, &mut pending).await?;
+        let mut pending = match pending {
+            Some(p) => p,
+            None => self.prepare(txn, &rows).await?,
+        };
         // Existing records by key.
         let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
         if let (Some(k), Some(col)) = (self.options.key.clone(), self.key_column) {
@@ -1666,46 +1808,25 @@ impl<'a> Importer<'a> {
                         },
                     });
                 }
-                (_, None) => {
-                    let mut host = Host::new(
-                        &self.store.db.reader,
-                        self.store.db.dialect,
-                        self.snap,
-                        &self.entry,
-                        Turns::Peek,
-                    );
-                    let mut input = p.input.clone();
-                    // Nulls from empty cells would only fight defaults.
-                    input.retain(|_, v| !Value::is_null(v));
-                    match new_record(
-                        &mut host,
-                        self.snap,
-                        &self.entry,
-                        &self.rules,
-                        input,
-                        self.perms,
-                        self.now,
-                        "",
-                    )
-                    .await
-                    {
-                        Ok(NewRecord::Ready(v, recorded)) => {
-                            if !recorded.is_empty() {
-                                self.keep_failures(self.entry.form.name.clone(), recorded);
-                            }
-                            p.ready = Some(v);
+                (_, None) => match p.made.take() {
+                    Some(Ok(NewRecord::Ready(v, recorded))) => {
+                        if !recorded.is_empty() {
+                            self.keep_failures(self.entry.form.name.clone(), recorded);
                         }
-                        Ok(NewRecord::Invalid(es)) => {
-                            p.errors
-                                .extend(es.iter().map(|e| self.field_error(p.line, e)));
-                        }
-                        Err(StoreError::Validation(es)) => {
-                            p.errors
-                                .extend(es.iter().map(|e| self.field_error(p.line, e)));
-                        }
-                        Err(e) => p.errors.extend(self.write_errors(p.line, e)?),
+                        p.ready = Some(v);
                     }
-                }
+                    Some(Ok(NewRecord::Invalid(es)) | Err(StoreError::Validation(es))) => {
+                        p.errors
+                            .extend(es.iter().map(|e| self.field_error(p.line, e)));
+                    }
+                    Some(Err(e)) => p.errors.extend(self.write_errors(p.line, e)?),
+                    None => {
+                        return Err(StoreError::Corrupt(format!(
+                            "row {} was not checked before its write",
+                            p.line
+                        )));
+                    }
+                },
             }
         }
         // Duplicate rules decide what each new row becomes, in file order; creates are
@@ -1892,7 +2013,7 @@ impl<'a> Importer<'a> {
 
     /// Update one record from a row (in a savepoint); a refusal rejects the row.
     async fn update(
-        &mut self,
+        &self,
         txn: &DatabaseTransaction,
         id: &str,
         patch: Map<String, Value>,
@@ -1966,7 +2087,7 @@ impl<'a> Importer<'a> {
     /// Create the rows waiting in `run`, in one statement when they all go in, else one
     /// by one in savepoints so that only the refused rows are rejected.
     async fn flush(
-        &mut self,
+        &self,
         txn: &DatabaseTransaction,
         pending: &mut [Pending],
         outcomes: &mut [RowOutcome],
@@ -2029,7 +2150,7 @@ impl<'a> Importer<'a> {
     }
 
     async fn insert(
-        &mut self,
+        &self,
         txn: &DatabaseTransaction,
         mut values: Vec<Map<String, Value>>,
     ) -> Result<Vec<Map<String, Value>>, StoreError> {

@@ -395,11 +395,16 @@ impl Store {
         drop(writing);
         crate::rules::record_failures(&self.db, form, &recorded).await;
         // The records are committed: a failed ANALYZE must not turn that into an error.
-        let table = crate::forms::table_name(form);
-        if let Err(e) = self
-            .stats
-            .note(&self.db, &table, records.len() as u64)
-            .await
+        if let Ok(entry) = self.registry.get(form)
+            && let Err(e) = self
+                .stats
+                .note_form(
+                    &self.db.writer,
+                    self.db.dialect,
+                    &entry.form,
+                    records.len() as u64,
+                )
+                .await
         {
             tracing::warn!(error = %e, "analyzing a table failed");
         }
