@@ -34,4 +34,20 @@ p = job["progress"]
 print(f"{db}: {p['rows']} rows in {secs:.1f} s = {p['rows'] / secs:,.0f} rows/s; peak RSS {kib / 1024:.0f} MiB; "
       f"created {p['created']}, flagged {p['flagged']}, skipped {p['skipped']}, rejected {p['rejected']}")
 PY
+  if [ "$db" = sqlite ] && command -v sqlite3 >/dev/null; then
+    # The floor: SQLite alone inserting the imported rows (in id order, one transaction)
+    # into an empty copy of the table with the same indexes, then the audit entries and
+    # duplicate keys. No Trellis code runs: this is what the schema costs.
+    DB="$OUT/run/trellis.db" FLOOR="$OUT/run/floor.db"
+    { sqlite3 "$DB" ".schema rec_lead" ".schema trellis_audit" ".schema trellis_match_keys"; } | sqlite3 "$FLOOR"
+    n_idx=$(sqlite3 "$DB" "select count(*) from sqlite_master where type = 'index' and tbl_name = 'rec_lead'")
+    rows=$(sqlite3 "$DB" "select count(*) from rec_lead")
+    t=$( { echo "pragma journal_mode=wal; pragma synchronous=normal; pragma cache_size=-16000;"
+           echo "attach '$DB' as src;"; echo ".timer on"
+           echo "begin; insert into rec_lead select * from src.rec_lead order by id; commit;"
+           echo "begin; insert into trellis_audit select * from src.trellis_audit order by id; commit;"
+           echo "begin; insert into trellis_match_keys select * from src.trellis_match_keys order by rowid; commit;"
+         } | sqlite3 "$FLOOR" | awk '/^Run Time/ {s += $4} END {print s}')
+    python3 -c "import sys; n, t, i = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]; print(f'sqlite floor (the sqlite3 shell alone: {n} rows into the lead table and its {i} indexes (the primary key's included), their audit entries and keys): {t:.1f} s = {n / t:,.0f} rows/s')" "$rows" "$t" "$n_idx"
+  fi
 done

@@ -519,6 +519,9 @@ fn print_errors(errs: &[trellis_meta::MetaError]) {
     }
 }
 
+/// Install the demo CRM on a database without it. Its records are history, not news: the
+/// process opened a database with no workflows, so they start none (no welcome e-mails to
+/// demo leads); the workflow engine, started after, watches only what comes next.
 async fn install_demo(store: &Store) -> Result<()> {
     if bundles::list(&store.db)
         .await?

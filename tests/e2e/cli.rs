@@ -217,3 +217,52 @@ async fn a_rule_reruns_over_every_record_and_resumes() {
     let p: serde_json::Value = serde_json::from_str(out3.trim()).unwrap();
     assert_eq!(p["changed"], 0);
 }
+
+#[tokio::test]
+async fn records_a_cli_import_creates_start_the_forms_workflows() {
+    let app = TestApp::spawn().await;
+    app.form(crate::harness::lead_form()).await;
+    let (st, body) = app
+        .post(
+            "/api/v1/workflows",
+            serde_json::json!({"name": "mark", "label": {"en": "Mark"}, "form": "lead",
+                "trigger": {"on": "created"}, "steps": [{"type": "set", "values": {"active": true}}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let dir = std::env::temp_dir().join(format!("trellis-cli-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("leads.csv");
+    std::fs::write(&file, "company,email\nA,a@x.com\nB,b@x.com\nC,c@x.com\n").unwrap();
+    let files = dir.join("files");
+    let (ok, out, err) = trellis(
+        &app.db_url,
+        &[
+            "import",
+            "lead",
+            file.to_str().unwrap(),
+            "--files-dir",
+            files.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\"created\": 3"), "{out}");
+    // The import ran in another process: its creates reach the server's workflow engine
+    // through the outbox, as a create through the API does.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let marked = app
+            .ids("lead", serde_json::json!({"active": true}), "")
+            .await;
+        if marked.len() == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the workflow ran on {} of 3 imported leads",
+            marked.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -42,6 +42,9 @@ pub struct Watch {
     bell: Notify,
 }
 
+/// SQLite's page cache of the writer connection (KiB).
+pub const WRITER_CACHE_KIB: u32 = 16_000;
+
 impl Watch {
     /// Does a change of this form's records start or wake workflows?
     pub fn watches(&self, form: &str) -> bool {
@@ -95,7 +98,7 @@ impl Db {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("cache_size", "-16000")
+                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
                 .pragma("temp_store", "memory")
                 .statement_cache_capacity(500)
         };

@@ -343,6 +343,9 @@ pub struct Live {
 /// Jobs running in this process.
 pub type Running = parking_lot::Mutex<HashMap<String, Arc<Live>>>;
 
+/// SQLite's writer page cache while imports run (KiB): bounded, whatever the file's size.
+const IMPORT_CACHE_KIB: u32 = 256 * 1024;
+
 /// The folder of one job's files.
 pub fn job_dir(dir: &Path, id: &str) -> PathBuf {
     dir.join(id)
@@ -886,9 +889,23 @@ impl Store {
         if !matches!(job.status.as_str(), "queued" | "running") {
             return Ok(job);
         }
-        self.imports.lock().insert(id.to_owned(), live.clone());
+        let first = {
+            let mut running = self.imports.lock();
+            running.insert(id.to_owned(), live.clone());
+            running.len() == 1
+        };
+        if first {
+            self.writer_cache(IMPORT_CACHE_KIB).await;
+        }
         let out = self.run_job(dir, job, actor, perms, &live).await;
-        self.imports.lock().remove(id);
+        let last = {
+            let mut running = self.imports.lock();
+            running.remove(id);
+            running.is_empty()
+        };
+        if last {
+            self.writer_cache(crate::db::WRITER_CACHE_KIB).await;
+        }
         match out {
             Ok(()) => self.import_job(id, None).await,
             Err(e) => {
@@ -898,6 +915,19 @@ impl Store {
                     .await?;
                 Err(e)
             }
+        }
+    }
+
+    /// Size SQLite's writer page cache (KiB). An import inserts into every index of its
+    /// form at random places; with the usual cache, most of those pages are read back
+    /// from the OS for each batch once the indexes outgrow it.
+    async fn writer_cache(&self, kib: u32) {
+        if self.db.dialect != trellis_query::Dialect::Sqlite {
+            return;
+        }
+        let sql = format!("PRAGMA cache_size = -{kib}");
+        if let Err(e) = self.db.writer.execute_unprepared(&sql).await {
+            tracing::warn!(error = %e, "sizing the writer's page cache failed");
         }
     }
 

@@ -73,6 +73,7 @@ impl Store {
         let registry = Arc::new(Registry::load(&db).await?);
         let roles = Arc::new(roles::Roles::load(&db).await?);
         let rules = Arc::new(rules::RuleSet::load(&db).await?);
+        workflows::refresh_watch(&db).await?;
         let db = Arc::new(db);
         let stats = Arc::new(stats::Stats::default());
         // Both backends: on SQLite there is one writer anyway; on PostgreSQL a shared

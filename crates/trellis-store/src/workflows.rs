@@ -228,6 +228,20 @@ pub async fn put(db: &Db, wf: &Workflow, by: By<'_>) -> Result<(), StoreError> {
     let txn = db.writer.begin().await?;
     save(&txn, wf, None, by).await?;
     txn.commit().await?;
+    refresh_watch(db).await
+}
+
+/// Tell this process which forms active workflows watch, so its writes put their events
+/// in the outbox. Every process that writes records needs it (a CLI import too, whose
+/// events the server's workflow engine then handles), not only one that runs workflows.
+pub(crate) async fn refresh_watch(db: &Db) -> Result<(), StoreError> {
+    let forms = list(&db.reader)
+        .await?
+        .into_iter()
+        .filter(|s| s.workflow.active)
+        .map(|s| s.workflow.form)
+        .collect();
+    db.watch.set(forms);
     Ok(())
 }
 
@@ -252,7 +266,7 @@ pub async fn delete(db: &Db, name: &str, by: By<'_>) -> Result<(), StoreError> {
     )
     .await?;
     txn.commit().await?;
-    Ok(())
+    refresh_watch(db).await
 }
 
 /// One workflow, current version.
