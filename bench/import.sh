@@ -48,6 +48,6 @@ PY
            echo "begin; insert into trellis_audit select * from src.trellis_audit order by id; commit;"
            echo "begin; insert into trellis_match_keys select * from src.trellis_match_keys order by rowid; commit;"
          } | sqlite3 "$FLOOR" | awk '/^Run Time/ {s += $4} END {print s}')
-    python3 -c "import sys; n, t, i = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]; print(f'sqlite floor (the sqlite3 shell alone: {n} rows into the lead table and its {i} indexes (the primary key's included), their audit entries and keys): {t:.1f} s = {n / t:,.0f} rows/s')" "$rows" "$t" "$n_idx"
+    python3 -c "import sys; n, t, i = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]; print(f'sqlite floor (the sqlite3 shell alone: {n} rows into the lead table and its {i} indexes (the primary key included), their audit entries and keys): {t:.1f} s = {n / t:,.0f} rows/s')" "$rows" "$t" "$n_idx"
   fi
 done
