@@ -1293,7 +1293,6 @@ struct Pending {
     errors: Vec<RowError>,
 }
 
-/// The per-job state: the plan of columns, lookups and the form's rules.
 /// Rows read from the file, with what converting and checking them answered when that
 /// was done ahead of the write.
 struct Batch {
@@ -1302,6 +1301,7 @@ struct Batch {
     pending: Option<Vec<Pending>>,
 }
 
+/// The per-job state: the plan of columns, lookups and the form's rules.
 struct Importer<'a> {
     store: &'a Store,
     /// The job's id.
@@ -1456,8 +1456,8 @@ impl<'a> Importer<'a> {
 
     /// Convert rows, resolve their relations on `c`, and check each as a create would
     /// (validation, formulas, rules). A row that turns out to update a record drops the
-    /// answer. Rules read the database as it was before the batch (as they always do
-    /// for the rows of one batch).
+    /// answer. Rules read committed data, so when this runs ahead they do not see the
+    /// batch being written beside it (nor, as ever, the other rows of this batch).
     async fn prepare<C: ConnectionTrait>(
         &self,
         c: &C,

@@ -228,7 +228,12 @@ pub async fn put(db: &Db, wf: &Workflow, by: By<'_>) -> Result<(), StoreError> {
     let txn = db.writer.begin().await?;
     save(&txn, wf, None, by).await?;
     txn.commit().await?;
-    refresh_watch(db).await
+    // Committed: a failed refresh must not turn that into an error (the engine's own
+    // refresh catches up).
+    if let Err(e) = refresh_watch(db).await {
+        tracing::warn!(error = %e, "reloading the watched forms failed");
+    }
+    Ok(())
 }
 
 /// Tell this process which forms active workflows watch, so its writes put their events
@@ -266,7 +271,12 @@ pub async fn delete(db: &Db, name: &str, by: By<'_>) -> Result<(), StoreError> {
     )
     .await?;
     txn.commit().await?;
-    refresh_watch(db).await
+    // Committed: a failed refresh must not turn that into an error (the engine's own
+    // refresh catches up).
+    if let Err(e) = refresh_watch(db).await {
+        tracing::warn!(error = %e, "reloading the watched forms failed");
+    }
+    Ok(())
 }
 
 /// One workflow, current version.
