@@ -653,3 +653,71 @@ async fn a_blocked_batch_names_only_records_the_caller_may_read() {
     assert_eq!(st, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["errors"][0]["rows"][0]["id"], theirs["id"]);
 }
+
+#[tokio::test]
+async fn a_merge_changes_the_survivor_as_an_update_would() {
+    let app = TestApp::spawn().await;
+    app.form(json!({"name": "prospect", "label": {"en": "Prospect"}, "fields": [
+        {"name": "name", "type": "text", "required": true},
+        {"name": "phone", "type": "phone"},
+        {"name": "email", "type": "email"},
+        {"name": "source", "type": "select", "options": [{"value": "website"}, {"value": "expo"}]},
+        {"name": "score", "type": "integer"}]}))
+        .await;
+    for r in [
+        json!({"name": "by_source", "label": {"en": "By source"}, "form": "prospect", "kind": "score",
+            "field": "score", "script": "if record.source == \"website\" { 30 } else { 10 }"}),
+        json!({"name": "reachable", "label": {"en": "Reachable"}, "form": "prospect", "kind": "validate",
+            "script": "if value_or(record.phone, \"\") == \"\" && value_or(record.email, \"\") == \"\" { reject(\"phone\", \"a phone or an e-mail is needed\"); }"}),
+    ] {
+        let (st, body) = app.post("/api/v1/rules", r).await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+    }
+    let a = app
+        .create(
+            "prospect",
+            json!({"name": "ABC", "phone": "13800138000", "source": "expo"}),
+        )
+        .await;
+    let b = app
+        .create(
+            "prospect",
+            json!({"name": "ABC Ltd", "email": "abc@example.com", "source": "website"}),
+        )
+        .await;
+    assert_eq!((a["score"].clone(), b["score"].clone()), (json!(10), json!(30)));
+    let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    // Left with neither a phone nor an e-mail, the survivor would break a rule: refused,
+    // and nothing changes.
+    let (st, body) = app
+        .post(
+            "/api/v1/data/prospect/merge",
+            json!({"survivor": a_id, "merged": b_id, "take": {"phone": "merged", "email": "survivor"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(errors(&body), vec![("phone".into(), "rule".into())]);
+    let (st, _) = app.get(&format!("/api/v1/data/prospect/{b_id}")).await;
+    assert_eq!(st, StatusCode::OK, "the refused merge deleted nothing");
+    let (_, still) = app.get(&format!("/api/v1/data/prospect/{a_id}")).await;
+    assert_eq!(still["version"], json!(1));
+    // Taking the merged record's source re-scores the survivor.
+    let (st, body) = app
+        .post(
+            "/api/v1/data/prospect/merge",
+            json!({"survivor": a_id, "merged": b_id, "take": {"source": "merged"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let rec = &body["record"];
+    assert_eq!(rec["source"], json!("website"));
+    assert_eq!(rec["score"], json!(30), "the score rule ran on the survivor");
+    assert_eq!(rec["email"], json!("abc@example.com"));
+    let (_, h) = app
+        .get(&format!("/api/v1/data/prospect/{a_id}/history"))
+        .await;
+    let entries = h["data"].as_array().unwrap();
+    let merge = entries.iter().find(|e| e["action"] == "merge").unwrap();
+    assert_eq!(merge["changes"]["score"], json!({"before": 10, "after": 30}));
+    assert_eq!(merge["changes"]["merged_from"]["after"]["id"], json!(b_id));
+}

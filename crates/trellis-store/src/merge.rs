@@ -10,15 +10,13 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use trellis_access::Permissions;
-use trellis_meta::record::Mode;
 use trellis_meta::role::Action;
 use trellis_meta::{FieldType, SYSTEM_COLUMNS};
-use trellis_query::value::{format_datetime, to_sql};
 
 use crate::Store;
 use crate::access;
 use crate::error::StoreError;
-use crate::records::{Actor, now_micros, read_for_update, write_audit};
+use crate::records::{Actor, Audited, now_micros, read_for_update};
 
 /// Whose value a field keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -133,23 +131,6 @@ impl Store {
                 patch.insert(f.to_owned(), Value::Null);
             }
         }
-        let owner = patch.remove("owner");
-        let mut values = entry
-            .validator
-            .prepare(patch, Mode::Update, now)
-            .map_err(StoreError::Validation)?;
-        // The caller changes the survivor: only fields they may write, owners they may give.
-        access::check_fields(perms, form, values.keys(), "")?;
-        if let Some(o) = owner {
-            if !perms.may_own(form, Action::Update, o.as_str().unwrap_or_default()) {
-                return Err(StoreError::forbidden(
-                    "owner",
-                    "owner_out_of_scope",
-                    "you may not hand the record to this owner",
-                ));
-            }
-            values.insert("owner".into(), o);
-        }
         // Relations that pointed at the merged record point at the survivor.
         let mut repointed = BTreeMap::new();
         for (re, field) in snap.referrers(form) {
@@ -179,75 +160,28 @@ impl Store {
             .and_where(Expr::col(Alias::new("id")).eq(req.merged.as_str()));
         txn.execute(&d).await?;
         crate::dedupe::delete_keys(&txn, form, std::slice::from_ref(&req.merged)).await?;
-        let version = survivor.get("version").and_then(Value::as_i64).unwrap_or(0);
-        let mut changes = Map::new();
-        let mut after = survivor.clone();
-        let mut u = Query::update();
-        u.table(Alias::new(&entry.table));
-        for (k, v) in &values {
-            let Some((column, kind)) =
-                entry.column(k).map(|(c, k)| (c.to_owned(), k)).or_else(|| {
-                    (k == "owner").then(|| ("owner".to_owned(), trellis_query::ValueKind::Text))
-                })
-            else {
-                continue;
-            };
-            let v = crate::records::canonical(kind, v.clone());
-            if survivor.get(k) == Some(&v) {
-                continue;
-            }
-            u.value(
-                Alias::new(column),
-                to_sql(kind, &v, dialect).map_err(|e| {
-                    StoreError::field(k, "type", e.to_string(), format!("类型错误：{e}"))
-                })?,
-            );
-            changes.insert(
-                k.clone(),
-                json!({"before": survivor.get(k).cloned().unwrap_or(Value::Null), "after": v}),
-            );
-            after.insert(k.clone(), v);
-        }
-        u.value(Alias::new("version"), version + 1)
-            .value(
-                Alias::new("updated_at"),
-                crate::records::stamp(&now, dialect)?,
-            )
-            .and_where(Expr::col(Alias::new("id")).eq(req.survivor.as_str()));
-        txn.execute(&u)
-            .await
-            .map_err(|e| crate::records::map_write_err(&entry, e, ""))?;
-        after.insert("version".into(), json!(version + 1));
-        after.insert("updated_at".into(), json!(format_datetime(&now)));
         // What the merged record was, so its values are never lost.
         let gone: Map<String, Value> = merged
             .iter()
             .filter(|(k, v)| !v.is_null() && !SYSTEM_COLUMNS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        changes.insert(
-            MERGED_FROM.into(),
-            json!({"before": null, "after": {"id": req.merged, "values": gone, "repointed": repointed}}),
-        );
-        write_audit(
-            &txn,
-            &self.db.watch,
-            &[(
-                form,
-                req.survivor.as_str(),
-                version + 1,
-                "merge",
-                Value::Object(changes),
-            )],
-            actor,
-            now,
-        )
-        .await?;
-        let changed: Vec<&str> = values.keys().map(String::as_str).collect();
-        crate::dedupe::rekey(&txn, &entry.form, &req.survivor, &after, &changed).await?;
+        // The survivor changes as any update does (validation, permissions, rules,
+        // formulas, stage gates, duplicate keys), audited as the one merge entry.
+        let how = Audited {
+            action: "merge",
+            extra: Some((
+                MERGED_FROM,
+                json!({"before": null, "after": {"id": req.merged, "values": gone, "repointed": repointed}}),
+            )),
+            always: true,
+        };
+        let (after, recorded) = self
+            .update_as(&txn, form, &req.survivor, patch, None, actor, perms, &how)
+            .await?;
         txn.commit().await?;
         self.db.watch.ring();
-        access::redact(perms, form, &mut after);
+        crate::rules::record_failures(&self.db, form, &recorded).await;
         Ok((after, repointed))
     }
 }

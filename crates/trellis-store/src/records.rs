@@ -736,6 +736,23 @@ impl Store {
         actor: &Actor,
         perms: &Permissions,
     ) -> Result<(Map<String, Value>, Vec<RuleError>), StoreError> {
+        self.update_as(conn, form, id, patch, if_match, actor, perms, &Audited::UPDATE)
+            .await
+    }
+
+    /// [`Store::update_with`], audited as `how` says (a merge is one entry of its own).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update_as<C: TransactionTrait<Transaction = DatabaseTransaction>>(
+        &self,
+        conn: &C,
+        form: &str,
+        id: &str,
+        patch: Map<String, Value>,
+        if_match: Option<i64>,
+        actor: &Actor,
+        perms: &Permissions,
+        how: &Audited,
+    ) -> Result<(Map<String, Value>, Vec<RuleError>), StoreError> {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
         // Only rows the caller may both read and change.
@@ -795,7 +812,7 @@ impl Store {
             changed.insert(k.clone(), v.clone());
             merged.insert(k, v);
         }
-        if changes.is_empty() {
+        if changes.is_empty() && !how.always {
             txn.rollback().await?;
             let mut current = current;
             access::redact(perms, form, &mut current);
@@ -859,7 +876,7 @@ impl Store {
                 }
                 merged.insert(name.to_owned(), v);
             }
-            if changes.is_empty() {
+            if changes.is_empty() && !how.always {
                 txn.rollback().await?;
                 let mut current = current;
                 access::redact(perms, form, &mut current);
@@ -885,6 +902,10 @@ impl Store {
             .map_err(|e| map_write_err(&entry, e, ""))?;
         merged.insert("version".into(), json!(version + 1));
         merged.insert("updated_at".into(), json!(format_datetime(&now)));
+        let mut entry_changes = changes.clone();
+        if let Some((k, v)) = &how.extra {
+            entry_changes.insert((*k).to_owned(), v.clone());
+        }
         write_audit(
             &txn,
             &self.db.watch,
@@ -892,8 +913,8 @@ impl Store {
                 form,
                 id,
                 version + 1,
-                "update",
-                Value::Object(changes.clone()),
+                how.action,
+                Value::Object(entry_changes),
             )],
             actor,
             now,
@@ -1165,6 +1186,25 @@ pub(crate) async fn new_record<C: ConnectionTrait>(
         ));
     }
     Ok(NewRecord::Ready(v, recorded))
+}
+
+/// How an update is audited.
+pub(crate) struct Audited {
+    /// The entry's action.
+    pub action: &'static str,
+    /// One more key of the entry's changes.
+    pub extra: Option<(&'static str, Value)>,
+    /// Write (and bump the version) even when no value changes.
+    pub always: bool,
+}
+
+impl Audited {
+    /// An ordinary update: nothing is written when nothing changes.
+    pub const UPDATE: Audited = Audited {
+        action: "update",
+        extra: None,
+        always: false,
+    };
 }
 
 /// Both filters (None: no limit).
