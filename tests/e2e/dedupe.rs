@@ -657,13 +657,15 @@ async fn a_blocked_batch_names_only_records_the_caller_may_read() {
 #[tokio::test]
 async fn a_merge_changes_the_survivor_as_an_update_would() {
     let app = TestApp::spawn().await;
-    app.form(json!({"name": "prospect", "label": {"en": "Prospect"}, "fields": [
+    app.form(
+        json!({"name": "prospect", "label": {"en": "Prospect"}, "fields": [
         {"name": "name", "type": "text", "required": true},
         {"name": "phone", "type": "phone"},
         {"name": "email", "type": "email"},
         {"name": "source", "type": "select", "options": [{"value": "website"}, {"value": "expo"}]},
-        {"name": "score", "type": "integer"}]}))
-        .await;
+        {"name": "score", "type": "integer"}]}),
+    )
+    .await;
     for r in [
         json!({"name": "by_source", "label": {"en": "By source"}, "form": "prospect", "kind": "score",
             "field": "score", "script": "if record.source == \"website\" { 30 } else { 10 }"}),
@@ -673,6 +675,14 @@ async fn a_merge_changes_the_survivor_as_an_update_would() {
         let (st, body) = app.post("/api/v1/rules", r).await;
         assert_eq!(st, StatusCode::CREATED, "{body}");
     }
+    app.form(
+        json!({"name": "visit", "label": {"en": "Visit"}, "fields": [
+        {"name": "host", "type": "relation", "target": "prospect"},
+        {"name": "stops", "type": "subtable", "fields": [
+            {"name": "prospect", "type": "relation", "target": "prospect"},
+            {"name": "note", "type": "text"}]}]}),
+    )
+    .await;
     let a = app
         .create(
             "prospect",
@@ -685,7 +695,10 @@ async fn a_merge_changes_the_survivor_as_an_update_would() {
             json!({"name": "ABC Ltd", "email": "abc@example.com", "source": "website"}),
         )
         .await;
-    assert_eq!((a["score"].clone(), b["score"].clone()), (json!(10), json!(30)));
+    assert_eq!(
+        (a["score"].clone(), b["score"].clone()),
+        (json!(10), json!(30))
+    );
     let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
     // Left with neither a phone nor an e-mail, the survivor would break a rule: refused,
     // and nothing changes.
@@ -701,6 +714,13 @@ async fn a_merge_changes_the_survivor_as_an_update_would() {
     assert_eq!(st, StatusCode::OK, "the refused merge deleted nothing");
     let (_, still) = app.get(&format!("/api/v1/data/prospect/{a_id}")).await;
     assert_eq!(still["version"], json!(1));
+    let visit = app
+        .create(
+            "visit",
+            json!({"host": b_id, "stops": [{"prospect": b_id, "note": "first"}, {"prospect": a_id, "note": "second"}]}),
+        )
+        .await;
+    let visit_id = visit["id"].as_str().unwrap();
     // Taking the merged record's source re-scores the survivor.
     let (st, body) = app
         .post(
@@ -711,13 +731,43 @@ async fn a_merge_changes_the_survivor_as_an_update_would() {
     assert_eq!(st, StatusCode::OK, "{body}");
     let rec = &body["record"];
     assert_eq!(rec["source"], json!("website"));
-    assert_eq!(rec["score"], json!(30), "the score rule ran on the survivor");
+    assert_eq!(
+        rec["score"],
+        json!(30),
+        "the score rule ran on the survivor"
+    );
     assert_eq!(rec["email"], json!("abc@example.com"));
     let (_, h) = app
         .get(&format!("/api/v1/data/prospect/{a_id}/history"))
         .await;
     let entries = h["data"].as_array().unwrap();
     let merge = entries.iter().find(|e| e["action"] == "merge").unwrap();
-    assert_eq!(merge["changes"]["score"], json!({"before": 10, "after": 30}));
+    assert_eq!(
+        merge["changes"]["score"],
+        json!({"before": 10, "after": 30})
+    );
     assert_eq!(merge["changes"]["merged_from"]["after"]["id"], json!(b_id));
+    // Relations follow, in subtable lines too, and each re-pointed record says so in its
+    // own history.
+    assert_eq!(
+        body["repointed"],
+        json!({"visit.host": 1, "visit.stops[].prospect": 1})
+    );
+    let (_, v) = app.get(&format!("/api/v1/data/visit/{visit_id}")).await;
+    assert_eq!(v["host"], json!(a_id));
+    assert_eq!(
+        v["stops"],
+        json!([{"prospect": a_id, "note": "first"}, {"prospect": a_id, "note": "second"}])
+    );
+    assert_eq!(v["version"], json!(3));
+    let (_, h) = app
+        .get(&format!("/api/v1/data/visit/{visit_id}/history"))
+        .await;
+    let actions: Vec<&str> = h["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.iter().filter(|a| **a == "update").count(), 2, "{h}");
 }

@@ -16,7 +16,9 @@ use trellis_meta::{FieldType, SYSTEM_COLUMNS};
 use crate::Store;
 use crate::access;
 use crate::error::StoreError;
-use crate::records::{Actor, Audited, now_micros, read_for_update};
+use crate::records::{
+    Actor, Audited, LineEdit, audit_updates, find_lines, now_micros, read_for_update, rewrite_lines,
+};
 
 /// Whose value a field keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -131,12 +133,31 @@ impl Store {
                 patch.insert(f.to_owned(), Value::Null);
             }
         }
-        // Relations that pointed at the merged record point at the survivor.
+        // Relations that pointed at the merged record point at the survivor, in lines of
+        // subtables too; each record re-pointed gets an update entry of its own.
         let mut repointed = BTreeMap::new();
         for (re, field) in snap.referrers(form) {
             let Some((column, _)) = re.column(&field.name) else {
                 continue;
             };
+            let mut s = Query::select();
+            s.columns([Alias::new("id"), Alias::new("version")])
+                .from(Alias::new(&re.table))
+                .and_where(Expr::col(Alias::new(column)).eq(req.merged.as_str()))
+                .and_where(Expr::col(Alias::new("id")).ne(req.merged.as_str()));
+            let mut audits = Vec::new();
+            for r in txn.query_all(&s).await? {
+                let id: String = r.try_get_by_index(0)?;
+                let version: i64 = r.try_get_by_index(1)?;
+                audits.push((
+                    id,
+                    version + 1,
+                    json!({ field.name.clone(): {"before": req.merged, "after": req.survivor} }),
+                ));
+            }
+            if audits.is_empty() {
+                continue;
+            }
             let mut u = Query::update();
             u.table(Alias::new(&re.table))
                 .value(Alias::new(column), req.survivor.as_str())
@@ -148,11 +169,39 @@ impl Store {
                     Alias::new("updated_at"),
                     crate::records::stamp(&now, dialect)?,
                 )
-                .and_where(Expr::col(Alias::new(column)).eq(req.merged.as_str()));
-            let n = txn.execute(&u).await?.rows_affected();
-            if n > 0 {
-                repointed.insert(format!("{}.{}", re.form.name, field.name), n);
+                .and_where(Expr::col(Alias::new(column)).eq(req.merged.as_str()))
+                .and_where(Expr::col(Alias::new("id")).ne(req.merged.as_str()));
+            txn.execute(&u).await?;
+            audit_updates(&txn, &self.db.watch, &re.form.name, &audits, actor, now).await?;
+            repointed.insert(
+                format!("{}.{}", re.form.name, field.name),
+                audits.len() as u64,
+            );
+        }
+        for (re, sub, line_field) in snap.line_referrers(form) {
+            let mut records =
+                find_lines(&txn, dialect, &re, &sub, &line_field, &req.merged).await?;
+            records.retain(|m| m.get("id").and_then(Value::as_str) != Some(req.merged.as_str()));
+            if records.is_empty() {
+                continue;
             }
+            rewrite_lines(
+                &txn,
+                &self.db,
+                &re,
+                &sub,
+                &line_field,
+                &records,
+                &req.merged,
+                LineEdit::Repoint(&req.survivor),
+                actor,
+                now,
+            )
+            .await?;
+            repointed.insert(
+                format!("{}.{}[].{}", re.form.name, sub.name, line_field.name),
+                records.len() as u64,
+            );
         }
         // The merged record goes first, so the survivor may take its unique values.
         let mut d = Query::delete();

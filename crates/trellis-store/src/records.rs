@@ -736,8 +736,17 @@ impl Store {
         actor: &Actor,
         perms: &Permissions,
     ) -> Result<(Map<String, Value>, Vec<RuleError>), StoreError> {
-        self.update_as(conn, form, id, patch, if_match, actor, perms, &Audited::UPDATE)
-            .await
+        self.update_as(
+            conn,
+            form,
+            id,
+            patch,
+            if_match,
+            actor,
+            perms,
+            &Audited::UPDATE,
+        )
+        .await
     }
 
     /// [`Store::update_with`], audited as `how` says (a merge is one entry of its own).
@@ -1777,8 +1786,131 @@ pub(crate) async fn write_audit<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Records of `re` with a line of `sub` that points at `id` through `line_field`.
+pub(crate) async fn find_lines(
+    txn: &DatabaseTransaction,
+    dialect: Dialect,
+    re: &FormEntry,
+    sub: &Field,
+    line_field: &Field,
+    id: &str,
+) -> Result<Vec<Map<String, Value>>, StoreError> {
+    let Some((column, _)) = re.column(&sub.name) else {
+        return Ok(Vec::new());
+    };
+    let contains = match dialect {
+        Dialect::Postgres => Expr::cust_with_values(
+            format!(
+                "{}.{} @> $1",
+                crate::forms::q(&re.table),
+                crate::forms::q(column)
+            ),
+            [sea_orm::Value::Json(Some(Box::new(
+                json!([{ line_field.name.clone(): id }]),
+            )))],
+        ),
+        Dialect::Sqlite => Expr::cust_with_values(
+            format!(
+                "EXISTS (SELECT 1 FROM json_each({}.{}) AS je WHERE json_extract(je.value, ?) = ?)",
+                crate::forms::q(&re.table),
+                crate::forms::q(column)
+            ),
+            [
+                sea_orm::Value::from(format!("$.{}", line_field.name)),
+                sea_orm::Value::from(id.to_owned()),
+            ],
+        ),
+    };
+    let refs_proj = Projection::new(re, None, &[])?;
+    let mut s = refs_proj.select(&re.table);
+    s.and_where(contains);
+    let rows = txn.query_all(&s).await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for r in &rows {
+        records.push(refs_proj.read(r, dialect)?);
+    }
+    Ok(records)
+}
+
+/// What becomes of a subtable line that points at a record.
+#[derive(Clone, Copy)]
+pub(crate) enum LineEdit<'a> {
+    /// The line goes (the record it points at is deleted, cascading).
+    Drop,
+    /// The line stays, pointing at nothing.
+    Clear,
+    /// The line points at this record instead (a merge's survivor).
+    Repoint(&'a str),
+}
+
+/// Rewrite the lines of `records` (found by [`find_lines`]) that point at `id`; each
+/// record gets a new version and an update entry in the audit log.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn rewrite_lines(
+    txn: &DatabaseTransaction,
+    db: &Db,
+    re: &FormEntry,
+    sub: &Field,
+    line_field: &Field,
+    records: &[Map<String, Value>],
+    id: &str,
+    edit: LineEdit<'_>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let dialect = db.dialect;
+    let Some((column, _)) = re.column(&sub.name) else {
+        return Ok(());
+    };
+    let to = match edit {
+        LineEdit::Repoint(to) => json!(to),
+        LineEdit::Drop | LineEdit::Clear => Value::Null,
+    };
+    let mut audits = Vec::new();
+    for m in records {
+        let rid = m
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let before = m.get(&sub.name).cloned().unwrap_or(Value::Null);
+        let mut lines = before.as_array().cloned().unwrap_or_default();
+        let points = |l: &Value| l.get(&line_field.name).and_then(Value::as_str) == Some(id);
+        if matches!(edit, LineEdit::Drop) {
+            lines.retain(|l| !points(l));
+        } else {
+            for l in lines.iter_mut().filter(|l| points(l)) {
+                if let Some(o) = l.as_object_mut() {
+                    o.insert(line_field.name.clone(), to.clone());
+                }
+            }
+        }
+        let after = Value::Array(lines);
+        let mut u = Query::update();
+        u.table(Alias::new(&re.table))
+            .value(
+                Alias::new(column),
+                sql_value(ValueKind::Json, &after, dialect, &sub.name)?,
+            )
+            .value(
+                Alias::new("version"),
+                Expr::col(Alias::new("version")).add(1),
+            )
+            .value(Alias::new("updated_at"), stamp(&now, dialect)?)
+            .and_where(Expr::col(Alias::new("id")).eq(rid.as_str()));
+        txn.execute(&u).await?;
+        let v = m.get("version").and_then(Value::as_i64).unwrap_or(0) + 1;
+        audits.push((
+            rid,
+            v,
+            json!({ sub.name.clone(): {"before": before, "after": after} }),
+        ));
+    }
+    audit_updates(txn, &db.watch, &re.form.name, &audits, actor, now).await
+}
+
 /// Audit `update` entries of one form: (record id, new version, changes).
-async fn audit_updates(
+pub(crate) async fn audit_updates(
     txn: &DatabaseTransaction,
     watch: &Watch,
     form: &str,
@@ -1907,42 +2039,9 @@ fn delete_in<'a>(
         }
         // Relations inside subtable lines: restrict, or clear or drop the lines.
         for (re, sub, line_field) in snap.line_referrers(&entry.form.name) {
-            let Some((column, _)) = re.column(&sub.name) else {
+            let records = find_lines(txn, dialect, &re, &sub, &line_field, &id).await?;
+            if records.is_empty() {
                 continue;
-            };
-            let contains = match dialect {
-                Dialect::Postgres => Expr::cust_with_values(
-                    format!(
-                        "{}.{} @> $1",
-                        crate::forms::q(&re.table),
-                        crate::forms::q(column)
-                    ),
-                    [sea_orm::Value::Json(Some(Box::new(
-                        json!([{ line_field.name.clone(): id }]),
-                    )))],
-                ),
-                Dialect::Sqlite => Expr::cust_with_values(
-                    format!(
-                        "EXISTS (SELECT 1 FROM json_each({}.{}) AS je WHERE json_extract(je.value, ?) = ?)",
-                        crate::forms::q(&re.table),
-                        crate::forms::q(column)
-                    ),
-                    [
-                        sea_orm::Value::from(format!("$.{}", line_field.name)),
-                        sea_orm::Value::from(id.clone()),
-                    ],
-                ),
-            };
-            let refs_proj = Projection::new(&re, None, &[])?;
-            let mut s = refs_proj.select(&re.table);
-            s.and_where(contains);
-            let rows = txn.query_all(&s).await?;
-            if rows.is_empty() {
-                continue;
-            }
-            let mut records = Vec::with_capacity(rows.len());
-            for r in &rows {
-                records.push(refs_proj.read(r, dialect)?);
             }
             let path = format!("{}.{}[].{}", re.form.name, sub.name, line_field.name);
             match line_field.on_delete_policy() {
@@ -1971,49 +2070,24 @@ fn delete_in<'a>(
                     });
                 }
                 policy => {
-                    let mut audits = Vec::new();
-                    for m in &records {
-                        let rid = m
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned();
-                        let before = m.get(&sub.name).cloned().unwrap_or(Value::Null);
-                        let mut lines = before.as_array().cloned().unwrap_or_default();
-                        let points = |l: &Value| {
-                            l.get(&line_field.name).and_then(Value::as_str) == Some(id.as_str())
-                        };
-                        if policy == OnDelete::Cascade {
-                            lines.retain(|l| !points(l));
-                        } else {
-                            for l in lines.iter_mut().filter(|l| points(l)) {
-                                if let Some(o) = l.as_object_mut() {
-                                    o.insert(line_field.name.clone(), Value::Null);
-                                }
-                            }
-                        }
-                        let after = Value::Array(lines);
-                        let mut u = Query::update();
-                        u.table(Alias::new(&re.table))
-                            .value(
-                                Alias::new(column),
-                                sql_value(ValueKind::Json, &after, dialect, &sub.name)?,
-                            )
-                            .value(
-                                Alias::new("version"),
-                                Expr::col(Alias::new("version")).add(1),
-                            )
-                            .value(Alias::new("updated_at"), stamp(&now, dialect)?)
-                            .and_where(Expr::col(Alias::new("id")).eq(rid.as_str()));
-                        txn.execute(&u).await?;
-                        let v = m.get("version").and_then(Value::as_i64).unwrap_or(0) + 1;
-                        audits.push((
-                            rid,
-                            v,
-                            json!({ sub.name.clone(): {"before": before, "after": after} }),
-                        ));
-                    }
-                    audit_updates(txn, &db.watch, &re.form.name, &audits, actor, now).await?;
+                    let edit = if policy == OnDelete::Cascade {
+                        LineEdit::Drop
+                    } else {
+                        LineEdit::Clear
+                    };
+                    rewrite_lines(
+                        txn,
+                        db,
+                        &re,
+                        &sub,
+                        &line_field,
+                        &records,
+                        &id,
+                        edit,
+                        actor,
+                        now,
+                    )
+                    .await?;
                 }
             }
         }
