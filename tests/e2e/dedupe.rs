@@ -556,6 +556,39 @@ async fn a_reps_import_sees_only_what_the_rep_may_see() {
         let text = job.to_string();
         assert!(!text.contains(hidden["id"].as_str().unwrap()), "{text}");
     }
+    // Her export names owners by name: only administrators see users' e-mails.
+    let mine = app
+        .create(
+            "lead",
+            json!({"company": "她的公司", "contact_name": "赵六", "source": "website",
+                   "phone": "13912345000", "owner": users["wangfang"]}),
+        )
+        .await;
+    assert!(mine["id"].is_string(), "{mine}");
+    let (_, list) = app.get("/api/v1/users").await;
+    let name = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == json!(users["wangfang"]))
+        .and_then(|u| u["name"].as_str())
+        .unwrap()
+        .to_owned();
+    let r = app
+        .client
+        .get(app.url("/api/v1/data/lead/export?lang=zh-CN&fields=company,owner"))
+        .bearer_auth(&rep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("她的公司"), "{text}");
+    assert!(text.contains(&name), "{text}");
+    assert!(!text.contains("@demo.trellis.dev"), "{text}");
+    let admin =
+        String::from_utf8(export(&app, "lead", "lang=zh-CN&fields=company,owner").await).unwrap();
+    assert!(admin.contains("wangfang@demo.trellis.dev"), "{admin}");
 }
 
 #[tokio::test]

@@ -616,8 +616,18 @@ pub async fn export(
                     .field(c)
                     .is_some_and(|f| f.kind == trellis_meta::FieldType::User)
         }) {
+            // E-mails for administrators (an import matches them back); names for the
+            // others, who may not list users and so never see their e-mails.
+            let emails = perms.may_inspect();
             for u in trellis_store::auth::list_users(&state.store.db).await? {
-                labeller.users.insert(u.id, u.email);
+                let shown = if emails {
+                    u.email
+                } else if u.name.is_empty() {
+                    u.id.clone()
+                } else {
+                    u.name
+                };
+                labeller.users.insert(u.id, shown);
             }
         }
     }
