@@ -759,6 +759,7 @@ async fn run(cli: Cli) -> Result<()> {
                     trellis_store::admin_audit::By::default(),
                 )
                 .await?
+                .0
             );
         }
     }
@@ -861,7 +862,7 @@ async fn import(store: &Store, a: &ImportArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{}", problems(&e)))?;
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
             let job = store
-                .create_import(&dir, form, file, true, name, opts, &actor, &perms)
+                .create_import(&dir, form, file, true, name, opts, &actor, &perms, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", problems(&e)))?;
             if !a.json {

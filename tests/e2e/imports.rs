@@ -19,6 +19,17 @@ async fn import(
     params: &[(&str, &str)],
     body: impl Into<reqwest::Body>,
 ) -> (StatusCode, Value) {
+    import_with(app, &app.token, form, params, body).await
+}
+
+/// [`import`] with another token.
+async fn import_with(
+    app: &TestApp,
+    token: &str,
+    form: &str,
+    params: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, Value) {
     let q: String = params
         .iter()
         .map(|(k, v)| format!("{k}={}", urlencode(v)))
@@ -27,7 +38,7 @@ async fn import(
     let resp = app
         .client
         .post(app.url(&format!("/api/v1/data/{form}/import?{q}")))
-        .bearer_auth(&app.token)
+        .bearer_auth(token)
         .body(body)
         .send()
         .await
@@ -636,12 +647,34 @@ const BATCH: u64 = 500;
 /// Start an import of `BULK` good rows (n = 0, 1, 2, ...), with a bad row (n not a number)
 /// after every thousandth when `bad`, without waiting; answers the job id and the
 /// kind of each data row (true: good) once at least 3,000 rows are done (the job must
-/// still be running then).
-async fn start_bulk(app: &TestApp, form: &str, on_error: &str, bad: bool) -> (String, Vec<bool>) {
+/// still be running then). With `api_token`, the import goes through a new API token
+/// limited to the form, whose id comes back too.
+async fn start_bulk(
+    app: &TestApp,
+    form: &str,
+    on_error: &str,
+    bad: bool,
+    api_token: bool,
+) -> (String, Vec<bool>, Option<String>) {
     app.form(json!({"name": form, "label": {"en": "Bulk"}, "fields": [
         {"name": "n", "type": "integer", "unique": true},
         {"name": "label", "type": "text"}]}))
         .await;
+    let (token, token_id) = if api_token {
+        let (st, t) = app
+            .post(
+                "/api/v1/tokens",
+                json!({"name": format!("{form} only"), "forms": [form]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{t}");
+        (
+            t["token"].as_str().unwrap().to_owned(),
+            Some(t["id"].as_str().unwrap().to_owned()),
+        )
+    } else {
+        (app.token.clone(), None)
+    };
     let mut body = String::from("n,label\n");
     let mut kinds = Vec::new();
     for i in 0..BULK {
@@ -653,8 +686,9 @@ async fn start_bulk(app: &TestApp, form: &str, on_error: &str, bad: bool) -> (St
         }
     }
     let batch = BATCH.to_string();
-    let (st, job) = import(
+    let (st, job) = import_with(
         app,
+        &token,
         form,
         &[("on_error", on_error), ("batch", &batch)],
         body,
@@ -670,7 +704,7 @@ async fn start_bulk(app: &TestApp, form: &str, on_error: &str, bad: bool) -> (St
             "the import ended before it could be interrupted (make the file bigger): {job}"
         );
         if job["progress"]["rows"].as_u64().unwrap_or(0) >= 3000 {
-            return (id, kinds);
+            return (id, kinds, token_id);
         }
         assert!(start.elapsed() < Duration::from_secs(300), "{job}");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -704,7 +738,7 @@ async fn a_killed_import_leaves_no_partial_batch() {
     let app = TestApp::spawn().await;
 
     // Skip mode: whole batches are in, and the resumed job adds exactly the rest.
-    let (skip_id, kinds) = start_bulk(&app, "bulk", "skip", true).await;
+    let (skip_id, kinds, _) = start_bulk(&app, "bulk", "skip", true, false).await;
     kill_server(&app);
     let (n, distinct, min, max) = n_stats(&app.db_url, "bulk").await;
     // The good rows of the first m batches of 500 rows, for some m >= 1: n = 0, 1, ...
@@ -772,7 +806,7 @@ async fn a_killed_import_leaves_no_partial_batch() {
     );
 
     // All or nothing: nothing is in after the kill; the restart imports it all.
-    let (abort_id, _) = start_bulk(&app, "bulk2", "abort", false).await;
+    let (abort_id, _, _) = start_bulk(&app, "bulk2", "abort", false, false).await;
     kill_server(&app);
     assert_eq!(
         n_stats(&app.db_url, "bulk2").await,
@@ -790,6 +824,26 @@ async fn a_killed_import_leaves_no_partial_batch() {
     assert_eq!(
         n_stats(&app.db_url, "bulk2").await,
         (BULK as i64, BULK as i64, Some(0), Some(BULK as i64 - 1))
+    );
+
+    // A job resumes through the token it was started with: once that token is revoked,
+    // the restart leaves the job where it stopped.
+    let (token_job, _, token_id) = start_bulk(&app, "bulk3", "skip", false, true).await;
+    let (st, body) = app
+        .delete(&format!("/api/v1/tokens/{}", token_id.unwrap()))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    kill_server(&app);
+    let (before, ..) = n_stats(&app.db_url, "bulk3").await;
+    assert!(before < BULK as i64, "the kill came before the end");
+    let app = app.kill_and_restart(&[]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, job) = app.get(&format!("/api/v1/imports/{token_job}")).await;
+    assert_eq!(job["status"], "running", "not resumed: {job}");
+    assert_eq!(
+        n_stats(&app.db_url, "bulk3").await.0,
+        before,
+        "nothing written after the restart"
     );
 }
 

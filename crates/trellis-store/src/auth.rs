@@ -627,14 +627,14 @@ pub struct NewToken<'a> {
     pub forms: Option<Vec<String>>,
 }
 
-/// Issue a token for a user and return its secret (shown once). API tokens are recorded
-/// in the admin audit (sessions are, as logins).
+/// Issue a token for a user and return its secret (shown once) and id. API tokens are
+/// recorded in the admin audit (sessions are, as logins).
 pub async fn issue(
     db: &Db,
     user_id: &str,
     t: &NewToken<'_>,
     by: By<'_>,
-) -> Result<String, StoreError> {
+) -> Result<(String, String), StoreError> {
     let txn = db.writer.begin().await?;
     let (secret, id) = insert_token(&txn, user_id, t).await?;
     if t.kind != "session" {
@@ -652,7 +652,7 @@ pub async fn issue(
         .await?;
     }
     txn.commit().await?;
-    Ok(secret)
+    Ok((secret, id))
 }
 
 /// Store a new token; answers its secret and id.
@@ -783,6 +783,39 @@ pub async fn principal_of(db: &Db, id: &str) -> Result<Option<Principal>, StoreE
         return Ok(None);
     };
     Ok(Some(principal(db, u, String::new(), false, None).await?))
+}
+
+/// The principal a token made, for work resumed on its behalf: None when the token is
+/// revoked or expired, belongs to someone else, or its user is gone or disabled. A
+/// session narrows nothing, so it stands for its user as they are now.
+pub async fn principal_of_token(
+    db: &Db,
+    user_id: &str,
+    token_id: &str,
+) -> Result<Option<Principal>, StoreError> {
+    let t = token::Entity::find_by_id(token_id.to_owned())
+        .one(&db.reader)
+        .await?;
+    let Some(t) = t.filter(|t| t.user_id == user_id) else {
+        return Ok(None);
+    };
+    if t.kind == "session" {
+        return principal_of(db, user_id).await;
+    }
+    if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e < Utc::now()) {
+        return Ok(None);
+    }
+    let u = user::Entity::find_by_id(t.user_id.clone())
+        .one(&db.reader)
+        .await?;
+    let Some(u) = u.filter(|u| u.active) else {
+        return Ok(None);
+    };
+    let forms = match &t.forms {
+        Some(f) => Some(serde_json::from_str::<Vec<String>>(f)?),
+        None => None,
+    };
+    Ok(Some(principal(db, u, t.id, t.read_only, forms).await?))
 }
 
 /// Changes to a user; what is None stays as it is.

@@ -313,6 +313,10 @@ pub struct ImportJob {
     pub updated_at: String,
     /// When it ended.
     pub finished_at: Option<String>,
+    /// The id of the token it was started with: a resumed job keeps what the token
+    /// narrowed (its forms), and a revoked token's job is not resumed.
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 impl ImportJob {
@@ -329,6 +333,9 @@ struct Setup {
     options: ImportOptions,
     source: Value,
     columns: Vec<ColumnMap>,
+    /// The API token the job was started with (see [`ImportJob::token`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
 }
 
 /// A running job's progress, readable while it runs, and its cancel switch.
@@ -643,6 +650,7 @@ fn job_from_row(row: &sea_orm::QueryResult) -> Result<ImportJob, StoreError> {
         options: setup.options,
         source: setup.source,
         columns: setup.columns,
+        token: setup.token,
         progress,
         created_by: row.try_get("", "created_by")?,
         created_at: row.try_get("", "created_at")?,
@@ -684,6 +692,7 @@ impl Store {
         options: ImportOptions,
         actor: &Actor,
         perms: &Permissions,
+        token: Option<&str>,
     ) -> Result<ImportJob, StoreError> {
         let snap = self.registry.snapshot();
         let entry = snap.get(form)?;
@@ -728,6 +737,7 @@ impl Store {
             options,
             source: serde_json::to_value(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             columns,
+            token: token.filter(|t| !t.is_empty()).map(str::to_owned),
         };
         let now = format_datetime(&now_micros());
         let mut ins = Query::insert();

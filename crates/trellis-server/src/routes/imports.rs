@@ -154,8 +154,8 @@ pub fn spawn_job(
     })
 }
 
-/// Resume the jobs a previous process left running, each as its creator (system jobs as
-/// the system).
+/// Resume the jobs a previous process left running, each as its creator through the
+/// token it was started with (system jobs as the system).
 pub async fn resume(state: web::Data<AppState>) {
     let jobs = match state.store.interrupted_imports().await {
         Ok(j) => j,
@@ -165,18 +165,25 @@ pub async fn resume(state: web::Data<AppState>) {
         }
     };
     for job in jobs {
-        let (actor, perms) = match job.created_by.as_deref() {
+        let who = match (job.created_by.as_deref(), job.token.as_deref()) {
+            (None, _) => None,
+            (Some(uid), Some(t)) => {
+                Some(trellis_store::auth::principal_of_token(&state.store.db, uid, t).await)
+            }
+            (Some(uid), None) => {
+                Some(trellis_store::auth::principal_of(&state.store.db, uid).await)
+            }
+        };
+        let (actor, perms) = match who {
             None => (Actor::default(), Permissions::system()),
-            Some(uid) => match trellis_store::auth::principal_of(&state.store.db, uid).await {
-                Ok(Some(p)) => (
-                    Actor::user(Some(p.id.clone())),
-                    Permissions::new(p.subject(), state.store.roles.resolve(&p.roles)),
-                ),
-                _ => {
-                    tracing::warn!(import = %job.id, "the import's user is gone; it stays interrupted");
-                    continue;
-                }
-            },
+            Some(Ok(Some(p))) => (
+                Actor::user(Some(p.id.clone())),
+                Permissions::new(p.subject(), state.store.roles.resolve(&p.roles)),
+            ),
+            Some(_) => {
+                tracing::warn!(import = %job.id, "the import's user or token is gone; it stays interrupted");
+                continue;
+            }
         };
         tracing::info!(import = %job.id, form = %job.form, "resuming an interrupted import");
         drop(spawn_job(state.clone(), job.id, actor, perms));
@@ -231,6 +238,7 @@ pub async fn start(
             opts,
             &actor,
             caller.perms(),
+            Some(caller.0.token_id.as_str()),
         )
         .await
     {

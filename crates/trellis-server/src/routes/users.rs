@@ -271,7 +271,7 @@ pub async fn create_token(
         });
     }
     let ip = client_ip(&req);
-    let secret = auth::issue(
+    let (secret, id) = auth::issue(
         &state.store.db,
         &caller.0.id,
         &NewToken {
@@ -285,7 +285,7 @@ pub async fn create_token(
     )
     .await?;
     Ok(
-        HttpResponse::Created().json(json!({"token": secret, "name": name,
+        HttpResponse::Created().json(json!({"id": id, "token": secret, "name": name,
         "expires_at": expires.map(|e| e.to_rfc3339()), "read_only": read_only, "forms": forms})),
     )
 }
