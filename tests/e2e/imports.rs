@@ -827,7 +827,7 @@ async fn a_killed_import_leaves_no_partial_batch() {
     );
 
     // A job resumes through the token it was started with: once that token is revoked,
-    // the restart leaves the job where it stopped.
+    // the restart ends the job where it stopped, saying why.
     let (token_job, _, token_id) = start_bulk(&app, "bulk3", "skip", false, true).await;
     let (st, body) = app
         .delete(&format!("/api/v1/tokens/{}", token_id.unwrap()))
@@ -839,7 +839,13 @@ async fn a_killed_import_leaves_no_partial_batch() {
     let app = app.kill_and_restart(&[]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, job) = app.get(&format!("/api/v1/imports/{token_job}")).await;
-    assert_eq!(job["status"], "running", "not resumed: {job}");
+    assert_eq!(job["status"], "failed", "not resumed: {job}");
+    assert!(
+        job["progress"]["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("revoked")),
+        "{job}"
+    );
     assert_eq!(
         n_stats(&app.db_url, "bulk3").await.0,
         before,

@@ -828,6 +828,13 @@ impl Store {
         Ok(out)
     }
 
+    /// End an interrupted job as failed, saying why it will not be resumed.
+    pub async fn fail_import(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let mut p = self.import_job(id, None).await?.progress;
+        p.failure = Some(reason.to_owned());
+        self.save_job(&self.db.writer, id, "failed", &p, true).await
+    }
+
     /// Ask a running job to stop after its current batch.
     pub fn cancel_import(&self, id: &str) -> bool {
         match self.imports.lock().get(id) {

@@ -180,8 +180,18 @@ pub async fn resume(state: web::Data<AppState>) {
                 Actor::user(Some(p.id.clone())),
                 Permissions::new(p.subject(), state.store.roles.resolve(&p.roles)),
             ),
-            Some(_) => {
-                tracing::warn!(import = %job.id, "the import's user or token is gone; it stays interrupted");
+            Some(Ok(None)) => {
+                let why = "not resumed: the user who started it is disabled or gone, or the \
+                           token it was started with is revoked or expired";
+                tracing::warn!(import = %job.id, "{why}");
+                if let Err(e) = state.store.fail_import(&job.id, why).await {
+                    tracing::error!(import = %job.id, error = %e, "ending an import failed");
+                }
+                continue;
+            }
+            Some(Err(e)) => {
+                // Tried again at the next start.
+                tracing::error!(import = %job.id, error = %e, "loading an import's user failed");
                 continue;
             }
         };
