@@ -735,6 +735,12 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Principal>, St
         .one(&db.reader)
         .await?;
     let Some(t) = t else { return Ok(None) };
+    token_principal(db, t).await
+}
+
+/// The principal of a token that still holds: None when it is revoked or expired, or its
+/// user is gone or disabled.
+async fn token_principal(db: &Db, t: token::Model) -> Result<Option<Principal>, StoreError> {
     if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e < Utc::now()) {
         return Ok(None);
     }
@@ -802,20 +808,7 @@ pub async fn principal_of_token(
     if t.kind == "session" {
         return principal_of(db, user_id).await;
     }
-    if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e < Utc::now()) {
-        return Ok(None);
-    }
-    let u = user::Entity::find_by_id(t.user_id.clone())
-        .one(&db.reader)
-        .await?;
-    let Some(u) = u.filter(|u| u.active) else {
-        return Ok(None);
-    };
-    let forms = match &t.forms {
-        Some(f) => Some(serde_json::from_str::<Vec<String>>(f)?),
-        None => None,
-    };
-    Ok(Some(principal(db, u, t.id, t.read_only, forms).await?))
+    token_principal(db, t).await
 }
 
 /// Changes to a user; what is None stays as it is.
