@@ -1056,7 +1056,9 @@ impl Store {
         let id = importer.job.as_str();
         let form = &importer.entry.form;
         let last = b.rows.last().map_or(p.line, |r| r.line);
-        let outcomes = match whole {
+        // A batch of its own commits with the checkpoint; in the whole import's
+        // transaction it is a savepoint.
+        let (outcomes, own) = match whole {
             Some(t) => {
                 let sp = t.begin().await?;
                 let out = importer.write(&sp, b.rows, b.pending, files).await?;
@@ -1064,34 +1066,31 @@ impl Store {
                 self.stats
                     .note_form(t, self.db.dialect, form, created(&out))
                     .await?;
-                out
+                (out, None)
             }
             None => {
                 let t = self.db.writer.begin().await?;
                 let out = importer.write(&t, b.rows, b.pending, files).await?;
-                count(p, &out);
-                p.bytes = b.bytes;
-                p.line = last;
-                files.flush(p)?;
-                self.save_job(&t, id, "running", p, false).await?;
-                t.commit().await?;
-                self.db.watch.ring();
-                // Key and relation lookups of the next batches plan on fresh statistics.
-                self.stats
-                    .note_form(&self.db.writer, self.db.dialect, form, created(&out))
-                    .await?;
-                let kept = std::mem::take(&mut *importer.recorded.lock());
-                for (form, recorded) in kept {
-                    crate::rules::record_failures(&self.db, &form, &recorded).await;
-                }
-                *live.progress.lock() = p.clone();
-                return Ok(());
+                (out, Some(t))
             }
         };
         count(p, &outcomes);
         p.bytes = b.bytes;
         p.line = last;
         files.flush(p)?;
+        if let Some(t) = own {
+            self.save_job(&t, id, "running", p, false).await?;
+            t.commit().await?;
+            self.db.watch.ring();
+            // Key and relation lookups of the next batches plan on fresh statistics.
+            self.stats
+                .note_form(&self.db.writer, self.db.dialect, form, created(&outcomes))
+                .await?;
+            let kept = std::mem::take(&mut *importer.recorded.lock());
+            for (form, recorded) in kept {
+                crate::rules::record_failures(&self.db, &form, &recorded).await;
+            }
+        }
         *live.progress.lock() = p.clone();
         Ok(())
     }
