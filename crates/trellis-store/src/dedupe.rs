@@ -40,20 +40,17 @@ pub(crate) async fn write_keys<C: ConnectionTrait>(
                 .map(move |(r, k)| (id.as_str(), r.as_str(), k.as_str()))
         })
         .collect();
+    let backend = c.get_database_backend();
+    let columns = ["form", "record_id", "rule", "key"];
     for chunk in rows.chunks(5000) {
-        let mut ins = Query::insert();
-        ins.into_table(Alias::new(MATCH_KEYS))
-            .columns(["form", "record_id", "rule", "key"].map(Alias::new));
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * columns.len());
         for (id, rule, key) in chunk {
-            ins.values([
-                Expr::val(form),
-                Expr::val(*id),
-                Expr::val(*rule),
-                Expr::val(*key),
-            ])
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            values.extend([form.into(), (*id).into(), (*rule).into(), (*key).into()]);
         }
-        c.execute(&ins).await?;
+        c.execute_raw(crate::records::insert_statement(
+            backend, MATCH_KEYS, &columns, values,
+        ))
+        .await?;
     }
     Ok(())
 }

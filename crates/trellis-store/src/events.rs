@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
-use sea_orm::sea_query::{Alias, Expr, Query};
 use serde_json::Value;
 
 use crate::db::Watch;
@@ -28,15 +27,17 @@ pub(crate) async fn emit<C: ConnectionTrait>(
     c: &C,
     watch: &Watch,
     entries: &[(&str, &str, i64, &str, Value)],
+    texts: &[String],
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     // Collected first: an iterator held across an await would not be Send.
-    let rows: Vec<(&str, &str, &str, String)> = entries
+    let rows: Vec<(&str, &str, &str, &str)> = entries
         .iter()
-        .filter(|(form, ..)| watch.watches(form))
-        .filter_map(|(form, id, _, action, changes)| {
-            event_action(action).map(|a| (*form, *id, a, changes.to_string()))
+        .zip(texts)
+        .filter(|((form, ..), _)| watch.watches(form))
+        .filter_map(|((form, id, _, action, _), text)| {
+            event_action(action).map(|a| (*form, *id, a, text.as_str()))
         })
         .collect();
     if rows.is_empty() {
@@ -44,33 +45,33 @@ pub(crate) async fn emit<C: ConnectionTrait>(
     }
     let at = now.timestamp_millis();
     let depth = i32::try_from(actor.depth).unwrap_or(i32::MAX);
+    let backend = c.get_database_backend();
+    let columns = [
+        "form",
+        "record_id",
+        "action",
+        "changes",
+        "actor",
+        "depth",
+        "at",
+    ];
     for chunk in rows.chunks(1000) {
-        let mut ins = Query::insert();
-        ins.into_table(Alias::new(EVENTS)).columns(
-            [
-                "form",
-                "record_id",
-                "action",
-                "changes",
-                "actor",
-                "depth",
-                "at",
-            ]
-            .map(Alias::new),
-        );
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * columns.len());
         for (form, id, action, changes) in chunk {
-            ins.values([
-                Expr::val(*form),
-                Expr::val(*id),
-                Expr::val(*action),
-                Expr::val(changes.as_str()),
-                Expr::val(actor.user.clone()),
-                Expr::val(depth),
-                Expr::val(at),
-            ])
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            values.extend([
+                (*form).into(),
+                (*id).into(),
+                (*action).into(),
+                (*changes).into(),
+                actor.user.clone().into(),
+                depth.into(),
+                at.into(),
+            ]);
         }
-        c.execute(&ins).await?;
+        c.execute_raw(crate::records::insert_statement(
+            backend, EVENTS, &columns, values,
+        ))
+        .await?;
     }
     Ok(())
 }

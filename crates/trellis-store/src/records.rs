@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement, SimpleExpr};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, SqlErr, TransactionTrait};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -1601,6 +1601,52 @@ async fn next_seq(
     Ok(row.try_get_by_index::<i64>(0)?)
 }
 
+/// One multi-row `INSERT` with bound values, `columns.len()` of them per row. Its text
+/// depends only on the table, the columns and the row count, so prepared statements are
+/// reused, and no query tree is built for thousands of values. Table and columns come
+/// from the metadata or the system's own tables.
+pub(crate) fn insert_statement(
+    backend: sea_orm::DbBackend,
+    table: &str,
+    columns: &[&str],
+    values: Vec<sea_orm::Value>,
+) -> sea_orm::Statement {
+    let sql = insert_sql(
+        table,
+        columns,
+        values.len() / columns.len().max(1),
+        backend == sea_orm::DbBackend::Postgres,
+    );
+    sea_orm::Statement::from_sql_and_values(backend, sql, values)
+}
+
+fn insert_sql(table: &str, columns: &[&str], rows: usize, numbered: bool) -> String {
+    use std::fmt::Write;
+    let names: Vec<String> = columns.iter().map(|c| crate::forms::q(c)).collect();
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        crate::forms::q(table),
+        names.join(", ")
+    );
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..columns.len() {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            if numbered {
+                let _ = write!(sql, "${n}");
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_records(
     txn: &DatabaseTransaction,
@@ -1682,29 +1728,41 @@ pub(crate) async fn insert_records(
     }
     // Stay under SQLite's bound-parameter limit.
     let per_stmt = (30_000 / cols.len().max(1)).clamp(1, 500);
-    for (ci, chunk) in records.chunks(per_stmt).enumerate() {
-        let mut ins = Query::insert();
-        ins.into_table(Alias::new(&entry.table))
-            .columns(cols.iter().map(|(_, c, _)| Alias::new(c)));
+    let backend = txn.get_database_backend();
+    let names: Vec<&str> = cols.iter().map(|(_, c, _)| c.as_str()).collect();
+    let statement = |chunk: &[Map<String, Value>]| {
+        let mut values = Vec::with_capacity(chunk.len() * cols.len());
         for r in chunk {
-            let mut row: Vec<SimpleExpr> = Vec::with_capacity(cols.len());
             for (name, _, kind) in &cols {
                 let v = r.get(name).unwrap_or(&Value::Null);
-                row.push(Expr::val(sql_value(*kind, v, dialect, name)?));
+                values.push(sql_value(*kind, v, dialect, name)?);
             }
-            ins.values(row)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         }
-        if let Err(e) = txn.execute(&ins).await {
-            let prefix = if batch && chunk.len() == 1 {
+        Ok::<_, StoreError>((
+            chunk.len(),
+            insert_statement(backend, &entry.table, &names, values),
+        ))
+    };
+    let mut chunks = records.chunks(per_stmt);
+    let mut next = chunks.next().map(statement).transpose()?;
+    let mut ci = 0;
+    while let Some((len, ins)) = next.take() {
+        // The next statement is built while the database runs this one.
+        let (done, built) = tokio::join!(txn.execute_raw(ins), async {
+            chunks.next().map(statement).transpose()
+        });
+        if let Err(e) = done {
+            let prefix = if batch && len == 1 {
                 format!("records[{}].", ci * per_stmt)
             } else {
                 String::new()
             };
             return Err(map_write_err(entry, e, &prefix));
         }
+        next = built?;
+        ci += 1;
     }
-    let audits: Vec<(String, i64, Value)> = records
+    let refs: Vec<(&str, &str, i64, &str, Value)> = records
         .iter()
         .map(|r| {
             let mut ch = Map::new();
@@ -1716,29 +1774,23 @@ pub(crate) async fn insert_records(
             if let Some(o) = r.get("owner").filter(|v| !v.is_null()) {
                 ch.insert("owner".into(), o.clone());
             }
-            (
-                r.get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                1,
-                Value::Object(ch),
-            )
+            let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+            (form.name.as_str(), id, 1, "create", Value::Object(ch))
         })
         .collect();
-    let refs: Vec<(&str, &str, i64, &str, Value)> = audits
-        .iter()
-        .map(|(id, v, ch)| (form.name.as_str(), id.as_str(), *v, "create", ch.clone()))
-        .collect();
-    write_audit(txn, &db.watch, &refs, actor, now).await?;
-    if !form.duplicates.is_empty() {
-        let keyed: Vec<(String, Vec<(String, String)>)> = records
+    // Duplicate keys are computed while the audit entries are written.
+    let (audited, keyed) = tokio::join!(write_audit(txn, &db.watch, &refs, actor, now), async {
+        records
             .iter()
+            .filter(|_| !form.duplicates.is_empty())
             .map(|r| {
                 let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
                 (id.to_owned(), crate::dedupe::keys(form, r))
             })
-            .collect();
+            .collect::<Vec<(String, Vec<(String, String)>)>>()
+    });
+    audited?;
+    if !keyed.is_empty() {
         crate::dedupe::write_keys(txn, &form.name, &keyed).await?;
     }
     Ok(records)
@@ -1753,35 +1805,46 @@ pub(crate) async fn write_audit<C: ConnectionTrait>(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    crate::events::emit(c, watch, entries, actor, now).await?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    // Each change is written as JSON once, for the audit and the outbox both.
+    let texts: Vec<String> = entries.iter().map(|e| e.4.to_string()).collect();
     let at = format_datetime(&now);
-    for chunk in entries.chunks(2000) {
-        let mut ins = Query::insert();
-        ins.into_table(Alias::new(AUDIT)).columns(
-            [
-                "form",
-                "record_id",
-                "version",
-                "action",
-                "actor",
-                "at",
-                "changes",
-            ]
-            .map(Alias::new),
-        );
-        for (form, id, version, action, changes) in chunk {
-            ins.values([
-                Expr::val(*form),
-                Expr::val(*id),
-                Expr::val(*version),
-                Expr::val(*action),
-                Expr::val(actor.user.clone()),
-                Expr::val(at.clone()),
-                Expr::val(changes.to_string()),
-            ])
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let backend = c.get_database_backend();
+    let columns = [
+        "form",
+        "record_id",
+        "version",
+        "action",
+        "actor",
+        "at",
+        "changes",
+    ];
+    let statement = |from: usize, chunk: &[(&str, &str, i64, &str, Value)]| {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * columns.len());
+        for (k, (form, id, version, action, _)) in chunk.iter().enumerate() {
+            values.extend([
+                (*form).into(),
+                (*id).into(),
+                (*version).into(),
+                (*action).into(),
+                actor.user.clone().into(),
+                at.clone().into(),
+                texts[from + k].clone().into(),
+            ]);
         }
-        c.execute(&ins).await?;
+        insert_statement(backend, AUDIT, &columns, values)
+    };
+    // The audit statement is built while the outbox's is written.
+    let (emitted, first) = tokio::join!(
+        crate::events::emit(c, watch, entries, &texts, actor, now),
+        async { statement(0, &entries[..entries.len().min(2000)]) }
+    );
+    emitted?;
+    c.execute_raw(first).await?;
+    for (i, chunk) in entries.chunks(2000).enumerate().skip(1) {
+        c.execute_raw(statement(i * 2000, chunk)).await?;
     }
     Ok(())
 }
@@ -2129,4 +2192,22 @@ fn delete_in<'a>(
         .await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_text_has_one_placeholder_per_value() {
+        let cols = ["id", "name"];
+        assert_eq!(
+            insert_sql("rec_lead", &cols, 2, false),
+            "INSERT INTO \"rec_lead\" (\"id\", \"name\") VALUES (?, ?), (?, ?)"
+        );
+        assert_eq!(
+            insert_sql("rec_lead", &cols, 2, true),
+            "INSERT INTO \"rec_lead\" (\"id\", \"name\") VALUES ($1, $2), ($3, $4)"
+        );
+    }
 }
