@@ -1620,6 +1620,25 @@ pub(crate) fn insert_statement(
     sea_orm::Statement::from_sql_and_values(backend, sql, values)
 }
 
+/// `items` in runs of `max`, then of falling powers of two: bulk statements come in a few
+/// sizes, whose prepared statements the connection keeps, instead of a new size (and a
+/// new parse of thousands of placeholders) for nearly every batch.
+pub(crate) fn runs<T>(items: &[T], max: usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let n = if rest.len() >= max {
+            max.max(1)
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (run, after) = rest.split_at(n);
+        out.push(run);
+        rest = after;
+    }
+    out
+}
+
 fn insert_sql(table: &str, columns: &[&str], rows: usize, numbered: bool) -> String {
     use std::fmt::Write;
     let names: Vec<String> = columns.iter().map(|c| crate::forms::q(c)).collect();
@@ -1743,9 +1762,9 @@ pub(crate) async fn insert_records(
             insert_statement(backend, &entry.table, &names, values),
         ))
     };
-    let mut chunks = records.chunks(per_stmt);
+    let mut chunks = runs(&records, per_stmt).into_iter();
     let mut next = chunks.next().map(statement).transpose()?;
-    let mut ci = 0;
+    let mut offset = 0;
     while let Some((len, ins)) = next.take() {
         // The next statement is built while the database runs this one.
         let (done, built) = tokio::join!(txn.execute_raw(ins), async {
@@ -1753,14 +1772,14 @@ pub(crate) async fn insert_records(
         });
         if let Err(e) = done {
             let prefix = if batch && len == 1 {
-                format!("records[{}].", ci * per_stmt)
+                format!("records[{offset}].")
             } else {
                 String::new()
             };
             return Err(map_write_err(entry, e, &prefix));
         }
         next = built?;
-        ci += 1;
+        offset += len;
     }
     let refs: Vec<(&str, &str, i64, &str, Value)> = records
         .iter()
@@ -1821,9 +1840,9 @@ pub(crate) async fn write_audit<C: ConnectionTrait>(
         "at",
         "changes",
     ];
-    let statement = |from: usize, chunk: &[(&str, &str, i64, &str, Value)]| {
+    let statement = |chunk: &[(&str, &str, i64, &str, Value)], texts: &[String]| {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * columns.len());
-        for (k, (form, id, version, action, _)) in chunk.iter().enumerate() {
+        for ((form, id, version, action, _), text) in chunk.iter().zip(texts) {
             values.extend([
                 (*form).into(),
                 (*id).into(),
@@ -1831,20 +1850,24 @@ pub(crate) async fn write_audit<C: ConnectionTrait>(
                 (*action).into(),
                 actor.user.clone().into(),
                 at.clone().into(),
-                texts[from + k].clone().into(),
+                text.clone().into(),
             ]);
         }
         insert_statement(backend, AUDIT, &columns, values)
     };
+    let mut chunks = runs(entries, 2000)
+        .into_iter()
+        .zip(runs(&texts, 2000))
+        .map(|(e, t)| statement(e, t));
     // The audit statement is built while the outbox's is written.
-    let (emitted, first) = tokio::join!(
+    let (emitted, mut next) = tokio::join!(
         crate::events::emit(c, watch, entries, &texts, actor, now),
-        async { statement(0, &entries[..entries.len().min(2000)]) }
+        async { chunks.next() }
     );
     emitted?;
-    c.execute_raw(first).await?;
-    for (i, chunk) in entries.chunks(2000).enumerate().skip(1) {
-        c.execute_raw(statement(i * 2000, chunk)).await?;
+    while let Some(ins) = next {
+        c.execute_raw(ins).await?;
+        next = chunks.next();
     }
     Ok(())
 }
@@ -2197,6 +2220,16 @@ fn delete_in<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bulk_statements_come_in_few_sizes() {
+        let items: Vec<u32> = (0..1234).collect();
+        let sizes: Vec<usize> = runs(&items, 500).iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, [500, 500, 128, 64, 32, 8, 2]);
+        let back: Vec<u32> = runs(&items, 500).concat();
+        assert_eq!(back, items);
+        assert!(runs::<u32>(&[], 500).is_empty());
+    }
 
     #[test]
     fn insert_text_has_one_placeholder_per_value() {
