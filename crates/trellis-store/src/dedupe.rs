@@ -42,12 +42,12 @@ pub(crate) async fn write_keys<C: ConnectionTrait>(
         .collect();
     let backend = c.get_database_backend();
     let columns = ["form", "record_id", "rule", "key"];
-    for chunk in crate::records::runs(&rows, 5000) {
+    for chunk in crate::bulk::runs(&rows, 5000) {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * columns.len());
         for (id, rule, key) in chunk {
             values.extend([form.into(), (*id).into(), (*rule).into(), (*key).into()]);
         }
-        c.execute_raw(crate::records::insert_statement(
+        c.execute_raw(crate::bulk::insert_statement(
             backend, MATCH_KEYS, &columns, values,
         ))
         .await?;
@@ -103,7 +103,7 @@ pub(crate) async fn find<C: ConnectionTrait>(
     let mut wanted: Vec<&str> = keys.to_vec();
     wanted.sort_unstable();
     wanted.dedup();
-    for chunk in crate::records::runs(&wanted, 500) {
+    for chunk in crate::bulk::runs(&wanted, 500) {
         let mut s = Query::select();
         s.columns(["key", "record_id"].map(Alias::new))
             .from(Alias::new(MATCH_KEYS))

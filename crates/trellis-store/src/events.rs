@@ -55,7 +55,7 @@ pub(crate) async fn emit<C: ConnectionTrait>(
         "depth",
         "at",
     ];
-    for chunk in crate::records::runs(&rows, 1000) {
+    for chunk in crate::bulk::runs(&rows, 1000) {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * columns.len());
         for (form, id, action, changes) in chunk {
             values.extend([
@@ -68,7 +68,7 @@ pub(crate) async fn emit<C: ConnectionTrait>(
                 at.into(),
             ]);
         }
-        c.execute_raw(crate::records::insert_statement(
+        c.execute_raw(crate::bulk::insert_statement(
             backend, EVENTS, &columns, values,
         ))
         .await?;

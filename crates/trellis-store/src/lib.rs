@@ -5,6 +5,7 @@
 pub mod access;
 pub mod admin_audit;
 pub mod auth;
+pub mod bulk;
 pub mod bundles;
 pub mod db;
 pub mod dedupe;
